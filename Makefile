@@ -1,0 +1,69 @@
+# tamscope: every developer and CI entry point. `make help` lists them.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATASET ?= data/smoke
+PAINTINGS ?= data/smoke-paintings
+
+.PHONY: help setup test test-fast test-e2e test-js demo serve precompute bench bench-tam bench-server bench-explorer site lint smoke-dataset chromium clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+# pip's "Location ... is ignored" lines are noise from this machine's local indexes
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	set -o pipefail; $(BIN)/pip install --quiet -e '.[precompute,dev]' 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv with the tamscope console script, the model stack and dev tools
+
+chromium: ## install Debian's Chromium for the browser tests if it is missing
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+test: setup chromium ## every test: Python (unit, tiny models, server, browser) and JS units
+	$(BIN)/pytest -q
+	$(MAKE) --no-print-directory test-js
+
+test-fast: setup ## tests without the browser
+	$(BIN)/pytest -q -m "not e2e"
+
+test-e2e: setup chromium ## browser tests alone
+	$(BIN)/pytest -q -m e2e
+
+test-js: ## unit tests of the pure JS modules (node's built-in runner)
+	@if ls frontend/tests/*.test.mjs >/dev/null 2>&1; then node --test frontend/tests/; else echo "no JS unit tests yet"; fi
+
+demo: setup ## open the explorer on the published dataset (or the embedded smoke dataset offline)
+	$(BIN)/tamscope demo
+
+serve: setup ## serve the embedded dataset on 127.0.0.1:8000
+	$(BIN)/tamscope serve --data $(DATASET)
+
+precompute: setup ## run every precompute stage over PAINTINGS into OUT
+	$(BIN)/tamscope precompute $(PAINTINGS) $(or $(OUT),build/precomputed)
+
+smoke-dataset: setup ## rebuild the embedded smoke dataset byte-for-byte
+	$(BIN)/tamscope build-smoke data/smoke
+
+bench: bench-tam bench-server bench-explorer ## every benchmark
+
+bench-tam: setup ## TAM engine vs loop reference at Qwen2-VL-2B sizes
+	$(BIN)/python -m precompute.bench_tam
+
+bench-server: setup ## load benchmark of the data server
+	$(BIN)/python -m backend.bench
+
+bench-explorer: setup chromium ## explorer timings in headless Chromium
+	$(BIN)/python -m tests.e2e.bench_explorer
+
+site: setup ## static site of DATASET into build/site
+	$(BIN)/tamscope export-site $(DATASET) build/site
+
+lint: setup ## ruff
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf build .pytest_cache

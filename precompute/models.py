@@ -1,0 +1,131 @@
+"""Loading models by hub id or local folder: offline first, one clear error when weights are missing.
+
+Shared by every stage: `resolve_device`, `resolve_dtype`, `offline_mode`, `load_pretrained`
+(which turns the many ways a missing model fails into one `ModelNotAvailable` message), and
+the captioner loader for Qwen2-VL and Qwen2.5-VL.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+          "float16": "float16", "fp16": "float16"}
+
+CAPTIONER_CLASSES = {  # config.model_type -> transformers class name
+    "qwen2_vl": "Qwen2VLForConditionalGeneration",
+    "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+}
+
+
+class ModelNotAvailable(RuntimeError):
+    """The weights of a model are not on this machine (or the id/folder is wrong)."""
+
+
+def offline_mode() -> bool:
+    """Offline unless TAMSCOPE_ONLINE=1: a pipeline run never reaches a hub by surprise."""
+    online = os.environ.get("TAMSCOPE_ONLINE") == "1"
+    if not online:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    return not online
+
+
+def resolve_device(name: str = "auto"):
+    import torch
+
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_dtype(name: str, device) -> Any:
+    """auto: bfloat16 on a GPU, float32 on the CPU (bf16 decode is slower there, see docs)."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.type in ("cuda", "mps") else torch.float32
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; use auto, {', '.join(sorted(set(DTYPES.values())))}")
+    return getattr(torch, DTYPES[name])
+
+
+def looks_like_path(model_id: str) -> bool:
+    return model_id.startswith((".", "/", "~")) or Path(model_id).expanduser().exists()
+
+
+def missing_message(model_id: str, role: str) -> str:
+    if looks_like_path(model_id):
+        return (f"{role} model folder {model_id!r} does not exist or holds no weights; "
+                f"pass a folder made by save_pretrained or `huggingface-cli download` (config.json + *.safetensors)")
+    return (f"{role} model {model_id!r} is not on this machine (offline mode). Download it where there is "
+            f"internet (`huggingface-cli download {model_id} --local-dir models/{model_id.split('/')[-1]}`) and "
+            f"pass that folder, or set HF_HOME to a cache that holds it, or set TAMSCOPE_ONLINE=1 to download.")
+
+
+def load_pretrained(loader, model_id: str, role: str, **kwargs):
+    """`loader(model_id, **kwargs)` (a from_pretrained), with missing weights as ModelNotAvailable."""
+    offline_mode()
+    path = Path(model_id).expanduser()
+    if looks_like_path(model_id) and not (path / "config.json").is_file() and not (
+            path / "preprocessor_config.json").is_file() and not (path / "tokenizer_config.json").is_file():
+        raise ModelNotAvailable(missing_message(model_id, role))
+    try:
+        return loader(str(path) if looks_like_path(model_id) else model_id, **kwargs)
+    except (OSError, ValueError) as exc:  # HF raises OSError/EnvironmentError subclasses for missing files
+        text = str(exc)
+        if any(hint in text for hint in ("offline", "does not appear to have", "not a local folder",
+                                         "Can't load", "couldn't connect", "not found", "is not a valid",
+                                         "No such file", "LocalEntryNotFound", "outgoing traffic")):
+            raise ModelNotAvailable(missing_message(model_id, role)) from None
+        raise
+
+
+def model_revision(model, model_id: str, revision: str | None) -> str:
+    """The commit of the weights when loaded from the hub cache, 'local' for a folder."""
+    if looks_like_path(model_id):
+        return "local"
+    return getattr(model.config, "_commit_hash", None) or revision or "unknown"
+
+
+@dataclass
+class Captioner:
+    model: Any  # Qwen2VLForConditionalGeneration or Qwen2_5_VLForConditionalGeneration
+    processor: Any
+    model_id: str
+    revision: str
+    device: Any
+    dtype: Any
+
+    @property
+    def image_token_id(self) -> int:
+        return self.model.config.image_token_id
+
+    @property
+    def merge_size(self) -> int:
+        return self.processor.image_processor.merge_size
+
+
+def load_captioner(model_id: str, device: str = "auto", dtype: str = "auto", revision: str | None = None) -> Captioner:
+    import transformers
+    from transformers import AutoConfig, AutoProcessor
+
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    kw = {"revision": revision} if revision else {}
+    config = load_pretrained(AutoConfig.from_pretrained, model_id, "captioner", **kw)
+    class_name = CAPTIONER_CLASSES.get(config.model_type)
+    if class_name is None:
+        raise ModelNotAvailable(f"captioner {model_id!r} is a {config.model_type!r} model; "
+                                f"tamscope needs Qwen2-VL or Qwen2.5-VL ({', '.join(CAPTIONER_CLASSES)})")
+    cls = getattr(transformers, class_name)
+    model = load_pretrained(cls.from_pretrained, model_id, "captioner", dtype=torch_dtype, **kw)
+    processor = load_pretrained(AutoProcessor.from_pretrained, model_id, "captioner", **kw)
+    model.to(dev).eval()
+    return Captioner(model, processor, model_id, model_revision(model, model_id, revision), dev, torch_dtype)

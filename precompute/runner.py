@@ -1,0 +1,130 @@
+"""Run one stage over the paintings of a dataset: resumable, atomic, with a progress bar.
+
+A stage is a function `record -> record`. The runner
+- skips paintings whose record already carries this stage's stamp with the same settings
+  (so a re-run after a crash or Ctrl-C resumes where it stopped, and changed settings redo),
+- catches a painting's error, records it in that painting's `failures` and goes on,
+- saves each record atomically right after its painting is done,
+- refreshes the manifest (painting list, failures, the stage's settings) at the end.
+It imports no torch: stages load their models lazily, on the first painting that needs them.
+"""
+
+from __future__ import annotations
+
+import traceback
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from tamscope.schema import Failure, PaintingRecord, StageStamp
+from tamscope.store import Dataset, utcnow
+
+StageFn = Callable[[PaintingRecord], PaintingRecord]
+
+
+class PaintingError(Exception):
+    """A problem with one painting's input (corrupt image, malformed model output...).
+
+    Its message is recorded as is; other exceptions are recorded with their type name.
+    """
+
+
+@dataclass
+class StageSummary:
+    stage: str
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def line(self) -> str:
+        text = f"{self.stage}: {len(self.done)} done, {len(self.skipped)} already done, {len(self.failed)} failed"
+        return text + "".join(f"\n  {pid}: {err}" for pid, err in self.failed.items())
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'K/N' (0 <= K < N) -> (K, N). Sharding splits the work of a stage over N jobs."""
+    if not text:
+        return None
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like K/N, got {text!r}") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise ValueError(f"--shard {text}: need 0 <= K < N")
+    return k, n
+
+
+def in_shard(pid: str, shard: tuple[int, int] | None) -> bool:
+    """Stable assignment by a hash of the id: shards never overlap and need no coordination."""
+    if shard is None:
+        return True
+    k, n = shard
+    return zlib.crc32(pid.encode()) % n == k
+
+
+def error_text(exc: BaseException) -> str:
+    if isinstance(exc, PaintingError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def stamp(record: PaintingRecord, stage: str, settings: dict) -> PaintingRecord:
+    record.stages[stage] = StageStamp(settings=settings, finished=utcnow())
+    record.failures = [f for f in record.failures if f.stage != stage]
+    return record
+
+
+def record_failure(record: PaintingRecord, stage: str, exc: BaseException) -> PaintingRecord:
+    record.stages.pop(stage, None)
+    record.failures = [f for f in record.failures if f.stage != stage]
+    record.failures.append(Failure(stage=stage, error=error_text(exc), time=utcnow()))
+    return record
+
+
+def is_done(record: PaintingRecord, stage: str, settings: dict) -> bool:
+    done = record.stages.get(stage)
+    return done is not None and done.settings == settings
+
+
+def run_stage(
+    stage: str,
+    dataset: Dataset,
+    settings: dict,
+    process: StageFn,
+    *,
+    ids: Iterable[str] | None = None,
+    shard: tuple[int, int] | None = None,
+    force: bool = False,
+    needs: str | None = "describe",
+    verbose_errors: bool = False,
+    refresh_manifest: bool = True,
+) -> StageSummary:
+    """Apply `process` to every painting record of `dataset` not yet done with `settings`.
+
+    `needs`: the stage whose output this one reads; paintings without it are skipped.
+    """
+    summary = StageSummary(stage)
+    pids = [pid for pid in (ids if ids is not None else dataset.painting_ids()) if in_shard(pid, shard)]
+    for pid in tqdm(pids, desc=stage, unit="painting", dynamic_ncols=True):
+        record = dataset.record(pid)
+        if needs and needs not in record.stages:
+            summary.skipped.append(pid)
+            continue
+        if not force and is_done(record, stage, settings):
+            summary.skipped.append(pid)
+            continue
+        try:
+            record = stamp(process(record), stage, settings)
+            summary.done.append(pid)
+        except Exception as exc:  # one painting's failure never stops the stage
+            if verbose_errors:
+                traceback.print_exc()
+            record = record_failure(dataset.record(pid), stage, exc)
+            summary.failed[pid] = error_text(exc)
+        dataset.save_record(record)
+    if refresh_manifest:
+        dataset.refresh_manifest(settings={stage: settings})
+    print(summary.line())
+    return summary

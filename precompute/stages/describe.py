@@ -1,0 +1,230 @@
+"""`tamscope describe INPUT DATASET`: caption each painting and compute a TAM per generated token.
+
+Per painting:
+1. Load and check the image (precompute.paintings); save the canvas (the image the maps align
+   to: the painting downscaled to `--max-side`, which is also what the model sees) and a thumbnail.
+2. Greedy caption with the chat template (prompt + image), `--max-new-tokens`.
+3. One teacher-forced forward pass over prompt + caption through the base model gives the
+   last-layer hidden states after the final norm (`last_hidden_state`, which is what the LM
+   head reads; `output_hidden_states` of generate would keep every layer of every step).
+4. The TAM engine (precompute.tam) on those states, the LM-head rows and the token layout:
+   image tokens (`<|image_pad|>` run, raster order over the merged grid), the user's prompt
+   text (between `<|vision_end|>` and `<|im_end|>`), and the generated tokens (the end token
+   and anything after it excluded).
+5. Tokens with character offsets: the caption is decoded prefix by prefix, so each token gets
+   exactly the text it adds; a byte-level token that only starts a multi-byte character adds
+   nothing (empty text) and the token completing it carries the character. Concatenating the
+   token texts rebuilds the caption exactly.
+Writes canvas.jpg, thumb.jpg, tokens/<i>.png (8-bit maps), tam_raw.safetensors (raw ECI maps,
+normalisation constants, filtered float maps, text relevance) and record.json, atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from precompute.models import ModelNotAvailable, load_captioner
+from precompute.paintings import PaintingInput, fit, jpeg_bytes, load_painting, scan_input
+from precompute.runner import PaintingError, error_text, in_shard, is_done, parse_shard, record_failure, stamp
+from tamscope.schema import Grid, ImageRef, MapRef, ModelRef, PaintingRecord, Token
+from tamscope.store import Dataset, atomic_write_bytes, encode_png
+
+STAGE = "describe"
+DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
+DEFAULT_PROMPT = "Describe the content and style of this image."
+THUMB_SIDE = 256
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", type=Path, help="folder of paintings (+ optional annotations.json/csv)")
+    parser.add_argument("dataset", type=Path, help="dataset folder to write into (created or resumed)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="Qwen2-VL / Qwen2.5-VL hub id or local folder")
+    parser.add_argument("--revision", default=None)
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--max-side", type=int, default=1024, help="longer side of the canvas in pixels")
+    parser.add_argument("--shard", default=None, help="K/N: only shard K of N")
+    parser.add_argument("--force", action="store_true", help="redo paintings already described")
+    parser.add_argument("--name", default=None, help="dataset name (manifest)")
+    parser.add_argument("--description", default=None, help="dataset description (manifest)")
+
+
+@dataclass
+class Caption:
+    text: str
+    tokens: list[Token]
+    grid: tuple[int, int]
+    raw: dict[str, np.ndarray]  # what goes into tam_raw.safetensors
+    maps_u8: np.ndarray  # (T, gh, gw)
+
+
+def token_texts(tokenizer, ids: list[int]) -> list[str]:
+    """Text each token adds to the decoded caption (see step 5 of the module docstring)."""
+    texts, done = [], ""
+    for i in range(len(ids)):
+        current = tokenizer.decode(ids[: i + 1], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        if current.endswith("\ufffd") and i < len(ids) - 1:
+            texts.append("")  # an incomplete character: its bytes wait for the token that completes it
+            continue
+        if not current.startswith(done):
+            raise PaintingError("the tokenizer's decoding is not prefix-stable; cannot give tokens offsets")
+        texts.append(current[len(done):])
+        done = current
+    return texts
+
+
+def build_tokens(tokenizer, ids: list[int]) -> tuple[str, list[Token]]:
+    texts = token_texts(tokenizer, ids)
+    tokens, start = [], 0
+    for i, (tid, text) in enumerate(zip(ids, texts, strict=True)):
+        tokens.append(Token(index=i, id=tid, text=text, start=start, end=start + len(text)))
+        start += len(text)
+    return "".join(texts), tokens
+
+
+def layout(input_ids: list[int], ids: dict[str, int]) -> tuple[list[int], list[int]]:
+    """(image-token positions, prompt-text positions) in the prompt's token ids."""
+    image_pos = [i for i, t in enumerate(input_ids) if t == ids["image"]]
+    if not image_pos:
+        raise PaintingError("the prompt holds no image tokens (is this a vision-language model?)")
+    after = input_ids.index(ids["vision_end"], image_pos[-1])
+    end = input_ids.index(ids["im_end"], after)
+    return image_pos, list(range(after + 1, end))
+
+
+def caption_painting(captioner, canvas, prompt: str, max_new_tokens: int) -> Caption:
+    import torch
+
+    from precompute.tam import compute_tam
+
+    proc, model = captioner.processor, captioner.model
+    tok = proc.tokenizer
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+    text = proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    inputs = proc(images=[canvas], text=[text], return_tensors="pt").to(captioner.device)
+    n_prompt = inputs["input_ids"].shape[1]
+    with torch.inference_mode():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    generated = out[0, n_prompt:].tolist()
+    stops = {tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
+    stops |= set(np.atleast_1d(model.generation_config.eos_token_id or []).tolist())
+    end = next((i for i, t in enumerate(generated) if t in stops), len(generated))
+    generated = generated[:end]
+    if not generated:
+        raise PaintingError("the captioner produced an empty caption")
+
+    # One teacher-forced pass: last-layer states after the final norm. (1, S, D)
+    full = torch.tensor([inputs["input_ids"][0].tolist() + generated], device=captioner.device)
+    extra = {}
+    if "mm_token_type_ids" in inputs:  # M-RoPE needs to know which tokens are image tokens
+        extra["mm_token_type_ids"] = torch.nn.functional.pad(inputs["mm_token_type_ids"], (0, len(generated)))
+    with torch.inference_mode():
+        hidden = model.model(input_ids=full, attention_mask=torch.ones_like(full),
+                             pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"],
+                             **extra).last_hidden_state[0]  # (S, D)
+    special = {"image": captioner.image_token_id, "vision_end": tok.convert_tokens_to_ids("<|vision_end|>"),
+               "im_end": tok.convert_tokens_to_ids("<|im_end|>")}
+    image_pos, prompt_pos = layout(full[0, :n_prompt].tolist(), special)
+    _, h, w = inputs["image_grid_thw"][0].tolist()
+    grid = (h // captioner.merge_size, w // captioner.merge_size)
+    head = model.get_output_embeddings()
+    tam = compute_tam(hidden, head.weight, full[0], torch.tensor(image_pos), grid, torch.tensor(prompt_pos),
+                      torch.arange(n_prompt, n_prompt + len(generated)), lm_head_bias=head.bias)
+    caption, tokens = build_tokens(tok, generated)
+    raw = {"raw": tam.raw, "lo": tam.lo, "hi": tam.hi, "maps": tam.maps, "text_relevance": tam.text_relevance,
+           "interference_scale": tam.interference_scale, "token_ids": np.asarray(generated, dtype=np.int64)}
+    return Caption(caption, tokens, grid, raw, tam.maps_u8)
+
+
+def settings_of(args: argparse.Namespace) -> dict:
+    return {"model": args.model, "revision": args.revision, "prompt": args.prompt,
+            "max_new_tokens": args.max_new_tokens, "max_side": args.max_side, "dtype": args.dtype}
+
+
+class LazyCaptioner:
+    """Loads the model on the first painting that needs it; a missing model fails once, not per painting."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args, self.value, self.error = args, None, None
+
+    def get(self):
+        if self.error is not None:
+            raise self.error
+        if self.value is None:
+            try:
+                self.value = load_captioner(self.args.model, self.args.device, self.args.dtype, self.args.revision)
+            except ModelNotAvailable as exc:
+                self.error = exc
+                print(f"describe: {exc}")
+                raise
+        return self.value
+
+
+def describe_one(painting: PaintingInput, dataset: Dataset, args, captioner: LazyCaptioner) -> PaintingRecord:
+    """Write everything of one painting but its record; return the record."""
+    folder = dataset.painting_dir(painting.id)
+    image = load_painting(painting.path)
+    canvas = fit(image, args.max_side)
+    thumb = fit(canvas, THUMB_SIDE)
+    atomic_write_bytes(folder / "canvas.jpg", jpeg_bytes(canvas))
+    atomic_write_bytes(folder / "thumb.jpg", jpeg_bytes(thumb, quality=85))
+    loaded = captioner.get()
+    result = caption_painting(loaded, canvas, args.prompt, args.max_new_tokens)
+    for token in result.tokens:
+        png = f"tokens/{token.index}.png"
+        atomic_write_bytes(folder / png, encode_png(result.maps_u8[token.index]))
+        token.map = MapRef(png=png, lo=float(result.raw["lo"][token.index]), hi=float(result.raw["hi"][token.index]))
+    from safetensors.numpy import save
+
+    atomic_write_bytes(folder / "tam_raw.safetensors", save({k: np.ascontiguousarray(v) for k, v in result.raw.items()}))
+    return PaintingRecord(
+        id=painting.id, source_file=painting.path.name, annotations=painting.annotations,
+        canvas=ImageRef(path="canvas.jpg", width=canvas.width, height=canvas.height),
+        thumb=ImageRef(path="thumb.jpg", width=thumb.width, height=thumb.height),
+        grid=Grid(h=result.grid[0], w=result.grid[1]), prompt=args.prompt, caption=result.text,
+        tokens=result.tokens,
+        provenance={"captioner": {"id": loaded.model_id, "revision": loaded.revision,
+                                  "device": str(loaded.device), "dtype": str(loaded.dtype).replace("torch.", "")},
+                    "tam_raw": "tam_raw.safetensors"},
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    shard = parse_shard(args.shard)
+    dataset = Dataset(args.dataset)
+    paintings = [p for p in scan_input(args.input) if in_shard(p.id, shard)]
+    settings = settings_of(args)
+    captioner = LazyCaptioner(args)
+    done, skipped, failed = 0, 0, {}
+    slow = float(os.environ.get("TAMSCOPE_TEST_SLOW_PAINTING", "0"))  # test hook: widen the kill window
+    for painting in tqdm(paintings, desc=STAGE, unit="painting", dynamic_ncols=True):
+        if not args.force and dataset.has_record(painting.id) and is_done(dataset.record(painting.id), STAGE, settings):
+            skipped += 1
+            continue
+        try:
+            record = stamp(describe_one(painting, dataset, args, captioner), STAGE, settings)
+            done += 1
+        except Exception as exc:  # one painting's failure never stops the stage
+            record = PaintingRecord(id=painting.id, source_file=painting.path.name, annotations=painting.annotations)
+            record = record_failure(record, STAGE, exc)
+            failed[painting.id] = error_text(exc)
+        dataset.save_record(record)
+        if slow:
+            time.sleep(slow)
+    models = {}
+    if captioner.value is not None:
+        models["captioner"] = ModelRef(id=captioner.value.model_id, revision=captioner.value.revision)
+    extra = {k: v for k, v in (("name", args.name), ("description", args.description)) if v}
+    dataset.refresh_manifest(models=models, prompt=args.prompt, settings={STAGE: settings}, **extra)
+    print(f"{STAGE}: {done} done, {skipped} already done, {len(failed)} failed"
+          + "".join(f"\n  {pid}: {err}" for pid, err in failed.items()))
+    return 1 if failed else 0

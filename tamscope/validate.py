@@ -1,0 +1,151 @@
+"""`tamscope validate DATASET`: list every violation of the contract, with its location.
+
+Checks the JSON against the pydantic models (tamscope.schema) and then what JSON Schema
+cannot see: that every referenced file exists inside its folder, that PNG maps have the
+grid's size, masks the canvas size, and that the manifest and the records agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+from pydantic import ValidationError
+
+from tamscope.schema import ID_RE, DatasetManifest, DatasetStats, PaintingRecord
+from tamscope.store import MANIFEST, PAINTINGS, RECORD, STATS
+
+
+@dataclass(frozen=True)
+class Violation:
+    location: str  # file path relative to the dataset, then a JSON location after ':'
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+def _pydantic_violations(where: str, err: ValidationError) -> list[Violation]:
+    out = []
+    for e in err.errors():
+        loc = ".".join(str(part) for part in e["loc"])
+        out.append(Violation(f"{where}:{loc}" if loc else where, e["msg"]))
+    return out
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    try:
+        with Image.open(path) as im:
+            return im.size  # (width, height)
+    except (OSError, UnidentifiedImageError):
+        return None
+
+
+def _check_file(base: Path, rel: str, where: str, size: tuple[int, int] | None) -> list[Violation]:
+    path = (base / rel).resolve()
+    if not path.is_relative_to(base.resolve()):
+        return [Violation(where, f"{rel} points outside its folder")]
+    if not path.is_file():
+        return [Violation(where, f"{rel} does not exist")]
+    actual = _image_size(path)
+    if actual is None:
+        return [Violation(where, f"{rel} is not a readable image")]
+    if size is not None and actual != size:
+        return [Violation(where, f"{rel} is {actual[0]}x{actual[1]}, expected {size[0]}x{size[1]}")]
+    return []
+
+
+def check_record(folder: Path, record: PaintingRecord, where: str) -> list[Violation]:
+    """File-level checks of one record (its JSON already validated)."""
+    out: list[Violation] = []
+    if record.id != folder.name:
+        out.append(Violation(f"{where}:id", f"id {record.id!r} differs from its folder {folder.name!r}"))
+    canvas_size = (record.canvas.width, record.canvas.height) if record.canvas else None
+    if record.canvas:
+        out += _check_file(folder, record.canvas.path, f"{where}:canvas", canvas_size)
+    if record.thumb:
+        out += _check_file(folder, record.thumb.path, f"{where}:thumb", (record.thumb.width, record.thumb.height))
+    grid = (record.grid.w, record.grid.h) if record.grid else None
+    for kind, items in (("tokens", record.tokens), ("spans", record.spans)):
+        for item in items:
+            if item.map is not None:
+                if grid is None:
+                    out.append(Violation(f"{where}:{kind}.{item.index}.map", "a map without a grid"))
+                else:
+                    out += _check_file(folder, item.map.png, f"{where}:{kind}.{item.index}.map", grid)
+    for span in record.spans:
+        if span.sam is not None and span.sam.mask is not None:
+            out += _check_file(folder, span.sam.mask, f"{where}:spans.{span.index}.sam", canvas_size)
+    caption = record.caption or ""
+    for token in record.tokens:
+        if caption[token.start:token.end] != token.text:
+            out.append(Violation(f"{where}:tokens.{token.index}", "text differs from the caption at its offsets"))
+    for span in record.spans:
+        if caption[span.start:span.end] != span.text:
+            out.append(Violation(f"{where}:spans.{span.index}", "text differs from the caption at its offsets"))
+    return out
+
+
+def validate_dataset(root: Path) -> list[Violation]:
+    root = Path(root)
+    if not root.is_dir():
+        return [Violation(str(root), "not a folder")]
+    out: list[Violation] = []
+    manifest = None
+    try:
+        manifest = DatasetManifest.model_validate_json((root / MANIFEST).read_bytes())
+    except FileNotFoundError:
+        out.append(Violation(MANIFEST, "missing"))
+    except ValidationError as err:
+        out += _pydantic_violations(MANIFEST, err)
+
+    base = root / PAINTINGS
+    on_disk = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+    for name in on_disk:
+        where = f"{PAINTINGS}/{name}/{RECORD}"
+        if not ID_RE.match(name):
+            out.append(Violation(f"{PAINTINGS}/{name}", "folder name is not a valid painting id"))
+            continue
+        try:
+            record = PaintingRecord.model_validate_json((base / name / RECORD).read_bytes())
+        except FileNotFoundError:
+            out.append(Violation(where, "missing"))
+            continue
+        except ValidationError as err:
+            out += _pydantic_violations(where, err)
+            continue
+        out += check_record(base / name, record, where)
+
+    if manifest is not None:
+        listed = [p.id for p in manifest.paintings]
+        for pid in sorted(set(listed) - set(on_disk)):
+            out.append(Violation(f"{MANIFEST}:paintings", f"{pid!r} has no folder under {PAINTINGS}/"))
+        for pid in sorted(set(on_disk) - set(listed)):
+            out.append(Violation(f"{PAINTINGS}/{pid}", "not listed in the manifest"))
+        for i, summary in enumerate(manifest.paintings):
+            if summary.thumb is not None:
+                out += _check_file(root, summary.thumb, f"{MANIFEST}:paintings.{i}.thumb", None)
+
+    if (root / STATS).is_file():
+        try:
+            DatasetStats.model_validate_json((root / STATS).read_bytes())
+        except ValidationError as err:
+            out += _pydantic_violations(STATS, err)
+    return out
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", type=Path, help="dataset folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    violations = validate_dataset(args.dataset)
+    for v in violations:
+        print(v)
+    if violations:
+        print(f"{len(violations)} violation(s) in {args.dataset}")
+        return 1
+    print(f"{args.dataset}: valid")
+    return 0

@@ -1,0 +1,28 @@
+"""Shared fixtures: tiny random-weight models built once per session, the reference data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+TAMART_SAMPLE = SHARED / "reference" / "tamart-site-sample"
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2vl_dir(tmp_path_factory) -> Path:
+    import torch
+
+    from precompute.tiny.qwen2vl import build_tiny_qwen2vl
+
+    torch.set_num_threads(1)
+    return build_tiny_qwen2vl(tmp_path_factory.mktemp("tiny-qwen2vl"))
+
+
+@pytest.fixture(scope="session")
+def tamart_sample() -> Path:
+    if not (TAMART_SAMPLE / "assets" / "data" / "index.json").is_file():
+        pytest.skip(f"the published reference sample is not at {TAMART_SAMPLE} (../shared is absent)")
+    return TAMART_SAMPLE

@@ -1,0 +1,168 @@
+"""The describe stage end to end on a tiny random-weight Qwen2-VL (real transformers code)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from precompute.stages import describe
+from tamscope.store import Dataset, read_png_u8
+from tamscope.validate import validate_dataset
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def args_for(input_dir, dataset, model, **over):
+    parser = argparse.ArgumentParser()
+    describe.configure(parser)
+    argv = [str(input_dir), str(dataset), "--model", str(model), "--max-new-tokens", "16", "--device", "cpu"]
+    for key, value in over.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    return parser.parse_args(argv)
+
+
+@pytest.fixture(scope="module")
+def paintings(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("paintings")
+    rng = np.random.default_rng(0)
+    for name, (w, h) in {"square": (224, 224), "wide": (448, 336)}.items():
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+    (folder / "annotations.json").write_text('{"square": {"title": "Square", "artist": "A. Painter"}}')
+    return folder
+
+
+@pytest.fixture(scope="module")
+def described(paintings, tiny_qwen2vl_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds") / "ds"
+    assert describe.run(args_for(paintings, out, tiny_qwen2vl_dir)) == 0
+    return Dataset(out)
+
+
+@pytest.mark.parametrize("pid, grid", [("square", (8, 8)), ("wide", (12, 16))])
+def test_grid_tokens_offsets_maps(described, pid, grid):
+    rec = described.record(pid)
+    assert (rec.grid.h, rec.grid.w) == grid
+    assert 1 <= len(rec.tokens) <= 16
+    assert "".join(rec.caption[t.start:t.end] for t in rec.tokens) == rec.caption
+    assert [t.end for t in rec.tokens[:-1]] == [t.start for t in rec.tokens[1:]]
+    folder = described.painting_dir(pid)
+    for token in rec.tokens:  # one 8-bit map per generated token, on the grid
+        png = read_png_u8(folder / token.map.png)
+        assert png.shape == grid
+        assert np.isfinite([token.map.lo, token.map.hi]).all() and token.map.lo <= token.map.hi
+    from safetensors.numpy import load_file
+
+    raw = load_file(folder / "tam_raw.safetensors")
+    assert raw["maps"].shape == (len(rec.tokens), *grid)
+    assert np.isfinite(raw["raw"]).all() and (raw["maps"] >= 0).all() and (raw["maps"] <= 1).all()
+    assert raw["token_ids"].tolist() == [t.id for t in rec.tokens]
+    assert (rec.canvas.width, rec.canvas.height) == Image.open(folder / "canvas.jpg").size
+
+
+def test_annotations_manifest_and_validation(described):
+    assert described.record("square").annotations.artist == "A. Painter"
+    manifest = described.manifest()
+    assert manifest.models["captioner"].revision == "local"
+    assert manifest.settings["describe"]["max_new_tokens"] == 16
+    assert validate_dataset(described.root) == []
+
+
+def test_identical_across_runs(described, paintings, tiny_qwen2vl_dir, tmp_path):
+    assert describe.run(args_for(paintings, tmp_path / "again", tiny_qwen2vl_dir)) == 0
+    again = Dataset(tmp_path / "again")
+    for pid in ("square", "wide"):
+        a, b = described.record(pid), again.record(pid)
+        assert a.caption == b.caption and a.tokens == b.tokens
+        for token in a.tokens:
+            assert (read_png_u8(described.painting_dir(pid) / token.map.png)
+                    == read_png_u8(again.painting_dir(pid) / token.map.png)).all()
+
+
+def test_hidden_states_are_what_the_lm_head_reads(tiny_qwen2vl_dir):
+    """last_hidden_state @ lm_head reproduces the model's own logits: post final norm."""
+    from precompute.models import load_captioner
+
+    cap = load_captioner(str(tiny_qwen2vl_dir), device="cpu")
+    ids = torch.tensor([[20, 30, 40, 50]])
+    with torch.no_grad():
+        hidden = cap.model.model(input_ids=ids).last_hidden_state
+        logits = cap.model(input_ids=ids).logits
+    torch.testing.assert_close(hidden @ cap.model.get_output_embeddings().weight.T, logits)
+
+
+def test_offsets_with_split_utf8_characters(tiny_qwen2vl_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_qwen2vl_dir)
+    text = "Café ü naïve 東"  # 東 is 3 bytes, surely split by this tiny BPE
+    ids = tok.encode(text)
+    caption, tokens = describe.build_tokens(tok, ids)
+    assert caption == text
+    assert "".join(caption[t.start:t.end] for t in tokens) == text
+    assert any(t.text == "" for t in tokens)  # a token that only starts a character
+
+
+def test_bad_inputs_recorded_and_stage_goes_on(paintings, tiny_qwen2vl_dir, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "good.png").write_bytes((paintings / "square.png").read_bytes())
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "words.png").write_text("hello")
+    Image.new("RGB", (1, 1)).save(folder / "dot.png")
+    out = tmp_path / "ds"
+    assert describe.run(args_for(folder, out, tiny_qwen2vl_dir)) == 1
+    ds = Dataset(out)
+    errors = {f.painting: f.error for f in ds.manifest().failures}
+    assert set(errors) == {"empty", "words", "dot"}
+    assert "empty file" in errors["empty"] and "not an image" in errors["words"] and "1x1" in errors["dot"]
+    assert ds.record("good").caption
+    assert validate_dataset(out) == []
+
+
+@pytest.mark.parametrize("model", ["./no/such/model-folder", "Qwen/Qwen2-VL-NotInCache-2B"])
+def test_missing_weights_clear_error(paintings, tmp_path, model, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("TAMSCOPE_ONLINE", raising=False)
+    out = tmp_path / "ds"
+    assert describe.run(args_for(paintings, out, model)) == 1
+    failures = Dataset(out).manifest().failures
+    assert len(failures) == 2 and all(model in f.error for f in failures)
+    assert "Traceback" not in capsys.readouterr().out
+
+
+def test_kill_and_resume(paintings, tiny_qwen2vl_dir, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"p{i}.png").write_bytes((paintings / "square.png").read_bytes())
+    out = tmp_path / "ds"
+    cmd = [sys.executable, "-m", "tamscope.cli", "describe", str(folder), str(out), "--model", str(tiny_qwen2vl_dir),
+           "--max-new-tokens", "8", "--device", "cpu"]
+    env = {**os.environ, "TAMSCOPE_TEST_SLOW_PAINTING": "30", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (out / "paintings" / "p0" / "record.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ds = Dataset(out)
+    assert ds.painting_ids() == ["p0"]
+    first = ds.record("p0").stages["describe"].finished
+    assert not list(out.rglob("*.tmp"))
+    env["TAMSCOPE_TEST_SLOW_PAINTING"] = "0"
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 done, 1 already done, 0 failed" in done.stdout
+    assert ds.record("p0").stages["describe"].finished == first
+    assert ds.painting_ids() == ["p0", "p1", "p2", "p3"] and validate_dataset(out) == []

@@ -1,0 +1,83 @@
+"""The stage runner: resume, failures recorded per painting, sharding, atomic saves."""
+
+from pathlib import Path
+
+import pytest
+
+from precompute.runner import PaintingError, in_shard, parse_shard, run_stage
+from tamscope.schema import PaintingRecord
+from tamscope.store import Dataset
+
+
+def _dataset(tmp_path: Path, n: int = 4) -> Dataset:
+    ds = Dataset(tmp_path / "ds")
+    for i in range(n):
+        rec = PaintingRecord(id=f"p{i}", caption="a caption")
+        rec = PaintingRecord.model_validate({**rec.model_dump(), "stages": {"describe": {"finished": "x"}}})
+        ds.save_record(rec)
+    ds.refresh_manifest(name="t")
+    return ds
+
+
+def test_resume_skips_done_and_redoes_on_new_settings(tmp_path):
+    ds = _dataset(tmp_path)
+    calls = []
+
+    def process(rec):
+        calls.append(rec.id)
+        rec.provenance["touched"] = len(calls)
+        return rec
+
+    first = run_stage("demo", ds, {"k": 1}, process)
+    assert sorted(first.done) == ["p0", "p1", "p2", "p3"]
+    again = run_stage("demo", ds, {"k": 1}, process)
+    assert again.done == [] and len(again.skipped) == 4 and len(calls) == 4
+    changed = run_stage("demo", ds, {"k": 2}, process)
+    assert len(changed.done) == 4 and len(calls) == 8
+    assert ds.manifest().settings["demo"] == {"k": 2}
+
+
+def test_failure_is_recorded_and_stage_goes_on(tmp_path):
+    ds = _dataset(tmp_path)
+
+    def process(rec):
+        if rec.id == "p1":
+            raise PaintingError("image is 1x1 pixels")
+        if rec.id == "p2":
+            raise ZeroDivisionError("boom")
+        return rec
+
+    summary = run_stage("demo", ds, {}, process)
+    assert sorted(summary.done) == ["p0", "p3"]
+    assert summary.failed == {"p1": "image is 1x1 pixels", "p2": "ZeroDivisionError: boom"}
+    assert [f.error for f in ds.record("p1").failures] == ["image is 1x1 pixels"]
+    assert "demo" not in ds.record("p1").stages
+    assert {f.painting for f in ds.manifest().failures} == {"p1", "p2"}
+    # a successful retry clears the failure
+    run_stage("demo", ds, {}, lambda rec: rec)
+    assert ds.record("p1").failures == [] and ds.manifest().failures == []
+
+
+def test_needs_previous_stage(tmp_path):
+    ds = _dataset(tmp_path)
+    summary = run_stage("later", ds, {}, lambda rec: rec, needs="spans")
+    assert summary.done == [] and len(summary.skipped) == 4
+
+
+def test_shards_partition_the_ids():
+    ids = [f"painting-{i}" for i in range(200)]
+    shards = [[pid for pid in ids if in_shard(pid, (k, 3))] for k in range(3)]
+    assert sorted(sum(shards, [])) == sorted(ids)
+    assert all(len(s) > 30 for s in shards)
+
+
+@pytest.mark.parametrize("text", ["3/3", "-1/2", "a/b", "1", "0/0"])
+def test_bad_shard_is_rejected(text):
+    with pytest.raises(ValueError):
+        parse_shard(text)
+
+
+def test_no_temp_files_left(tmp_path):
+    ds = _dataset(tmp_path)
+    run_stage("demo", ds, {}, lambda rec: rec)
+    assert not list(ds.root.rglob("*.tmp"))

@@ -1,0 +1,101 @@
+"""A small valid dataset built from code (no models): for validate, server, site and browser tests.
+
+Deterministic: synthetic canvases with shapes, a caption with exact token offsets, spans of
+every category with blob-shaped grid maps, SAM masks for some CVO/ICON spans (one CVO span
+with no detection), metadata verdicts and statistics computed from the records.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from tamscope.schema import (
+    Annotations, Grid, ImageRef, MapRef, MetadataVerdict, PaintingRecord, SamResult, Span, SpanMetrics, Token,
+)
+from tamscope.store import Dataset, atomic_write_bytes, encode_png
+
+CAPTION = ('This painting titled "Night Harbour" by Anna Vermeer shows a small village beside calm water '
+           "under a starry sky. Vibrant brushstrokes create a sense of calm.")
+SPANS = [("Night Harbour", "META"), ("Anna Vermeer", "META"), ("a small village", "CVO"), ("calm water", "CVO"),
+         ("a starry sky", "ICON"), ("Vibrant brushstrokes", "STYLE"), ("a sense of calm", "AFFECT")]
+GRID = (6, 8)
+
+
+def blob(grid, cy, cx, width) -> np.ndarray:
+    y, x = np.mgrid[0:grid[0], 0:grid[1]]
+    m = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * width**2))
+    return np.floor(255 * (m - m.min()) / (m.max() - m.min())).astype(np.uint8)
+
+
+def words(caption: str) -> list[tuple[int, int]]:
+    """Token offsets: each word with its leading space, so the tokens tile the caption."""
+    cuts = [0] + [i for i, ch in enumerate(caption) if ch == " "] + [len(caption)]
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+def make_painting(ds: Dataset, i: int, rng: np.random.Generator) -> PaintingRecord:
+    pid = f"painting-{i}"
+    folder = ds.painting_dir(pid)
+    w, h = 320 + 40 * i, 240
+    canvas = Image.new("RGB", (w, h), (30 + 40 * i, 50, 90))
+    ImageDraw.Draw(canvas).ellipse([w * 0.2, h * 0.5, w * 0.5, h * 0.9], fill=(220, 180, 60))
+    folder.mkdir(parents=True, exist_ok=True)
+    canvas.save(folder / "canvas.jpg", quality=90)
+    thumb = canvas.resize((w // 2, h // 2))
+    thumb.save(folder / "thumb.jpg", quality=85)
+    tokens = []
+    for k, (a, b) in enumerate(words(CAPTION)):
+        png = f"tokens/{k}.png"
+        atomic_write_bytes(folder / png, encode_png(blob(GRID, rng.uniform(0, 5), rng.uniform(0, 7), 1.5)))
+        tokens.append(Token(index=k, id=100 + k, text=CAPTION[a:b], start=a, end=b, map=MapRef(png=png, lo=0, hi=3.5),
+                            reliance=float(rng.normal(0.5, 1)), visual=bool(rng.random() > 0.5)))
+    spans = []
+    for k, (text, cat) in enumerate(SPANS):
+        start = CAPTION.index(text)
+        covered = [t.index for t in tokens if t.start < start + len(text) and t.end > start]
+        png = f"spans/{k}.png"
+        atomic_write_bytes(folder / png, encode_png(blob(GRID, 3 + (k % 3) - 1, 2 + k % 5, 0.8 + k * 0.4)))
+        sam = None
+        if cat in ("CVO", "ICON"):
+            if text == "calm water":
+                sam = SamResult(instances=0)  # SAM 3 found nothing
+            else:
+                mask = np.zeros((h, w), np.uint8)
+                mask[h // 3: 2 * h // 3, w // 4: w // 2 + 20 * k] = 255
+                atomic_write_bytes(folder / f"sam/{k}.png", encode_png(mask))
+                sam = SamResult(mask=f"sam/{k}.png", instances=1 + k % 2, scores=[0.9], iou=round(0.2 + 0.1 * k, 3))
+        spans.append(Span(index=k, text=text, start=start, end=start + len(text), category=cat, tokens=covered,
+                          map=MapRef(png=png, lo=0.1, hi=0.9), otsu_threshold=100 + k,
+                          metrics=SpanMetrics(entropy=round(0.5 + 0.06 * k, 3), gini=0.4, top10_mass=0.3), sam=sam))
+    return PaintingRecord(
+        id=pid, annotations=Annotations(title=["Night Harbour", "Blue Hour", "Quiet Bay", "Dusk"][i % 4],
+                                        artist=["Anna Vermeer", "Piet Blauw"][i % 2], year=1880 + i,
+                                        style=["Impressionism", "Realism"][i % 2], genre="marina"),
+        canvas=ImageRef(path="canvas.jpg", width=w, height=h), thumb=ImageRef(path="thumb.jpg", width=w // 2,
+                                                                               height=h // 2),
+        grid=Grid(h=GRID[0], w=GRID[1]), prompt="Describe the content and style of this image.", caption=CAPTION,
+        tokens=tokens, spans=spans,
+        metadata=MetadataVerdict(title_claimed="Night Harbour", artist_claimed="Anna Vermeer",
+                                 title_correct=i % 4 == 0, artist_correct=i % 2 == 0),
+        stages={"describe": {"finished": "2026-01-01T00:00:00Z"}})
+
+
+def make_dataset(root: Path, n_paintings: int = 3, seed: int = 0, with_stats: bool = True,
+                 label: str | None = "Fixture dataset built by tests/fixtures.py") -> Path:
+    rng = np.random.default_rng(seed)
+    ds = Dataset(root)
+    for i in range(n_paintings):
+        ds.save_record(make_painting(ds, i, rng))
+    ds.refresh_manifest(name="fixture", description="A synthetic dataset for tests.", label=label,
+                        prompt="Describe the content and style of this image.")
+    if with_stats:
+        try:
+            from tamscope import stats
+        except ImportError:
+            return root
+        stats.run(argparse.Namespace(dataset=root, json=False))
+    return root

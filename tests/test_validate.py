@@ -1,0 +1,73 @@
+"""`tamscope validate`: every violation listed with its location, non-zero exit."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tamscope.store import encode_png
+from tamscope.validate import validate_dataset
+from tests.fixtures import make_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    return make_dataset(tmp_path / "ds", n_paintings=2, with_stats=False)
+
+
+def edit_record(root, pid, change):
+    path = root / "paintings" / pid / "record.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def test_fixture_is_valid(dataset):
+    assert validate_dataset(dataset) == []
+
+
+def test_each_violation_is_located(dataset):
+    (dataset / "paintings/painting-0/spans/2.png").unlink()
+    (dataset / "paintings/painting-0/tokens/1.png").write_bytes(encode_png(np.zeros((3, 3), np.uint8)))
+    edit_record(dataset, "painting-1", lambda d: d["spans"][0].update(category="LANDSCAPE"))
+    edit_record(dataset, "painting-1", lambda d: d["tokens"][0].update(text="XX"))
+    edit_record(dataset, "painting-1", lambda d: d.update(thumb={"path": "../../../etc/passwd", "width": 1, "height": 1}))
+    (dataset / "paintings/stray").mkdir()
+    (dataset / "paintings/.hidden").mkdir()
+    found = {str(v) for v in validate_dataset(dataset)}
+    expected_fragments = [
+        "paintings/painting-0/record.json:spans.2.map: spans/2.png does not exist",
+        "paintings/painting-0/record.json:tokens.1.map: tokens/1.png is 3x3, expected 8x6",
+        "paintings/painting-1/record.json:spans.0.category",
+        "paintings/painting-1/record.json:thumb.path",
+        "paintings/stray/record.json: missing",
+        "paintings/.hidden: folder name is not a valid painting id",
+    ]
+    for fragment in expected_fragments:
+        assert any(line.startswith(fragment) for line in found), (fragment, sorted(found))
+
+
+def test_text_offsets_and_manifest_agreement(dataset):
+    edit_record(dataset, "painting-0", lambda d: d["tokens"][0].update(text="XX", end=d["tokens"][0]["start"] + 2))
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    manifest["paintings"].append({**manifest["paintings"][0], "id": "ghost"})
+    (dataset / "manifest.json").write_text(json.dumps(manifest))
+    found = {str(v) for v in validate_dataset(dataset)}
+    assert "paintings/painting-0/record.json:tokens.0: text differs from the caption at its offsets" in found
+    assert "manifest.json:paintings: 'ghost' has no folder under paintings/" in found
+
+
+def test_cli_exit_codes(dataset, tmp_path):
+    cmd = [sys.executable, "-m", "tamscope.cli", "validate"]
+    ok = subprocess.run(cmd + [str(dataset)], capture_output=True, text=True, cwd=REPO)
+    assert ok.returncode == 0 and "valid" in ok.stdout
+    (dataset / "manifest.json").write_text("{not json")
+    bad = subprocess.run(cmd + [str(dataset)], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 1 and bad.stdout.startswith("manifest.json")
+    missing = subprocess.run(cmd + [str(tmp_path / "nowhere")], capture_output=True, text=True, cwd=REPO)
+    assert missing.returncode == 1 and "not a folder" in missing.stdout

@@ -14,7 +14,16 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from tamscope.schema import (
-    Annotations, Grid, ImageRef, MapRef, MetadataVerdict, PaintingRecord, SamResult, Span, SpanMetrics, Token,
+    Annotations,
+    Grid,
+    ImageRef,
+    MapRef,
+    MetadataVerdict,
+    PaintingRecord,
+    SamResult,
+    Span,
+    SpanMetrics,
+    Token,
 )
 from tamscope.store import Dataset, atomic_write_bytes, encode_png
 

@@ -1,0 +1,97 @@
+// Data access: one interface over the JSON API (served by `tamscope serve`) and a static
+// export (`tamscope export-site`), chosen by config.json at boot. Views never build URLs.
+
+const json = async (url) => {
+  const response = await fetch(url);
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try { message = (await response.json()).error.message; } catch { /* not our JSON */ }
+    const err = new Error(message);
+    err.status = response.status;
+    throw err;
+  }
+  return response.json();
+};
+
+function matches(summary, { q, category, artist, style }) {
+  if (q) {
+    const text = [summary.title, summary.artist, summary.caption].filter(Boolean).join(" ").toLowerCase();
+    if (!text.includes(q.toLowerCase())) return false;
+  }
+  if (category && !(summary.categories || {})[category]) return false;
+  if (artist && (summary.artist || "").trim().toLowerCase() !== artist.trim().toLowerCase()) return false;
+  if (style && (summary.style || "").toLowerCase() !== style.toLowerCase()) return false;
+  return true;
+}
+
+class ApiSource {
+  constructor(base) { this.base = base.replace(/\/$/, ""); this.cache = new Map(); }
+  ds(ds) { return `${this.base}/datasets/${encodeURIComponent(ds)}`; }
+  p(ds, pid) { return `${this.ds(ds)}/paintings/${encodeURIComponent(pid)}`; }
+  async listDatasets() { return (await json(`${this.base}/datasets`)).datasets; }
+  async manifest(ds) { return this.memo(`m:${ds}`, () => json(this.ds(ds))); }
+  async paintings(ds, filters) {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(filters)) if (v !== "" && v !== null && v !== undefined) params.set(k, v);
+    return json(`${this.ds(ds)}/paintings?${params}`);
+  }
+  async record(ds, pid) { return this.memo(`r:${ds}/${pid}`, () => json(this.p(ds, pid))); }
+  async stats(ds) { return this.memo(`s:${ds}`, () => json(`${this.ds(ds)}/stats`).catch(() => null)); }
+  canvasUrl(ds, pid) { return `${this.p(ds, pid)}/canvas`; }
+  thumbUrl(ds, pid) { return `${this.p(ds, pid)}/thumb`; }
+  tokenMapUrl(ds, pid, i) { return `${this.p(ds, pid)}/tokens/${i}.png`; }
+  spanMapUrl(ds, pid, i) { return `${this.p(ds, pid)}/spans/${i}.png`; }
+  samMaskUrl(ds, pid, i) { return `${this.p(ds, pid)}/spans/${i}/sam.png`; }
+  memo(key, make) {
+    if (!this.cache.has(key)) this.cache.set(key, make().catch((e) => { this.cache.delete(key); throw e; }));
+    return this.cache.get(key);
+  }
+}
+
+class StaticSource {
+  constructor(datasets) { this.datasets = datasets; this.cache = new Map(); this.records = new Map(); }
+  root(ds) {
+    const found = this.datasets.find((d) => d.id === ds);
+    if (!found) { const e = new Error(`no dataset ${ds}`); e.status = 404; throw e; }
+    return found.path.replace(/\/$/, "");
+  }
+  file(ds, pid, rel) { return `${this.root(ds)}/paintings/${encodeURIComponent(pid)}/${rel}`; }
+  async listDatasets() {
+    return Promise.all(this.datasets.map(async (d) => {
+      const m = await this.manifest(d.id);
+      return { id: d.id, name: m.name, description: m.description, label: m.label, n_paintings: m.paintings.length };
+    }));
+  }
+  async manifest(ds) {
+    if (!this.cache.has(ds)) this.cache.set(ds, json(`${this.root(ds)}/manifest.json`));
+    return this.cache.get(ds);
+  }
+  async paintings(ds, { offset = 0, limit = 50, ...filters }) {
+    const items = (await this.manifest(ds)).paintings.filter((s) => matches(s, filters));
+    return { total: items.length, offset, limit, items: items.slice(offset, offset + limit) };
+  }
+  async record(ds, pid) {
+    const key = `${ds}/${pid}`;
+    if (!this.records.has(key)) this.records.set(key, json(this.file(ds, pid, "record.json")));
+    const rec = await this.records.get(key);
+    this.paths = this.paths || new Map();
+    this.paths.set(key, rec);
+    return rec;
+  }
+  async stats(ds) { return json(`${this.root(ds)}/stats.json`).catch(() => null); }
+  rec(ds, pid) { return this.paths?.get(`${ds}/${pid}`); }
+  canvasUrl(ds, pid) { return this.file(ds, pid, this.rec(ds, pid)?.canvas?.path || "canvas.jpg"); }
+  thumbUrl(ds, pid, thumb) { return thumb ? `${this.root(ds)}/${thumb}` : this.file(ds, pid, "thumb.jpg"); }
+  tokenMapUrl(ds, pid, i) { return this.file(ds, pid, this.rec(ds, pid).tokens[i].map.png); }
+  spanMapUrl(ds, pid, i) { return this.file(ds, pid, this.rec(ds, pid).spans[i].map.png); }
+  samMaskUrl(ds, pid, i) { return this.file(ds, pid, this.rec(ds, pid).spans[i].sam.mask); }
+}
+
+/** Reads config.json next to index.html and returns the matching source. */
+export async function openSource() {
+  const config = await json("config.json");
+  if (config.mode === "static") return new StaticSource(config.datasets || []);
+  return new ApiSource(config.api || "api");
+}
+
+export { matches };

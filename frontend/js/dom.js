@@ -1,0 +1,38 @@
+// A tiny DOM builder: h("button", {class: "x", onclick}, "text", child...). No innerHTML with
+// data anywhere, so captions and titles can never inject markup.
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key.startsWith("on") && typeof value === "function") el.addEventListener(key.slice(2), value);
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (key === "style" && typeof value === "object") {
+      for (const [prop, v] of Object.entries(value)) {
+        if (prop.startsWith("--")) el.style.setProperty(prop, v); // custom properties need setProperty
+        else el.style[prop] = v;
+      }
+    }
+    else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+export const CATEGORY_INFO = {
+  CVO: { label: "Concrete object", color: "#4e9de0" },
+  ICON: { label: "Iconographic figure", color: "#c77dff" },
+  STYLE: { label: "Style", color: "#f4a259" },
+  AFFECT: { label: "Affect", color: "#ef6f6c" },
+  META: { label: "Metadata", color: "#5cc8a1" },
+};
+export const CATEGORIES = Object.keys(CATEGORY_INFO);
+
+/** Announce a change to screen readers through the page's live region. */
+export function announce(text) {
+  const live = document.getElementById("live");
+  if (live) live.textContent = text;
+}

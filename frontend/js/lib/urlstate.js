@@ -1,0 +1,51 @@
+// The explorer's state in the URL query, so any view can be shared and Back works.
+// Parsing never throws: unknown keys are ignored, malformed values fall back to defaults.
+
+export const DEFAULTS = Object.freeze({
+  view: "gallery", dataset: null, painting: null, span: null, token: null, compare: null,
+  mode: "span", overlay: "tam", cmap: "inferno", opacity: 0.6, reliance: false, q: "", cat: "", page: 0,
+});
+const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const CHOICES = {
+  view: ["gallery", "painting", "dashboard"], mode: ["span", "token"],
+  overlay: ["tam", "otsu", "sam", "none"], cmap: ["inferno", "viridis", "magma", "grayscale"],
+  cat: ["", "CVO", "ICON", "STYLE", "AFFECT", "META"],
+};
+const ORDER = Object.keys(DEFAULTS);
+
+function int(v, max) {
+  return /^\d{1,6}$/.test(v) && Number(v) <= max ? Number(v) : null;
+}
+
+/** @param {string} search e.g. location.search or location.hash ("?a=1" or "#a=1") */
+export function parseState(search) {
+  const state = { ...DEFAULTS };
+  let params;
+  try { params = new URLSearchParams(String(search || "").replace(/^[?#]/, "")); } catch { return state; }
+  for (const [key, value] of params) {
+    if (!Object.hasOwn(DEFAULTS, key) || value.length > 256) continue;
+    if (key === "dataset" || key === "painting") state[key] = ID.test(value) ? value : null;
+    else if (key === "span" || key === "token" || key === "compare") state[key] = int(value, 100000);
+    else if (key === "page") state.page = int(value, 100000) ?? 0;
+    else if (key === "opacity") {
+      const x = Number(value);
+      state.opacity = Number.isFinite(x) && x >= 0 && x <= 1 ? Math.round(x * 100) / 100 : DEFAULTS.opacity;
+    } else if (key === "reliance") state.reliance = value === "1";
+    else if (key === "q") state.q = value.slice(0, 200);
+    else if (CHOICES[key]?.includes(value)) state[key] = value;
+  }
+  return state;
+}
+
+/** @returns {string} "?..." holding only what differs from the defaults, in a stable order */
+export function serializeState(state) {
+  const params = new URLSearchParams();
+  for (const key of ORDER) {
+    const value = state[key];
+    if (value === undefined || value === null || value === DEFAULTS[key]) continue;
+    if (key === "reliance") { if (value) params.set(key, "1"); continue; }
+    params.set(key, String(value));
+  }
+  const text = params.toString();
+  return text ? `?${text}` : "?";
+}

@@ -258,8 +258,12 @@ class DatasetManifest(Strict):
 
 
 class DatasetStats(BaseModel):
-    """stats.json: per-category distributions and tests (its fields are documented in docs)."""
+    """stats.json: one object per category name (CVO, ICON, ...) at the top level, plus
+    `tests`, `metadata`, `n_paintings`, `n_spans` (docs/metrics.md lists every field)."""
 
     model_config = ConfigDict(extra="allow")
     schema_version: Literal[1] = SCHEMA_VERSION
-    categories: dict[str, dict[str, Any]] = {}
+    n_paintings: int = 0
+    n_spans: int = 0
+    tests: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}

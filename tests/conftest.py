@@ -26,3 +26,15 @@ def tamart_sample() -> Path:
     if not (TAMART_SAMPLE / "assets" / "data" / "index.json").is_file():
         pytest.skip(f"the published reference sample is not at {TAMART_SAMPLE} (../shared is absent)")
     return TAMART_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def tamart_dataset(tamart_sample, tmp_path_factory) -> Path:
+    """The 30 published paintings imported once per session (with stats)."""
+    import argparse
+
+    from tamscope.importers import tamart
+
+    out = tmp_path_factory.mktemp("tamart") / "tamart"
+    assert tamart.run(argparse.Namespace(site=tamart_sample, out=out, no_stats=False)) == 0
+    return out

@@ -191,3 +191,16 @@ def test_openapi_fuzz_no_server_errors(app):
             assert response.status_code < 500, (case.path, case.path_parameters, case.query)
 
         check()
+
+
+def test_published_sample_served(tamart_dataset):
+    client = TestClient(create_app([tamart_dataset]))
+    listing = client.get("/api/datasets/tamart/paintings?q=van gogh").json()
+    assert "0002_the-starry-night-1889" in [i["id"] for i in listing["items"]]
+    record = client.get("/api/datasets/tamart/paintings/0002_the-starry-night-1889").json()
+    village = next(s for s in record["spans"] if s["text"] == "small village or town")
+    mask = client.get(f"/api/datasets/tamart/paintings/0002_the-starry-night-1889/spans/{village['index']}/sam.png")
+    assert mask.status_code == 200 and mask.headers["content-type"] == "image/png"
+    stats = client.get("/api/datasets/tamart/stats").json()
+    assert stats["CVO"]["count"] == 186
+    assert client.get("/api/datasets/tamart/paintings?category=ICON").json()["total"] > 0

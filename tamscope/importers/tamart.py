@@ -1,0 +1,201 @@
+"""`tamscope import-tamart SITE_DIR OUT_DATASET`: the paper authors' published data as a dataset.
+
+Their project page (repository nicolafan/tamart, branch gh-pages, MIT licence) holds:
+    assets/data/index.json             {"paintings": [{stem, title, artist, year, style, ...}]}
+    assets/data/paintings/<stem>.json  caption, segments, spans {word, cat, map (base64 uint8), sam, sam_n}, meta
+    assets/img/<stem>.jpg              the painting at the size maps and masks refer to
+    assets/masks/<stem>__<k>.png       SAM 3 union mask of span k, RGBA (mask = alpha > 0)
+We keep their maps, spans, masks and verdicts, and record where everything came from.
+- Span offsets: a span's `word` is found in the caption (tamscope.textmatch: exactly, or
+  repaired for dropped punctuation and split words), nearest to its highlighted segment;
+  their segments often miss the words. A word not found is listed in the provenance as
+  unmatched and left out, never guessed. The counts are in each record's provenance.
+- Span maps: their base64 grid maps are already min-max stretched to 0..255 (lo=0, hi=1).
+- Masks: converted to 0/255 grayscale PNGs at canvas size. CVO/ICON spans without a mask
+  are recorded as "SAM 3 found nothing" (instances 0).
+- Metrics (entropy, Gini, top-10%, Otsu, IoU) are recomputed with tamscope.metrics.
+- Ground-truth artist names carry trailing spaces in their data ("van Gogh Vincent "):
+  stripped. No token data was published, so records have no tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+from pathlib import Path
+
+import numpy as np
+import orjson
+from PIL import Image
+from tqdm import tqdm
+
+from tamscope.metrics import gini, iou, otsu, spatial_entropy, top_mass
+from tamscope.schema import (
+    ID_RE,
+    Annotations,
+    Category,
+    Grid,
+    ImageRef,
+    MapRef,
+    MetadataVerdict,
+    ModelRef,
+    PaintingRecord,
+    SamResult,
+    Span,
+    SpanMetrics,
+)
+from tamscope.store import Dataset, atomic_write_bytes, encode_png, read_png_u8, utcnow
+from tamscope.textmatch import find_phrase
+
+SOURCE = {"repository": "nicolafan/tamart", "branch": "gh-pages", "licence": "MIT",
+          "paper": "Understanding How MLLMs Describe Artworks Using Token Activation Maps"}
+MODELS = {"captioner": ModelRef(id="Qwen/Qwen2-VL-2B-Instruct"),
+          "span_classifier": ModelRef(id="Qwen/Qwen3-4B-Instruct-2507"),
+          "segmenter": ModelRef(id="facebook/sam3")}
+PROMPT = "Describe the content and style of this image."
+
+
+class SiteError(ValueError):
+    """The folder is not in the project-page layout (the message says what is missing)."""
+
+
+def _clean(text):
+    return text.strip() if isinstance(text, str) else text
+
+
+def locate_spans(data: dict) -> tuple[list[tuple[int, int, dict]], dict[str, int], list[str]]:
+    """[(start, end, span)] for the spans found in the caption; counts of how each was found
+    (exact, repaired, outside_segment); and the words not found.
+
+    Their segments come from token indices the span LLM returned, which often miss the
+    words ("motion and dynamism." highlighted for "sense of motion and dynamism"), so the
+    word is authoritative: tamscope.textmatch finds it (exactly, or repaired for dropped
+    punctuation and split words), nearest to its segment.
+    """
+    caption, seg_start, seg_text, at = data["caption"], {}, {}, 0
+    for seg in data.get("segments", []):
+        if seg["s"] is not None and seg["s"] >= 0:
+            seg_start.setdefault(seg["s"], at)
+            seg_text.setdefault(seg["s"], seg["t"])
+        at += len(seg["t"])
+    if at != len(caption):
+        raise SiteError(f"{data.get('stem')}: segments do not rebuild the caption")
+    found, missing = [], []
+    counts = {"exact": 0, "repaired": 0, "outside_segment": 0}
+    for idx, span in enumerate(data.get("spans", [])):
+        hit = find_phrase(caption, span.get("word", ""), anchor=seg_start.get(idx, 0))
+        if hit is None:
+            missing.append(span.get("word", ""))
+            continue
+        start, end, how = hit
+        counts[how] += 1
+        counts["outside_segment"] += span.get("word", "") not in seg_text.get(idx, "")
+        found.append((start, end, span))
+    return found, counts, missing
+
+
+def import_painting(site: Path, data: dict, ds: Dataset) -> PaintingRecord:
+    stem = data["stem"]
+    if not ID_RE.match(stem):
+        raise SiteError(f"painting stem {stem!r} is not a valid id")
+    folder = ds.painting_dir(stem)
+    image_path = site / data["image"]
+    atomic_write_bytes(folder / "canvas.jpg", image_path.read_bytes())
+    with Image.open(image_path) as im:
+        w, h = im.size
+        thumb = im.convert("RGB")
+        thumb.thumbnail((256, 256))
+        from io import BytesIO
+
+        buf = BytesIO()
+        thumb.save(buf, format="JPEG", quality=85)
+        atomic_write_bytes(folder / "thumb.jpg", buf.getvalue())
+    if (w, h) != (data["w"], data["h"]):
+        raise SiteError(f"{stem}: image is {w}x{h}, the data says {data['w']}x{data['h']}")
+    gh, gw = data["grid_h"], data["grid_w"]
+    located, counts, missing = locate_spans(data)
+    spans = []
+    for k, (start, end, raw) in enumerate(located):
+        grid_map = np.frombuffer(base64.b64decode(raw["map"]), dtype=np.uint8)
+        if grid_map.size != gh * gw:
+            raise SiteError(f"{stem}: span map of {grid_map.size} values for a {gh}x{gw} grid")
+        grid_map = grid_map.reshape(gh, gw)
+        png = f"spans/{k}.png"
+        atomic_write_bytes(folder / png, encode_png(grid_map))
+        threshold, otsu_mask = otsu(grid_map, (w, h))
+        category = Category(raw["cat"])
+        sam = None
+        if category in (Category.CVO, Category.ICON):
+            if raw.get("sam"):
+                sam_mask = read_png_u8(site / "assets" / "masks" / raw["sam"]) > 0
+                if sam_mask.shape != (h, w):
+                    raise SiteError(f"{stem}: mask {raw['sam']} is not {w}x{h}")
+                atomic_write_bytes(folder / f"sam/{k}.png", encode_png(sam_mask.astype(np.uint8) * 255))
+                sam = SamResult(mask=f"sam/{k}.png", instances=int(raw.get("sam_n") or 1),
+                                iou=iou(otsu_mask, sam_mask))
+            else:
+                sam = SamResult(instances=0)
+        spans.append(Span(index=k, text=data["caption"][start:end], start=start, end=end, category=category,
+                          map=MapRef(png=png, lo=0.0, hi=1.0), otsu_threshold=threshold,
+                          metrics=SpanMetrics(entropy=spatial_entropy(grid_map), gini=gini(grid_map),
+                                              top10_mass=top_mass(grid_map)), sam=sam))
+    meta = data.get("meta") or {}
+    return PaintingRecord(
+        id=stem, source_file=Path(data["image"]).name,
+        annotations=Annotations(title=_clean(data.get("gt_title")), artist=_clean(data.get("gt_artist")),
+                                year=data.get("year"), style=_clean(data.get("style")), genre=_clean(data.get("genre"))),
+        canvas=ImageRef(path="canvas.jpg", width=w, height=h),
+        thumb=ImageRef(path="thumb.jpg", width=thumb.width, height=thumb.height),
+        grid=Grid(h=gh, w=gw), prompt=PROMPT, caption=data["caption"], spans=spans,
+        metadata=MetadataVerdict(title_claimed=meta.get("title_pred"), artist_claimed=meta.get("artist_pred"),
+                                 title_correct=meta.get("title_correct"), artist_correct=meta.get("artist_correct"),
+                                 source="tamart"),
+        stages={"import-tamart": {"finished": utcnow(), "settings": {"source": "tamart"}}},
+        provenance={"source": SOURCE, "file": f"assets/data/paintings/{stem}.json",
+                    "unmatched_spans": missing, "span_matching": counts,
+                    "published_span_count": len(data.get("spans", []))},
+    )
+
+
+def import_tamart(site: Path, out: Path) -> Dataset:
+    site, ds = Path(site), Dataset(out)
+    index_path = site / "assets" / "data" / "index.json"
+    if not index_path.is_file():
+        raise SiteError(f"{site} is not a project-page folder: {index_path} is missing")
+    index = orjson.loads(index_path.read_bytes())
+    stems = [p["stem"] for p in index.get("paintings", [])]
+    unmatched = 0
+    for stem in tqdm(stems, desc="import-tamart", unit="painting", dynamic_ncols=True):
+        path = site / "assets" / "data" / "paintings" / f"{stem}.json"
+        if not path.is_file():
+            raise SiteError(f"{path} is missing (listed in index.json)")
+        record = import_painting(site, orjson.loads(path.read_bytes()), ds)
+        unmatched += len(record.provenance["unmatched_spans"])
+        ds.save_record(record)
+    ds.refresh_manifest(
+        name="tamart", label=None, prompt=PROMPT, models=MODELS,
+        description=("The paper authors' published results: Qwen2-VL-2B captions, spans typed by Qwen3-4B, "
+                     "TAM span maps and SAM 3 masks (imported from their project page)."),
+        provenance={**SOURCE, "imported": utcnow(), "paintings": len(stems), "unmatched_spans": unmatched})
+    return ds
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("site", type=Path, help="folder in the project-page layout (assets/data/index.json ...)")
+    parser.add_argument("out", type=Path, help="dataset folder to write")
+    parser.add_argument("--no-stats", action="store_true", help="skip computing stats.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        ds = import_tamart(args.site, args.out)
+    except SiteError as exc:
+        print(f"import-tamart: {exc}")
+        return 1
+    if not args.no_stats:
+        from tamscope import stats
+
+        stats.run(argparse.Namespace(dataset=args.out, json=False, quiet=True))
+    from tamscope.validate import run as validate
+
+    return validate(argparse.Namespace(dataset=ds.root))

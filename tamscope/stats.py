@@ -1,0 +1,172 @@
+"""`tamscope stats DATASET [--json]`: the dashboard's statistics, written to stats.json.
+
+Per category (top-level keys CVO, ICON, STYLE, AFFECT, META): span count; for entropy, Gini,
+top-10% mass and IoU (IoU over spans SAM 3 detected): n, mean, median, q1, q3, min, max and
+the sorted values (so the explorer can place a span in its category's distribution); SAM 3
+runs, detections and detection rate; example spans (lowest, median, highest entropy).
+Tests (scipy.stats): Kruskal-Wallis across categories with epsilon squared
+(H / ((n^2 - 1) / (n + 1)), Tomczak & Tomczak 2014), pairwise two-sided Mann-Whitney U with
+Holm's correction and Cliff's delta (2U / (n1 n2) - 1); for entropy and top-10% mass, and
+IoU between CVO and ICON. Metadata: title and artist accuracy with counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import orjson
+from scipy import stats as st
+
+from tamscope.schema import Category, DatasetStats
+from tamscope.store import Dataset
+
+METRICS = ("entropy", "gini", "top10", "iou")
+
+
+def describe_values(values: list[float], prefix: str) -> dict:
+    xs = np.sort(np.asarray([v for v in values if v is not None], dtype=float))
+    out: dict = {f"{prefix}_n": int(xs.size)}
+    if xs.size == 0:
+        out.update({f"{prefix}_{k}": None for k in ("mean", "median", "q1", "q3", "min", "max")})
+        out[f"{prefix}_values"] = []
+        return out
+    q1, med, q3 = np.quantile(xs, [0.25, 0.5, 0.75])
+    out.update({f"{prefix}_mean": float(xs.mean()), f"{prefix}_median": float(med), f"{prefix}_q1": float(q1),
+                f"{prefix}_q3": float(q3), f"{prefix}_min": float(xs[0]), f"{prefix}_max": float(xs[-1]),
+                f"{prefix}_values": [round(float(x), 4) for x in xs]})
+    return out
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1)."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def cliffs_delta(u: float, n1: int, n2: int) -> float:
+    """From Mann-Whitney's U of the first sample: P(x > y) - P(x < y)."""
+    return 2 * u / (n1 * n2) - 1
+
+
+def compare_groups(groups: dict[str, list[float]]) -> dict | None:
+    groups = {k: v for k, v in groups.items() if len(v) >= 2}
+    if len(groups) < 2:
+        return None
+    names = list(groups)
+    out: dict = {"groups": {k: len(v) for k, v in groups.items()}}
+    samples = list(groups.values())
+    n = sum(len(v) for v in samples)
+    with np.errstate(all="ignore"):
+        try:
+            h, p = st.kruskal(*samples)
+        except ValueError:  # every value identical: no ranks to compare
+            h, p = float("nan"), float("nan")
+    out["kruskal"] = ({"H": float(h), "p": float(p), "n": n, "epsilon_squared": float(h / ((n**2 - 1) / (n + 1)))}
+                      if np.isfinite(h) else None)
+    pairs = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            res = st.mannwhitneyu(groups[a], groups[b], alternative="two-sided")
+            pairs.append({"a": a, "b": b, "U": float(res.statistic), "p": float(res.pvalue),
+                          "cliffs_delta": cliffs_delta(float(res.statistic), len(groups[a]), len(groups[b]))})
+    for pair, adj in zip(pairs, holm([p["p"] for p in pairs]), strict=True):
+        pair["p_holm"] = adj
+    out["pairwise"] = pairs
+    return out
+
+
+def compute(dataset: Dataset) -> DatasetStats:
+    values: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    spans_of: dict[str, list[dict]] = defaultdict(list)
+    sam_runs, sam_hits = defaultdict(int), defaultdict(int)
+    meta = {"title": [0, 0], "artist": [0, 0]}  # correct, graded
+    n_paintings = n_spans = 0
+    for record in dataset.records():
+        n_paintings += 1
+        for span in record.spans:
+            n_spans += 1
+            cat, m = span.category.value, span.metrics
+            if m is not None:
+                values[cat]["entropy"].append(m.entropy)
+                values[cat]["gini"].append(m.gini)
+                values[cat]["top10"].append(m.top10_mass)
+                if m.entropy is not None:
+                    spans_of[cat].append({"painting": record.id, "span": span.index, "text": span.text,
+                                          "entropy": m.entropy})
+            if span.sam is not None:
+                sam_runs[cat] += 1
+                if span.sam.mask is not None:
+                    sam_hits[cat] += 1
+                    values[cat]["iou"].append(span.sam.iou)
+            values[cat]["_count"].append(1)
+        if record.metadata is not None:
+            for key, verdict in (("title", record.metadata.title_correct), ("artist", record.metadata.artist_correct)):
+                if verdict is not None:
+                    meta[key][1] += 1
+                    meta[key][0] += int(verdict)
+    out: dict = {"n_paintings": n_paintings, "n_spans": n_spans}
+    for cat in (c.value for c in Category):
+        if cat not in values:
+            continue
+        entry: dict = {"count": len(values[cat]["_count"])}
+        for metric in METRICS:
+            entry.update(describe_values(values[cat][metric], metric))
+        entry.update({"sam_runs": sam_runs[cat], "sam_detections": sam_hits[cat],
+                      "sam_detection_rate": sam_hits[cat] / sam_runs[cat] if sam_runs[cat] else None})
+        ranked = sorted(spans_of[cat], key=lambda s: s["entropy"])
+        entry["examples"] = [ranked[i] for i in sorted({0, len(ranked) // 2, len(ranked) - 1})] if ranked else []
+        out[cat] = entry
+    clean = lambda metric: {c: [v for v in values[c][metric] if v is not None] for c in values}  # noqa: E731
+    tests = {"entropy": compare_groups(clean("entropy")), "top10": compare_groups(clean("top10"))}
+    iou_groups = {c: v for c, v in clean("iou").items() if c in ("CVO", "ICON")}
+    tests["iou"] = compare_groups(iou_groups)
+    out["tests"] = {k: v for k, v in tests.items() if v is not None}
+    out["metadata"] = {k: {"correct": c, "graded": g, "accuracy": c / g if g else None} for k, (c, g) in meta.items()}
+    return DatasetStats.model_validate(out)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", type=Path, help="dataset folder")
+    parser.add_argument("--json", action="store_true", help="print the statistics as JSON")
+
+
+def table(stats: dict) -> str:
+    f = lambda x: "  n/a" if x is None else f"{x:5.3f}"  # noqa: E731
+    lines = [f"{stats['n_paintings']} paintings, {stats['n_spans']} spans",
+             "category  spans  entropy  top-10%   IoU   SAM detections"]
+    for cat in (c.value for c in Category):
+        if cat in stats:
+            s = stats[cat]
+            det = f"{s['sam_detections']}/{s['sam_runs']}" if s["sam_runs"] else "-"
+            lines.append(f"{cat:<8} {s['count']:6d}    {f(s['entropy_mean'])}    {f(s['top10_mean'])}  "
+                         f"{f(s['iou_mean'])}   {det}")
+    for key in ("title", "artist"):
+        m = stats["metadata"][key]
+        if m["graded"]:
+            lines.append(f"{key} right: {m['correct']}/{m['graded']} ({100 * m['accuracy']:.0f}%)")
+    k = stats["tests"].get("entropy", {}).get("kruskal") if stats["tests"].get("entropy") else None
+    if k:
+        lines.append(f"entropy across categories: Kruskal-Wallis H={k['H']:.1f}, p={k['p']:.2g}, "
+                     f"epsilon^2={k['epsilon_squared']:.3f}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    dataset = Dataset(args.dataset)
+    stats = compute(dataset)
+    dataset.save_stats(stats)
+    data = stats.model_dump(mode="json")
+    if getattr(args, "json", False):
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif not getattr(args, "quiet", False):
+        print(table(data))
+    return 0

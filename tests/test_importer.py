@@ -1,0 +1,64 @@
+"""Importing the paper authors' published data (../shared/reference/tamart-site-sample)."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tamscope.importers.tamart import SiteError, import_tamart, locate_spans
+from tamscope.store import Dataset, read_png_u8
+from tamscope.textmatch import find_phrase
+from tamscope.validate import validate_dataset
+
+
+def test_sample_imports_valid_and_faithful(tamart_dataset, tamart_sample):
+    assert validate_dataset(tamart_dataset) == []
+    ds = Dataset(tamart_dataset)
+    assert len(ds.painting_ids()) == 30
+    rec = ds.record("0002_the-starry-night-1889")
+    source = json.loads((tamart_sample / "assets/data/paintings/0002_the-starry-night-1889.json").read_text())
+    assert rec.caption == source["caption"] and (rec.grid.h, rec.grid.w) == (32, 39)
+    assert rec.annotations.artist == "van Gogh Vincent" and rec.metadata.artist_claimed == "Vincent van Gogh"
+    assert [s.text for s in rec.spans][:4] == ["Starry Night", "Vincent van Gogh", "starry night sky",
+                                               "swirling, luminous stars"]
+    for span in rec.spans:
+        assert rec.caption[span.start:span.end] == span.text
+    village = next(s for s in rec.spans if s.text == "small village or town")
+    mask = read_png_u8(ds.painting_dir(rec.id) / village.sam.mask)
+    published = np.asarray(Image.open(tamart_sample / "assets/masks/0002_the-starry-night-1889__7.png"))[..., 3] > 0
+    assert mask.shape == (797, 1000) and ((mask > 0) == published).all()
+    assert village.sam.instances == 1 and 0 <= village.sam.iou <= 1
+    span_map = read_png_u8(ds.painting_dir(rec.id) / rec.spans[0].map.png)
+    import base64
+    assert (span_map.ravel() == np.frombuffer(base64.b64decode(source["spans"][0]["map"]), np.uint8)).all()
+    no_detection = [s for s in rec.spans if s.category in ("CVO", "ICON") and s.sam.mask is None]
+    assert no_detection and all(s.sam.iou is None and s.sam.instances == 0 for s in no_detection)
+    assert ds.manifest().provenance["repository"] == "nicolafan/tamart"
+
+
+def test_span_matching_counts(tamart_dataset):
+    totals = {"exact": 0, "repaired": 0, "unmatched": 0}
+    for rec in Dataset(tamart_dataset).records():
+        totals["exact"] += rec.provenance["span_matching"]["exact"]
+        totals["repaired"] += rec.provenance["span_matching"]["repaired"]
+        totals["unmatched"] += len(rec.provenance["unmatched_spans"])
+    assert totals == {"exact": 400, "repaired": 14, "unmatched": 35}
+
+
+@pytest.mark.parametrize("caption, phrase, want", [
+    ("a large, bright red sun", "large bright red sun", (2, 23, "repaired")),
+    ("painted by Edvard Munch.", "Ed vard M unch", (11, 23, "repaired")),
+    ("a cat and a cat", "a cat", (10, 15, "exact")),
+    ("nothing here", "a dog", None),
+    ("quote \"Starry Night\"", "starry night", (7, 19, "repaired")),
+])
+def test_find_phrase(caption, phrase, want):
+    assert find_phrase(caption, phrase, anchor=len(caption) if phrase == "a cat" else 0) == want
+
+
+def test_malformed_site(tmp_path):
+    with pytest.raises(SiteError, match="index.json is missing"):
+        import_tamart(tmp_path, tmp_path / "out")
+    with pytest.raises(SiteError, match="segments do not rebuild"):
+        locate_spans({"stem": "x", "caption": "abc", "segments": [{"t": "ab", "s": -1}], "spans": []})

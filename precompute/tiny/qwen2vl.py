@@ -10,8 +10,8 @@ Random weights with a tied head decode to one repeated token (the residual strea
 the current token's embedding, which scores itself highest). To give the tests and the smoke
 dataset varied captions (several distinct tokens, some repeated), the head is untied and drawn
 at random, the layers' matrices are drawn wider so the image and the context steer decoding,
-and the head rows of special tokens and partial-byte pieces are zeroed so decoding does not
-stop at once and reads as (nonsense) words.
+and the head rows of everything but whole words and punctuation are zeroed, so decoding
+does not stop at once and reads as (nonsense) sentences of painting words.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def build_tokenizer():
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIALS, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=SPECIALS, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     bpe.train_from_iterator(CORPUS, trainer)
     model = json.loads(bpe.to_str())["model"]
@@ -71,14 +71,15 @@ def build_tokenizer():
     return tok
 
 
-def _printable_tokens(tok):
-    """(V,) bool: tokens that decode to whole printable characters (not specials, not partial bytes)."""
+def _word_tokens(tok):
+    """(V,) bool: tokens that decode to a space and a word, or punctuation (readable captions)."""
+    import re
+
     import torch
 
     keep = torch.zeros(len(tok), dtype=torch.bool)
     for i in range(len(SPECIALS), len(tok)):
-        text = tok.decode([i])
-        keep[i] = text.isprintable() and "\ufffd" not in text
+        keep[i] = bool(re.fullmatch(r" [A-Za-zéèü]{2,}|[.,;]", tok.decode([i])))
     return keep
 
 
@@ -117,7 +118,7 @@ def build_tiny_qwen2vl(out_dir: Path, seed: int = 0) -> Path:
                 weight.normal_(0.0, 1.0 if name.endswith(("embed_tokens.weight", "lm_head.weight")) else 0.1,
                                generator=g)
         head = model.get_output_embeddings().weight  # (V, 128), untied from the embedding
-        head[~_printable_tokens(tok)] = 0  # only readable pieces win greedy decoding
+        head[~_word_tokens(tok)] = 0  # only whole words and punctuation win greedy decoding
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.do_sample = False

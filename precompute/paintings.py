@@ -98,8 +98,9 @@ def load_painting(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:
-        raise PaintingError(f"{name} is too large to decode safely: {exc}") from None
+    except Image.DecompressionBombError as exc:  # the header alone claims a giant image
+        raise PaintingError(f"{name} is too large to decode safely, over the {max_pixels / 1e6:.0f} MP "
+                            f"limit ({exc})") from None
     except UnidentifiedImageError:
         raise PaintingError(f"{name} is not an image (or a format Pillow cannot read)") from None
     w, h = im.size

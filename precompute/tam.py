@@ -31,6 +31,8 @@ Departures from the reference code, all deliberate:
   first prompt word (with the argmax class at that position), and stores for the context item
   of token 0 the map of the last prompt token's class ("\\n"). Neither is about token 0, so
   token 0 gets its own class's map with ECI over the prompt text, like every other token.
+  Likewise the first prompt item is the map of the first prompt token's own class (the
+  reference uses the argmax prediction at that position). docs/tam.md has the full table.
 - Repetition is decided on token ids (the reference compares re-tokenised strings, which can
   differ from the generated ids).
 - No NaN: constant windows, zero ranges and empty contexts are defined above.

@@ -143,16 +143,32 @@ class Token(Strict):
 
 
 class Span(Strict):
+    """A typed phrase. `text` is exactly caption[start:end]. Imported data may hold phrases the
+    span classifier named but the caption does not contain (the authors' pipeline matched about
+    half of its phrases to words): they keep their map and metrics with start = end = None."""
+
     index: int = Field(ge=0)
     text: str
-    start: int = Field(ge=0)
-    end: int = Field(ge=0)
+    start: int | None = Field(default=None, ge=0)
+    end: int | None = Field(default=None, ge=0)
     category: Category
     tokens: list[int] = []  # indices into PaintingRecord.tokens
     map: MapRef | None = None
     otsu_threshold: int | None = Field(default=None, ge=0, le=255)
     metrics: SpanMetrics | None = None
     sam: SamResult | None = None
+
+    @property
+    def located(self) -> bool:
+        return self.start is not None
+
+    @model_validator(mode="after")
+    def _both_offsets_or_none(self) -> Span:
+        if (self.start is None) != (self.end is None):
+            raise ValueError("start and end are both set or both null")
+        if self.start is None and self.tokens:
+            raise ValueError("a span not located in the caption cannot cover tokens")
+        return self
 
 
 class MetadataVerdict(Strict):
@@ -206,7 +222,7 @@ class PaintingRecord(Strict):
             for pos, item in enumerate(items):
                 if item.index != pos:
                     raise ValueError(f"{kind}[{pos}].index is {item.index}, expected {pos}")
-                if not (item.start <= item.end <= n):
+                if item.start is not None and not (item.start <= item.end <= n):
                     raise ValueError(f"{kind}[{pos}] offsets {item.start}..{item.end} outside caption of {n} chars")
         for span in self.spans:
             bad = [t for t in span.tokens if not 0 <= t < len(self.tokens)]

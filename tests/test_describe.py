@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +116,16 @@ def test_offsets_with_split_utf8_characters(tiny_qwen2vl_dir):
     assert any(t.text == "" for t in tokens)  # a token that only starts a character
 
 
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims width x height, with one tiny (invalid) data chunk: a decoder
+    that trusted the header would allocate width * height * 3 bytes."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
 def test_bad_inputs_recorded_and_stage_goes_on(paintings, tiny_qwen2vl_dir, tmp_path):
     folder = tmp_path / "mixed"
     folder.mkdir()
@@ -120,12 +133,19 @@ def test_bad_inputs_recorded_and_stage_goes_on(paintings, tiny_qwen2vl_dir, tmp_
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "words.png").write_text("hello")
     Image.new("RGB", (1, 1)).save(folder / "dot.png")
+    whole = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (300, 300, 3), dtype=np.uint8)).save(whole, "JPEG")
+    (folder / "cut.jpg").write_bytes(whole.getvalue()[: len(whole.getvalue()) // 3])  # truncated mid-scan
+    (folder / "huge.png").write_bytes(png_header(20000, 20000))  # 400 MP claimed by the header alone
     out = tmp_path / "ds"
     assert describe.run(args_for(folder, out, tiny_qwen2vl_dir)) == 1
     ds = Dataset(out)
     errors = {f.painting: f.error for f in ds.manifest().failures}
-    assert set(errors) == {"empty", "words", "dot"}
+    assert set(errors) == {"empty", "words", "dot", "cut", "huge"}
     assert "empty file" in errors["empty"] and "not an image" in errors["words"] and "1x1" in errors["dot"]
+    assert "corrupt or truncated" in errors["cut"]
+    assert "too large" in errors["huge"] and "400000000 pixels" in errors["huge"]
+    assert all(len(e) < 400 and "Traceback" not in e for e in errors.values())
     assert ds.record("good").caption
     assert validate_dataset(out) == []
 

@@ -24,6 +24,7 @@ def test_sample_imports_valid_and_faithful(tamart_dataset, tamart_sample):
                                                "swirling, luminous stars"]
     for span in rec.spans:
         assert rec.caption[span.start:span.end] == span.text
+    assert len(rec.spans) == len(source["spans"])  # every published span, in published order
     village = next(s for s in rec.spans if s.text == "small village or town")
     mask = read_png_u8(ds.painting_dir(rec.id) / village.sam.mask)
     published = np.asarray(Image.open(tamart_sample / "assets/masks/0002_the-starry-night-1889__7.png"))[..., 3] > 0
@@ -37,13 +38,33 @@ def test_sample_imports_valid_and_faithful(tamart_dataset, tamart_sample):
     assert ds.manifest().provenance["repository"] == "nicolafan/tamart"
 
 
-def test_span_matching_counts(tamart_dataset):
-    totals = {"exact": 0, "repaired": 0, "unmatched": 0}
+def test_span_matching_counts(tamart_dataset, tamart_sample):
+    totals = {"exact": 0, "repaired": 0, "not_in_caption": 0}
+    n_spans = 0
     for rec in Dataset(tamart_dataset).records():
-        totals["exact"] += rec.provenance["span_matching"]["exact"]
-        totals["repaired"] += rec.provenance["span_matching"]["repaired"]
-        totals["unmatched"] += len(rec.provenance["unmatched_spans"])
-    assert totals == {"exact": 400, "repaired": 14, "unmatched": 35}
+        for key in totals:
+            totals[key] += rec.provenance["span_matching"][key]
+        n_spans += len(rec.spans)
+        unlocated = [s for s in rec.spans if not s.located]
+        assert len(unlocated) == rec.provenance["span_matching"]["not_in_caption"]
+        for span in unlocated:  # kept with their map and metrics, never given invented offsets
+            assert span.start is None and span.end is None and span.tokens == []
+            assert span.text not in rec.caption and span.map is not None and span.metrics.entropy is not None
+    assert totals == {"exact": 400, "repaired": 14, "not_in_caption": 35}
+    assert n_spans == 449  # all published spans: 400 + 14 + 35
+
+
+def test_unlocated_span_keeps_its_published_map(tamart_dataset, tamart_sample):
+    import base64
+
+    ds = Dataset(tamart_dataset)
+    rec = next(r for r in ds.records() if any(not s.located for s in r.spans))
+    span = next(s for s in rec.spans if not s.located)
+    source = json.loads((tamart_sample / f"assets/data/paintings/{rec.id}.json").read_text())
+    published = source["spans"][span.index]
+    assert published["word"] == span.text
+    stored = read_png_u8(ds.painting_dir(rec.id) / span.map.png).ravel()
+    assert (stored == np.frombuffer(base64.b64decode(published["map"]), np.uint8)).all()
 
 
 @pytest.mark.parametrize("caption, phrase, want", [

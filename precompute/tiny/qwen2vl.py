@@ -83,34 +83,42 @@ def _word_tokens(tok):
     return keep
 
 
-def build_tiny_qwen2vl(out_dir: Path, seed: int = 0) -> Path:
-    """Build, save (model + processor) and return `out_dir`."""
+def build_tiny_qwen2vl(out_dir: Path, seed: int = 0, family: str = "qwen2_vl") -> Path:
+    """Build, save (model + processor) and return `out_dir`.
+
+    family: "qwen2_vl" (Qwen2-VL) or "qwen2_5_vl" (Qwen2.5-VL: windowed vision attention, an
+    RMS-norm merger; the same token layout and merged grid)."""
     import torch
-    from transformers import (
-        Qwen2VLConfig,
-        Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessor,
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    import transformers
+    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
     out_dir = Path(out_dir)
     tok = build_tokenizer()
     ids = {name: tok.convert_tokens_to_ids(name) for name in SPECIALS}
-    cfg = Qwen2VLConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [4, 6, 6]},
-                         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-                         pad_token_id=ids["<|endoftext|>"]),
-        vision_config=dict(depth=2, embed_dim=64, hidden_size=128, num_heads=4, mlp_ratio=2, patch_size=14,
-                           spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
+    text_config = dict(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                       rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [4, 6, 6]},
+                       bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
+                       pad_token_id=ids["<|endoftext|>"])
+    if family == "qwen2_vl":
+        config_cls, model_cls = transformers.Qwen2VLConfig, transformers.Qwen2VLForConditionalGeneration
+        vision_config = dict(depth=2, embed_dim=64, hidden_size=128, num_heads=4, mlp_ratio=2, patch_size=14,
+                             spatial_merge_size=2, temporal_patch_size=2, in_channels=3)
+    elif family == "qwen2_5_vl":
+        config_cls, model_cls = transformers.Qwen2_5_VLConfig, transformers.Qwen2_5_VLForConditionalGeneration
+        vision_config = dict(depth=2, hidden_size=64, out_hidden_size=128, intermediate_size=128, num_heads=4,
+                             patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
+                             window_size=56, fullatt_block_indexes=[1])
+    else:
+        raise ValueError(f"unknown family {family!r}")
+    cfg = config_cls(
+        text_config=text_config, vision_config=vision_config,
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(cfg).eval()
+    model = model_cls(cfg).eval()
     with torch.no_grad():
         g = torch.Generator().manual_seed(seed)
         for name, weight in model.named_parameters():

@@ -6,10 +6,14 @@ Their project page (repository nicolafan/tamart, branch gh-pages, MIT licence) h
     assets/img/<stem>.jpg              the painting at the size maps and masks refer to
     assets/masks/<stem>__<k>.png       SAM 3 union mask of span k, RGBA (mask = alpha > 0)
 We keep their maps, spans, masks and verdicts, and record where everything came from.
+- Spans keep their published order and index (so span k is their `<stem>__<k>.png` mask).
 - Span offsets: a span's `word` is found in the caption (tamscope.textmatch: exactly, or
   repaired for dropped punctuation and split words), nearest to its highlighted segment;
-  their segments often miss the words. A word not found is listed in the provenance as
-  unmatched and left out, never guessed. The counts are in each record's provenance.
+  their segments often miss the words. A word the caption does not contain (35 of the 449
+  spans of the sample) is kept, with its map, metrics and mask, but without offsets
+  (start = end = None): its map is real output of their pipeline and belongs in the
+  statistics, while an invented position in the caption would not. The counts are in each
+  record's provenance.
 - Span maps: their base64 grid maps are already min-max stretched to 0..255 (lo=0, hi=1).
 - Masks: converted to 0/255 grayscale PNGs at canvas size. CVO/ICON spans without a mask
   are recorded as "SAM 3 found nothing" (instances 0).
@@ -32,6 +36,7 @@ from tqdm import tqdm
 from tamscope.metrics import gini, iou, otsu, spatial_entropy, top_mass
 from tamscope.schema import (
     ID_RE,
+    SEGMENTABLE,
     Annotations,
     Category,
     Grid,
@@ -63,9 +68,10 @@ def _clean(text):
     return text.strip() if isinstance(text, str) else text
 
 
-def locate_spans(data: dict) -> tuple[list[tuple[int, int, dict]], dict[str, int], list[str]]:
-    """[(start, end, span)] for the spans found in the caption; counts of how each was found
-    (exact, repaired, outside_segment); and the words not found.
+def locate_spans(data: dict) -> tuple[list[tuple[int, int] | None], dict[str, int]]:
+    """For each published span, in order: (start, end) in the caption, or None when the
+    caption does not contain its word; and counts of how each was found (exact, repaired,
+    outside_segment, not_in_caption).
 
     Their segments come from token indices the span LLM returned, which often miss the
     words ("motion and dynamism." highlighted for "sense of motion and dynamism"), so the
@@ -80,18 +86,20 @@ def locate_spans(data: dict) -> tuple[list[tuple[int, int, dict]], dict[str, int
         at += len(seg["t"])
     if at != len(caption):
         raise SiteError(f"{data.get('stem')}: segments do not rebuild the caption")
-    found, missing = [], []
-    counts = {"exact": 0, "repaired": 0, "outside_segment": 0}
+    offsets: list[tuple[int, int] | None] = []
+    counts = {"exact": 0, "repaired": 0, "outside_segment": 0, "not_in_caption": 0}
     for idx, span in enumerate(data.get("spans", [])):
-        hit = find_phrase(caption, span.get("word", ""), anchor=seg_start.get(idx, 0))
+        word = span.get("word", "")
+        hit = find_phrase(caption, word, anchor=seg_start.get(idx, 0))
         if hit is None:
-            missing.append(span.get("word", ""))
+            counts["not_in_caption"] += 1
+            offsets.append(None)
             continue
         start, end, how = hit
         counts[how] += 1
-        counts["outside_segment"] += span.get("word", "") not in seg_text.get(idx, "")
-        found.append((start, end, span))
-    return found, counts, missing
+        counts["outside_segment"] += word not in seg_text.get(idx, "")
+        offsets.append((start, end))
+    return offsets, counts
 
 
 def import_painting(site: Path, data: dict, ds: Dataset) -> PaintingRecord:
@@ -113,9 +121,9 @@ def import_painting(site: Path, data: dict, ds: Dataset) -> PaintingRecord:
     if (w, h) != (data["w"], data["h"]):
         raise SiteError(f"{stem}: image is {w}x{h}, the data says {data['w']}x{data['h']}")
     gh, gw = data["grid_h"], data["grid_w"]
-    located, counts, missing = locate_spans(data)
+    offsets, counts = locate_spans(data)
     spans = []
-    for k, (start, end, raw) in enumerate(located):
+    for k, (where, raw) in enumerate(zip(offsets, data.get("spans", []), strict=True)):
         grid_map = np.frombuffer(base64.b64decode(raw["map"]), dtype=np.uint8)
         if grid_map.size != gh * gw:
             raise SiteError(f"{stem}: span map of {grid_map.size} values for a {gh}x{gw} grid")
@@ -125,7 +133,7 @@ def import_painting(site: Path, data: dict, ds: Dataset) -> PaintingRecord:
         threshold, otsu_mask = otsu(grid_map, (w, h))
         category = Category(raw["cat"])
         sam = None
-        if category in (Category.CVO, Category.ICON):
+        if category in SEGMENTABLE:
             if raw.get("sam"):
                 sam_mask = read_png_u8(site / "assets" / "masks" / raw["sam"]) > 0
                 if sam_mask.shape != (h, w):
@@ -135,7 +143,9 @@ def import_painting(site: Path, data: dict, ds: Dataset) -> PaintingRecord:
                                 iou=iou(otsu_mask, sam_mask))
             else:
                 sam = SamResult(instances=0)
-        spans.append(Span(index=k, text=data["caption"][start:end], start=start, end=end, category=category,
+        start, end = where if where is not None else (None, None)
+        text = data["caption"][start:end] if where is not None else raw.get("word", "")
+        spans.append(Span(index=k, text=text, start=start, end=end, category=category,
                           map=MapRef(png=png, lo=0.0, hi=1.0), otsu_threshold=threshold,
                           metrics=SpanMetrics(entropy=spatial_entropy(grid_map), gini=gini(grid_map),
                                               top10_mass=top_mass(grid_map)), sam=sam))
@@ -152,7 +162,7 @@ def import_painting(site: Path, data: dict, ds: Dataset) -> PaintingRecord:
                                  source="tamart"),
         stages={"import-tamart": {"finished": utcnow(), "settings": {"source": "tamart"}}},
         provenance={"source": SOURCE, "file": f"assets/data/paintings/{stem}.json",
-                    "unmatched_spans": missing, "span_matching": counts,
+                    "span_matching": counts,
                     "published_span_count": len(data.get("spans", []))},
     )
 
@@ -164,19 +174,19 @@ def import_tamart(site: Path, out: Path) -> Dataset:
         raise SiteError(f"{site} is not a project-page folder: {index_path} is missing")
     index = orjson.loads(index_path.read_bytes())
     stems = [p["stem"] for p in index.get("paintings", [])]
-    unmatched = 0
+    not_in_caption = 0
     for stem in tqdm(stems, desc="import-tamart", unit="painting", dynamic_ncols=True):
         path = site / "assets" / "data" / "paintings" / f"{stem}.json"
         if not path.is_file():
             raise SiteError(f"{path} is missing (listed in index.json)")
         record = import_painting(site, orjson.loads(path.read_bytes()), ds)
-        unmatched += len(record.provenance["unmatched_spans"])
+        not_in_caption += record.provenance["span_matching"]["not_in_caption"]
         ds.save_record(record)
     ds.refresh_manifest(
         name="tamart", label=None, prompt=PROMPT, models=MODELS,
         description=("The paper authors' published results: Qwen2-VL-2B captions, spans typed by Qwen3-4B, "
                      "TAM span maps and SAM 3 masks (imported from their project page)."),
-        provenance={**SOURCE, "imported": utcnow(), "paintings": len(stems), "unmatched_spans": unmatched})
+        provenance={**SOURCE, "imported": utcnow(), "paintings": len(stems), "spans_not_in_caption": not_in_caption})
     return ds
 
 

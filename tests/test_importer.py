@@ -83,3 +83,29 @@ def test_malformed_site(tmp_path):
         import_tamart(tmp_path, tmp_path / "out")
     with pytest.raises(SiteError, match="segments do not rebuild"):
         locate_spans({"stem": "x", "caption": "abc", "segments": [{"t": "ab", "s": -1}], "spans": []})
+
+
+def test_a_bad_painting_is_recorded_and_the_import_goes_on(tamart_sample, tmp_path):
+    import shutil
+
+    site = tmp_path / "site"
+    stems = ["0002_the-starry-night-1889", "0010_impression-sunrise", "0029_the-scream-1893"]
+    for sub in ("img", "masks"):
+        shutil.copytree(tamart_sample / "assets" / sub, site / "assets" / sub)
+    (site / "assets/data/paintings").mkdir(parents=True)
+    index = json.loads((tamart_sample / "assets/data/index.json").read_text())
+    index["paintings"] = [p for p in index["paintings"] if p["stem"] in stems]
+    (site / "assets/data/index.json").write_text(json.dumps(index))
+    for stem in stems:
+        shutil.copy(tamart_sample / f"assets/data/paintings/{stem}.json", site / "assets/data/paintings")
+    (site / "assets/data/paintings/0010_impression-sunrise.json").write_text('{"stem": "0010_impression-sun')
+    (site / "assets/masks/0002_the-starry-night-1889__7.png").unlink()
+    ds = import_tamart(site, tmp_path / "out")
+    failures = {f.painting: f.error for f in ds.manifest().failures}
+    assert set(failures) == {"0002_the-starry-night-1889", "0010_impression-sunrise"}
+    assert "JSONDecodeError" in failures["0010_impression-sunrise"]
+    assert "0002_the-starry-night-1889__7.png" in failures["0002_the-starry-night-1889"]
+    status = {p.id: p.status for p in ds.manifest().paintings}
+    assert status == {"0002_the-starry-night-1889": "failed", "0010_impression-sunrise": "failed",
+                      "0029_the-scream-1893": "ok"}
+    assert validate_dataset(ds.root) == []

@@ -39,6 +39,7 @@ from tamscope.schema import (
     SEGMENTABLE,
     Annotations,
     Category,
+    Failure,
     Grid,
     ImageRef,
     MapRef,
@@ -168,25 +169,37 @@ def import_painting(site: Path, data: dict, ds: Dataset) -> PaintingRecord:
 
 
 def import_tamart(site: Path, out: Path) -> Dataset:
+    """Import every painting of index.json. A painting that cannot be imported (missing or
+    malformed file) is recorded as a failed painting and the import goes on."""
     site, ds = Path(site), Dataset(out)
     index_path = site / "assets" / "data" / "index.json"
     if not index_path.is_file():
         raise SiteError(f"{site} is not a project-page folder: {index_path} is missing")
     index = orjson.loads(index_path.read_bytes())
     stems = [p["stem"] for p in index.get("paintings", [])]
-    not_in_caption = 0
+    not_in_caption, failed = 0, {}
     for stem in tqdm(stems, desc="import-tamart", unit="painting", dynamic_ncols=True):
         path = site / "assets" / "data" / "paintings" / f"{stem}.json"
-        if not path.is_file():
-            raise SiteError(f"{path} is missing (listed in index.json)")
-        record = import_painting(site, orjson.loads(path.read_bytes()), ds)
+        try:
+            if not path.is_file():
+                raise SiteError(f"{path.name} is missing (listed in index.json)")
+            record = import_painting(site, orjson.loads(path.read_bytes()), ds)
+        except (SiteError, OSError, ValueError, KeyError, TypeError) as exc:  # one bad painting is data
+            failed[stem] = str(exc) if isinstance(exc, SiteError) else f"{type(exc).__name__}: {exc}"
+            if ID_RE.match(stem):
+                ds.save_record(PaintingRecord(id=stem, failures=[
+                    Failure(stage="import-tamart", error=failed[stem], time=utcnow())]))
+            continue
         not_in_caption += record.provenance["span_matching"]["not_in_caption"]
         ds.save_record(record)
     ds.refresh_manifest(
         name="tamart", label=None, prompt=PROMPT, models=MODELS,
         description=("The paper authors' published results: Qwen2-VL-2B captions, spans typed by Qwen3-4B, "
                      "TAM span maps and SAM 3 masks (imported from their project page)."),
-        provenance={**SOURCE, "imported": utcnow(), "paintings": len(stems), "spans_not_in_caption": not_in_caption})
+        provenance={**SOURCE, "imported": utcnow(), "paintings": len(stems), "spans_not_in_caption": not_in_caption,
+                    "import_failures": failed})
+    for stem, error in failed.items():
+        print(f"import-tamart: {stem}: {error}")
     return ds
 
 
@@ -208,4 +221,5 @@ def run(args: argparse.Namespace) -> int:
         stats.run(argparse.Namespace(dataset=args.out, json=False, quiet=True))
     from tamscope.validate import run as validate
 
-    return validate(argparse.Namespace(dataset=ds.root))
+    valid = validate(argparse.Namespace(dataset=ds.root))
+    return 1 if valid or ds.manifest().provenance.get("import_failures") else 0

@@ -1,0 +1,131 @@
+"""`tamscope demo` (`make demo`): the paper authors' published dataset, explored.
+
+1. Mirror their project page (150 paintings, ~40 MB) into --cache, once: see
+   tamscope.tamart_download. A complete cache is used without contacting the server.
+2. Import it with import-tamart into --out when the mirrored content differs from what was
+   imported last (a stamp in the cache records the digest), or when --out is missing or
+   invalid. The import goes to a temporary sibling folder that replaces --out only when
+   it is complete and valid, so an interrupted import never leaves a half dataset.
+3. Serve it next to the embedded smoke dataset (tamscope serve).
+Offline (the first request meets a DNS failure, a refused connection or a timeout): one line
+says so and the embedded smoke dataset is served alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import orjson
+
+from tamscope.download import DownloadError, Fetcher, Unreachable
+from tamscope.store import atomic_write_json
+from tamscope.tamart_download import DEFAULT_BASE_URL, MirrorResult, SiteMirror
+
+# the embedded dataset, where `tamscope serve` finds it (backend/cli.py DEFAULT_DATA)
+SMOKE = Path(__file__).resolve().parents[1] / "data" / "smoke"
+IMPORT_STAMP = ".tamscope-imported.json"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base-url", default=DEFAULT_BASE_URL, help="the project page (default: %(default)s)")
+    parser.add_argument("--cache", type=Path, default=Path("data/downloads/tamart-site"),
+                        help="where the downloaded files are kept (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("data/downloads/tamart"),
+                        help="the imported dataset (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=None, help="server port (default: TAMSCOPE_PORT or 8000)")
+    parser.add_argument("--no-serve", action="store_true", help="download and import, then stop (for tests)")
+    parser.add_argument("--retries", type=int, default=4, help="retries per file (default: %(default)s)")
+    parser.add_argument("--jobs", type=int, default=6, help="parallel downloads (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default: %(default)s)")
+
+
+def _say(text: str) -> None:
+    print(f"demo: {text}", flush=True)
+
+
+def import_if_changed(mirror: MirrorResult, out: Path) -> bool:
+    """Import the mirror into out unless out already holds exactly this content; True if imported."""
+    from tamscope import stats
+    from tamscope.importers.tamart import import_tamart
+    from tamscope.validate import validate_dataset
+
+    stamp_path = mirror.site / IMPORT_STAMP
+    stamp = {"dataset": str(out.resolve()), "digest": mirror.digest}
+    try:
+        same = orjson.loads(stamp_path.read_bytes()) == stamp
+    except (OSError, orjson.JSONDecodeError):
+        same = False
+    if same and (out / "manifest.json").is_file() and not validate_dataset(out):
+        return False
+    tmp, old = out.with_name(f".{out.name}.importing"), out.with_name(f".{out.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ds = import_tamart(mirror.site, tmp)
+    ds.save_stats(stats.compute(ds))
+    problems = validate_dataset(tmp)
+    if problems:
+        raise ValueError("the imported dataset is invalid:\n  " + "\n  ".join(map(str, problems[:10])))
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    atomic_write_json(stamp_path, stamp)
+    return True
+
+
+def prepare(args: argparse.Namespace) -> tuple[int, list[Path]]:
+    """(exit code, dataset folders to serve)."""
+    smoke = [SMOKE] if SMOKE.is_dir() else []
+    fetcher = Fetcher(retries=max(0, args.retries), timeout=args.timeout)
+    site = SiteMirror(args.base_url, args.cache, fetcher, jobs=args.jobs)
+    try:
+        mirror = site.run()
+    except Unreachable as exc:
+        if site.contacted:  # we had a connection and lost it: not "offline"
+            _say(f"download failed: {exc}\n  run the same command again to resume")
+            return 1, []
+        offline = f"offline (cannot reach {args.base_url}: {exc.reason})"
+        if not smoke:
+            _say(f"{offline}, and there is no embedded dataset at {SMOKE}")
+            return 2, []
+        _say(f"{offline}; serving the embedded smoke dataset instead")
+        return 0, smoke
+    except DownloadError as exc:
+        _say(f"download failed: {exc}\n  run the same command again to resume")
+        return 1, []
+    if mirror.fetched:
+        _say(f"downloaded {mirror.fetched} files ({mirror.bytes / 1e6:.1f} MB) into {args.cache}")
+    else:
+        _say(f"the published dataset is already downloaded in {args.cache} ({mirror.paintings} paintings)")
+    try:
+        imported = import_if_changed(mirror, args.out)
+    except (ValueError, OSError) as exc:  # SiteError is a ValueError
+        _say(f"import failed: {exc}")
+        return 1, []
+    _say(f"{'imported' if imported else 'up to date'}: {args.out}")
+    if not smoke:
+        _say(f"the embedded smoke dataset is not at {SMOKE}; serving the published dataset alone")
+    return 0, [args.out, *smoke]
+
+
+def serve(dirs: list[Path], port: int | None) -> int:
+    from backend import cli as serve_cli
+
+    parser = argparse.ArgumentParser(prog="tamscope serve")
+    serve_cli.configure(parser)
+    argv = [arg for d in dirs for arg in ("--data", str(d))] + (["--port", str(port)] if port else [])
+    return serve_cli.run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    code, dirs = prepare(args)
+    if code or not dirs:
+        return code
+    if args.no_serve:
+        _say("--no-serve: would serve " + " and ".join(map(str, dirs)))
+        return 0
+    sys.stdout.flush()
+    return serve(dirs, args.port)

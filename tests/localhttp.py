@@ -1,0 +1,64 @@
+"""A real HTTP server on 127.0.0.1 (free port, own thread) for the download tests.
+
+Tests never contact the internet: the demo's downloader and the WikiArt client run against
+this server, which records every request and can misbehave on demand.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    app: Callable[[Handler], None]
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        type(self).app(self)
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+    def send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
+             length: int | None = None, stop_after: int | None = None) -> None:
+        """Answer; `length` overrides Content-Length, `stop_after` closes the socket after that many body bytes."""
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if stop_after is None:
+            self.wfile.write(body)
+            return
+        self.wfile.write(body[:stop_after])
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)  # the drop: the client sees the stream end early
+
+
+class LocalServer:
+    """`with LocalServer(app) as srv:` — app(handler) answers each GET; srv.url ends with '/'."""
+
+    def __init__(self, app: Callable[[Handler], None]):
+        handler = type("AppHandler", (Handler,), {"app": staticmethod(app)})
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> LocalServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def closed_port() -> int:
+    """A port nobody listens on (bound, then released): connections are refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

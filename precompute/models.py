@@ -8,6 +8,7 @@ the captioner loader for Qwen2-VL and Qwen2.5-VL.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,35 @@ def load_pretrained(loader, model_id: str, role: str, **kwargs):
                                          "No such file", "LocalEntryNotFound", "outgoing traffic")):
             raise ModelNotAvailable(missing_message(model_id, role)) from None
         raise
+
+
+class Lazy:
+    """A model loaded on the first painting that needs it.
+
+    A stage whose paintings are all done never loads its model; a missing model fails once,
+    with one printed line, and every later painting gets the same error without retrying.
+    """
+
+    def __init__(self, load: Callable[[], Any], stage: str):
+        self.load, self.stage = load, stage
+        self.value: Any = None
+        self.error: ModelNotAvailable | None = None
+
+    def get(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        if self.value is None:
+            try:
+                self.value = self.load()
+            except ModelNotAvailable as exc:
+                self.error = exc
+                print(f"{self.stage}: {exc}")
+                raise
+        return self.value
+
+    @property
+    def loaded(self) -> bool:
+        return self.value is not None
 
 
 def model_revision(model, model_id: str, revision: str | None) -> str:

@@ -3,10 +3,16 @@
 Each stage is run through its own command-line entry (configure/run), so the pipeline takes
 exactly the options the stages take and a stage behaves the same alone or in the pipeline.
 Every stage is resumable, so re-running the pipeline after a crash redoes only what is missing.
+One overall progress bar counts the stages (each stage's own bar shows its paintings), and the
+summary at the end is read from the dataset itself: per stage, how many paintings carry its
+stamp and which failed with what error, so it is right after a resume too.
 
 With `--shard K/N` the per-painting stages process only shard K (a stable hash of the painting
 id) and the dataset-wide steps are left to `tamscope merge DATASET`, run once after all shards
 (docs/precompute.md has a SLURM job-array example).
+
+`--text-llm lexicon` runs without a text LLM: the span classifier's keyword baseline and the
+metadata string match only (what the embedded smoke dataset uses).
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ import importlib
 import time
 from pathlib import Path
 
-from precompute.runner import parse_shard
+from tqdm import tqdm
+
+from precompute.runner import in_shard, parse_shard
 from tamscope.cli import COMMANDS
+from tamscope.store import Dataset
 
 DEFAULT_CAPTIONER = "Qwen/Qwen2-VL-2B-Instruct"
 DEFAULT_TEXT_LLM = "Qwen/Qwen3-4B-Instruct-2507"
@@ -35,6 +44,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16")
     parser.add_argument("--sam-threshold", type=float, default=None, help="SAM 3 score threshold (default 0.5)")
+    parser.add_argument("--reliance-threshold", type=float, default=None,
+                        help="visual reliance threshold in nats (default 1.0)")
     parser.add_argument("--shard", default=None, help="K/N: process shard K of N, then `tamscope merge`")
     parser.add_argument("--force", action="store_true", help="redo stages already done")
     parser.add_argument("--name", default=None, help="dataset name for the manifest")
@@ -53,12 +64,15 @@ def stage_argvs(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         describe += ["--max-new-tokens", str(args.max_new_tokens)]
     if args.name:
         describe += ["--name", args.name]
+    reliance = [ds, "--model", args.captioner, *common, *per_painting]
+    if args.reliance_threshold is not None:
+        reliance += ["--threshold", str(args.reliance_threshold)]
     sam = [ds, "--model", args.segmenter, *common, *per_painting]
     if args.sam_threshold is not None:
         sam += ["--threshold", str(args.sam_threshold)]
     stages = [
         ("describe", describe),
-        ("reliance", [ds, "--model", args.captioner, *common, *per_painting]),
+        ("reliance", reliance),
         ("spans", [ds, "--model", args.text_llm, *common, *per_painting]),
         ("spanmaps", [ds, *per_painting]),
         ("sam", sam),
@@ -82,17 +96,41 @@ def run_command(name: str, argv: list[str]) -> int:
     return int(module.run(parser.parse_args(argv)) or 0)
 
 
+PER_PAINTING = ("describe", "reliance", "spans", "spanmaps", "sam", "metadata")
+
+
+def summary(dataset_dir: Path, shard: tuple[int, int] | None, stages: list[str]) -> list[str]:
+    """Per stage: paintings done and failed (with errors), read from the records."""
+    dataset = Dataset(dataset_dir)
+    records = [r for r in dataset.records() if in_shard(r.id, shard)]
+    lines = [f"{len(records)} paintings" + (f" in shard {shard[0]}/{shard[1]}" if shard else "")]
+    errors: dict[tuple[str, str], list[str]] = {}  # (stage, error) -> paintings: one line per distinct error
+    for stage in (s for s in stages if s in PER_PAINTING):
+        done = sum(stage in r.stages for r in records)
+        failed = [(r.id, f.error) for r in records for f in r.failures if f.stage == stage]
+        lines.append(f"  {stage:<9} {done:4d} done  {len(failed):4d} failed")
+        for pid, error in failed:
+            errors.setdefault((stage, error), []).append(pid)
+    if errors:
+        lines.append("failures:")
+        lines += [f"  {stage}: {error} [{', '.join(pids)}]" for (stage, error), pids in errors.items()]
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
-    parse_shard(args.shard)  # fail early on a malformed --shard
+    shard = parse_shard(args.shard)  # fail early on a malformed --shard
     stages = stage_argvs(args)
     codes: dict[str, int] = {}
     start = time.monotonic()
-    for n, (name, argv) in enumerate(stages, 1):
-        print(f"\n== stage {n}/{len(stages)}: {name} ==", flush=True)
+    overall = tqdm(stages, desc="precompute", unit="stage", dynamic_ncols=True)
+    for name, argv in overall:
+        overall.set_postfix_str(name)
         codes[name] = run_command(name, argv)
+    overall.close()
     print(f"\n== summary ({time.monotonic() - start:.0f} s) ==")
-    for name, code in codes.items():
-        print(f"  {name:<9} {'ok' if code == 0 else f'finished with failures (exit {code})'}")
+    print("\n".join(summary(args.dataset, shard, list(codes))))
+    for name in (n for n in codes if n not in PER_PAINTING):
+        print(f"  {name:<9} {'ok' if codes[name] == 0 else f'exit {codes[name]}'}")
     if args.shard:
         print(f"shard {args.shard} done; after every shard: tamscope merge {args.dataset}")
         return 0 if not any(codes.values()) else 1

@@ -5,12 +5,16 @@ A stage is a function `record -> record`. The runner
   (so a re-run after a crash or Ctrl-C resumes where it stopped, and changed settings redo),
 - catches a painting's error, records it in that painting's `failures` and goes on,
 - saves each record atomically right after its painting is done,
+- clears the stamps of the stages that read this one's output (DOWNSTREAM), so re-typed spans
+  get new span maps, SAM masks and metadata verdicts on the next run,
 - refreshes the manifest (painting list, failures, the stage's settings) at the end.
 It imports no torch: stages load their models lazily, on the first painting that needs them.
 """
 
 from __future__ import annotations
 
+import os
+import time
 import traceback
 import zlib
 from collections.abc import Callable, Iterable
@@ -28,18 +32,36 @@ class PaintingError(Exception):
     """A problem with one painting's input (corrupt image, malformed model output...).
 
     Its message is recorded as is; other exceptions are recorded with their type name.
+    `provenance` is merged into the failed painting's record (e.g. the raw LLM answers that
+    could not be used, so they can be inspected).
     """
+
+    def __init__(self, message: str, provenance: dict | None = None):
+        super().__init__(message)
+        self.provenance = provenance or {}
+
+
+# stage -> the stages computed from its output; a new result makes their stamps stale
+DOWNSTREAM = {
+    "describe": ("reliance", "spans", "spanmaps", "sam", "metadata"),
+    "spans": ("spanmaps", "sam", "metadata"),
+    "spanmaps": ("sam",),
+}
 
 
 @dataclass
 class StageSummary:
     stage: str
     done: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already done with these settings
     failed: dict[str, str] = field(default_factory=dict)
+    waiting: list[str] = field(default_factory=list)  # the stage they need has not run (or failed)
+    needs: str | None = None
 
     def line(self) -> str:
         text = f"{self.stage}: {len(self.done)} done, {len(self.skipped)} already done, {len(self.failed)} failed"
+        if self.waiting:
+            text += f", {len(self.waiting)} waiting for {self.needs}"
         return text + "".join(f"\n  {pid}: {err}" for pid, err in self.failed.items())
 
 
@@ -72,6 +94,8 @@ def error_text(exc: BaseException) -> str:
 
 def stamp(record: PaintingRecord, stage: str, settings: dict) -> PaintingRecord:
     record.stages[stage] = StageStamp(settings=settings, finished=utcnow())
+    for later in DOWNSTREAM.get(stage, ()):
+        record.stages.pop(later, None)
     record.failures = [f for f in record.failures if f.stage != stage]
     return record
 
@@ -80,6 +104,8 @@ def record_failure(record: PaintingRecord, stage: str, exc: BaseException) -> Pa
     record.stages.pop(stage, None)
     record.failures = [f for f in record.failures if f.stage != stage]
     record.failures.append(Failure(stage=stage, error=error_text(exc), time=utcnow()))
+    if isinstance(exc, PaintingError):
+        record.provenance.update(exc.provenance)
     return record
 
 
@@ -105,12 +131,13 @@ def run_stage(
 
     `needs`: the stage whose output this one reads; paintings without it are skipped.
     """
-    summary = StageSummary(stage)
+    summary = StageSummary(stage, needs=needs)
     pids = [pid for pid in (ids if ids is not None else dataset.painting_ids()) if in_shard(pid, shard)]
-    for pid in tqdm(pids, desc=stage, unit="painting", dynamic_ncols=True):
+    slow = float(os.environ.get("TAMSCOPE_TEST_SLOW_PAINTING", "0"))  # test hook: widen the kill window
+    for pid in tqdm(pids, desc=stage, unit="painting", dynamic_ncols=True, leave=False):
         record = dataset.record(pid)
         if needs and needs not in record.stages:
-            summary.skipped.append(pid)
+            summary.waiting.append(pid)
             continue
         if not force and is_done(record, stage, settings):
             summary.skipped.append(pid)
@@ -124,7 +151,9 @@ def run_stage(
             record = record_failure(dataset.record(pid), stage, exc)
             summary.failed[pid] = error_text(exc)
         dataset.save_record(record)
+        if slow:
+            time.sleep(slow)
     if refresh_manifest:
         dataset.refresh_manifest(settings={stage: settings})
-    print(summary.line())
+    tqdm.write(summary.line())
     return summary

@@ -1,9 +1,12 @@
 """`tamscope build-smoke [OUT]`: rebuild the embedded smoke dataset, byte for byte.
 
 Four synthetic paintings drawn by code go through the real pipeline with tiny random-weight
-models built from configs (precompute/tiny/). Nothing is downloaded, so it runs anywhere in
-about a minute. The captions are noise by design: the dataset exists to exercise every code
-path, the server and the explorer, and says so in its label wherever it is shown.
+models built from configs (precompute/tiny/): the captioner (describe, TAM, reliance) and
+SAM 3. A random-weight text LLM cannot write JSON, so spans come from the span classifier's
+built-in keyword baseline (`--text-llm lexicon`) and metadata from the string match alone.
+Nothing is downloaded, so it runs anywhere in well under a minute. The captions are noise by
+design: the dataset exists to exercise every code path, the server and the explorer, and says
+so in its label wherever it is shown.
 
 Determinism: fixed seeds, one torch thread, SOURCE_DATE_EPOCH for every timestamp, and
 deterministic PNG/JPEG/safetensors encoders, so `git diff` after a rebuild shows nothing.
@@ -87,13 +90,12 @@ def write_smoke_paintings(folder: Path) -> Path:
 
 
 def build_tiny_models(folder: Path) -> dict[str, Path]:
+    """Manifest role -> folder of the tiny model."""
     from precompute.tiny.qwen2vl import build_tiny_qwen2vl
     from precompute.tiny.sam3 import build_tiny_sam3
-    from precompute.tiny.textlm import build_tiny_text_lm
 
     return {
         "captioner": build_tiny_qwen2vl(folder / "tiny-qwen2vl"),
-        "text_llm": build_tiny_text_lm(folder / "tiny-text-lm"),
         "segmenter": build_tiny_sam3(folder / "tiny-sam3"),
     }
 
@@ -110,24 +112,33 @@ def run(args: argparse.Namespace) -> int:
 
     from precompute import pipeline
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # thread count changes float summation order, so bytes
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
     os.environ["SOURCE_DATE_EPOCH"] = EPOCH
-    write_smoke_paintings(args.paintings)
-    with tempfile.TemporaryDirectory(prefix="tamscope-smoke-") as tmp:
-        models = build_tiny_models(Path(tmp))
-        building = Path(tmp) / "dataset"
-        argv = [str(args.paintings), str(building),
-                "--captioner", str(models["captioner"]), "--text-llm", str(models["text_llm"]),
-                "--segmenter", str(models["segmenter"]), "--max-new-tokens", str(args.max_new_tokens),
-                "--sam-threshold", "0.2", "--name", "smoke", "--device", "cpu", "--dtype", "float32"]
-        parser = argparse.ArgumentParser()
-        pipeline.configure(parser)
-        code = pipeline.run(parser.parse_args(argv))
-        finish_manifest(building, models)
-        scrub_paths(building, tmp)
-        if args.out.exists():
-            shutil.rmtree(args.out)
-        shutil.copytree(building, args.out)
+    try:
+        write_smoke_paintings(args.paintings)
+        with tempfile.TemporaryDirectory(prefix="tamscope-smoke-") as tmp:
+            models = build_tiny_models(Path(tmp))
+            building = Path(tmp) / "dataset"
+            argv = [str(args.paintings), str(building),
+                    "--captioner", str(models["captioner"]), "--text-llm", "lexicon",
+                    "--segmenter", str(models["segmenter"]), "--max-new-tokens", str(args.max_new_tokens),
+                    "--sam-threshold", "0.2", "--name", "smoke", "--device", "cpu", "--dtype", "float32"]
+            parser = argparse.ArgumentParser()
+            pipeline.configure(parser)
+            code = pipeline.run(parser.parse_args(argv))
+            finish_manifest(building, models)
+            scrub_paths(building, tmp)
+            if args.out.exists():
+                shutil.rmtree(args.out)
+            shutil.copytree(building, args.out)
+    finally:
+        torch.set_num_threads(threads)
+        if epoch is None:
+            os.environ.pop("SOURCE_DATE_EPOCH", None)
+        else:
+            os.environ["SOURCE_DATE_EPOCH"] = epoch
     print(f"smoke dataset written to {args.out}")
     return code
 
@@ -152,6 +163,7 @@ def finish_manifest(dataset_dir: Path, models: dict[str, Path]) -> None:
     data["description"] = ("Four synthetic paintings drawn by code, run through the real pipeline with "
                            "tiny random-weight models (precompute/tiny). Rebuild: make smoke-dataset.")
     for role, ref in data["models"].items():
-        ref["id"] = f"tiny-random-{role}"
-        ref["revision"] = "built-by-precompute.tiny"
+        if role in models:  # the lexicon baseline keeps its own name
+            ref["id"] = f"tiny-random-{role}"
+            ref["revision"] = "built-by-precompute.tiny"
     ds.save_manifest(type(manifest).model_validate(data))

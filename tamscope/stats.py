@@ -3,11 +3,17 @@
 Per category (top-level keys CVO, ICON, STYLE, AFFECT, META): span count; for entropy, Gini,
 top-10% mass and IoU (IoU over spans SAM 3 detected): n, mean, median, q1, q3, min, max and
 the sorted values (so the explorer can place a span in its category's distribution); SAM 3
-runs, detections and detection rate; example spans (lowest, median, highest entropy).
+runs, detections and detection rate; example spans (lowest, median, highest entropy; `iou_examples`
+likewise for IoU; `sam_missed_examples`: up to 3 spans SAM 3 found nothing for); visual
+reliance of the span (mean over its tokens, `reliance_*`) and the share of spans with at least
+one visually relevant token (`visual_rate`).
 Tests (scipy.stats): Kruskal-Wallis across categories with epsilon squared
 (H / ((n^2 - 1) / (n + 1)), Tomczak & Tomczak 2014), pairwise two-sided Mann-Whitney U with
 Holm's correction and Cliff's delta (2U / (n1 n2) - 1); for entropy and top-10% mass, and
-IoU between CVO and ICON. Metadata: title and artist accuracy with counts.
+IoU between CVO and ICON. Metadata: title and artist accuracy with counts and up to 3 example
+painting ids graded correct and wrong (`examples`). Span matching: how
+many phrases the span classifier proposed and how many were found in the caption (exactly or
+repaired), summed over the records (`span_matching`).
 """
 
 from __future__ import annotations
@@ -15,16 +21,32 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import orjson
 from scipy import stats as st
 
-from tamscope.schema import Category, DatasetStats
+from tamscope.schema import Category, DatasetStats, PaintingRecord
 from tamscope.store import Dataset
 
-METRICS = ("entropy", "gini", "top10", "iou")
+METRICS = ("entropy", "gini", "top10", "iou", "reliance")
+MATCH_KEYS = ("proposed", "exact", "repaired", "rejected")
+
+
+def span_matching(records: Iterable[PaintingRecord]) -> dict:
+    """Phrases the span classifier proposed and matched, summed over the records' provenance."""
+    totals = dict.fromkeys(MATCH_KEYS, 0) | {"paintings": 0}
+    for record in records:
+        counts = record.provenance.get("span_classifier", {}).get("counts")
+        if counts:
+            totals["paintings"] += 1
+            for key in MATCH_KEYS:
+                totals[key] += int(counts.get(key, 0))
+    matched = totals["exact"] + totals["repaired"]
+    totals["match_rate"] = matched / totals["proposed"] if totals["proposed"] else None
+    return totals
 
 
 def describe_values(values: list[float], prefix: str) -> dict:
@@ -89,8 +111,11 @@ def compute(dataset: Dataset) -> DatasetStats:
     spans_of: dict[str, list[dict]] = defaultdict(list)
     sam_runs, sam_hits = defaultdict(int), defaultdict(int)
     meta = {"title": [0, 0], "artist": [0, 0]}  # correct, graded
+    iou_of, missed_of = defaultdict(list), defaultdict(list)
+    meta_examples = {k: {"correct": [], "wrong": []} for k in meta}  # up to 3 painting ids each
     n_paintings = n_spans = 0
-    for record in dataset.records():
+    records = list(dataset.records())
+    for record in records:
         n_paintings += 1
         for span in record.spans:
             n_spans += 1
@@ -102,17 +127,29 @@ def compute(dataset: Dataset) -> DatasetStats:
                 if m.entropy is not None:
                     spans_of[cat].append({"painting": record.id, "span": span.index, "text": span.text,
                                           "entropy": m.entropy})
+            reliance = [record.tokens[t].reliance for t in span.tokens if record.tokens[t].reliance is not None]
+            if reliance:
+                values[cat]["reliance"].append(float(np.mean(reliance)))
+                values[cat]["_visual"].append(any(record.tokens[t].visual for t in span.tokens))
             if span.sam is not None:
                 sam_runs[cat] += 1
                 if span.sam.mask is not None:
                     sam_hits[cat] += 1
                     values[cat]["iou"].append(span.sam.iou)
+                    if span.sam.iou is not None:  # explorer: the IoU chart links to these spans
+                        iou_of[cat].append({"painting": record.id, "span": span.index, "text": span.text,
+                                            "iou": span.sam.iou})
+                elif len(missed_of[cat]) < 3:
+                    missed_of[cat].append({"painting": record.id, "span": span.index, "text": span.text})
             values[cat]["_count"].append(1)
         if record.metadata is not None:
             for key, verdict in (("title", record.metadata.title_correct), ("artist", record.metadata.artist_correct)):
                 if verdict is not None:
                     meta[key][1] += 1
                     meta[key][0] += int(verdict)
+                    picked = meta_examples[key]["correct" if verdict else "wrong"]
+                    if len(picked) < 3:
+                        picked.append(record.id)
     out: dict = {"n_paintings": n_paintings, "n_spans": n_spans}
     for cat in (c.value for c in Category):
         if cat not in values:
@@ -120,17 +157,24 @@ def compute(dataset: Dataset) -> DatasetStats:
         entry: dict = {"count": len(values[cat]["_count"])}
         for metric in METRICS:
             entry.update(describe_values(values[cat][metric], metric))
+        visual = values[cat]["_visual"]
+        entry["visual_rate"] = sum(visual) / len(visual) if visual else None
         entry.update({"sam_runs": sam_runs[cat], "sam_detections": sam_hits[cat],
                       "sam_detection_rate": sam_hits[cat] / sam_runs[cat] if sam_runs[cat] else None})
         ranked = sorted(spans_of[cat], key=lambda s: s["entropy"])
         entry["examples"] = [ranked[i] for i in sorted({0, len(ranked) // 2, len(ranked) - 1})] if ranked else []
+        by_iou = sorted(iou_of[cat], key=lambda s: s["iou"])  # lowest, median, highest IoU
+        entry["iou_examples"] = [by_iou[i] for i in sorted({0, len(by_iou) // 2, len(by_iou) - 1})] if by_iou else []
+        entry["sam_missed_examples"] = missed_of[cat]
         out[cat] = entry
     clean = lambda metric: {c: [v for v in values[c][metric] if v is not None] for c in values}  # noqa: E731
     tests = {"entropy": compare_groups(clean("entropy")), "top10": compare_groups(clean("top10"))}
     iou_groups = {c: v for c, v in clean("iou").items() if c in ("CVO", "ICON")}
     tests["iou"] = compare_groups(iou_groups)
     out["tests"] = {k: v for k, v in tests.items() if v is not None}
-    out["metadata"] = {k: {"correct": c, "graded": g, "accuracy": c / g if g else None} for k, (c, g) in meta.items()}
+    out["metadata"] = {k: {"correct": c, "graded": g, "accuracy": c / g if g else None, "examples": meta_examples[k]}
+                       for k, (c, g) in meta.items()}
+    out["span_matching"] = span_matching(records)
     return DatasetStats.model_validate(out)
 
 
@@ -153,6 +197,10 @@ def table(stats: dict) -> str:
         m = stats["metadata"][key]
         if m["graded"]:
             lines.append(f"{key} right: {m['correct']}/{m['graded']} ({100 * m['accuracy']:.0f}%)")
+    sm = stats.get("span_matching") or {}
+    if sm.get("proposed"):
+        lines.append(f"span matching: {sm['exact'] + sm['repaired']}/{sm['proposed']} proposed phrases found in "
+                     f"the caption ({100 * sm['match_rate']:.0f}%; {sm['repaired']} repaired)")
     k = stats["tests"].get("entropy", {}).get("kruskal") if stats["tests"].get("entropy") else None
     if k:
         lines.append(f"entropy across categories: Kruskal-Wallis H={k['H']:.1f}, p={k['p']:.2g}, "

@@ -42,10 +42,15 @@ def utcnow() -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it), then restored
+os.umask(_UMASK)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; datasets are served and shared
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -9,6 +9,7 @@ occurrences the one nearest to `anchor` wins. Nothing else is guessed.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 
@@ -31,21 +32,83 @@ def _occurrences(haystack: str, needle: str) -> list[int]:
     return hits
 
 
-def find_phrase(caption: str, phrase: str, anchor: int = 0) -> tuple[int, int, str] | None:
-    """(start, end, "exact" | "repaired") of `phrase` in `caption`, or None."""
+def phrase_occurrences(caption: str, phrase: str) -> tuple[list[tuple[int, int]], str]:
+    """Every (start, end) of `phrase` in `caption`, in caption order, and how they were found:
+    "exact" when the text occurs as is, else "repaired" (letters and digits only, ignoring case,
+    accents, punctuation and spacing). ([], "") when it does not occur or has under 2 letters."""
     phrase = phrase.strip()
     if not phrase:
-        return None
+        return [], ""
     hits = _occurrences(caption, phrase)
     if hits:
-        start = min(hits, key=lambda h: abs(h - anchor))
-        return start, start + len(phrase), "exact"
+        return [(h, h + len(phrase)) for h in hits], "exact"
     folded_caption, index = _folded(caption)
     folded_phrase, _ = _folded(phrase)
     if len(folded_phrase) < 2:
-        return None
+        return [], ""
     hits = _occurrences(folded_caption, folded_phrase)
-    if not hits:
+    return [(index[h], index[h + len(folded_phrase) - 1] + 1) for h in hits], "repaired" if hits else ""
+
+
+def find_phrase(caption: str, phrase: str, anchor: int = 0) -> tuple[int, int, str] | None:
+    """(start, end, "exact" | "repaired") of `phrase` in `caption` nearest to `anchor`, or None."""
+    spans, how = phrase_occurrences(caption, phrase)
+    if not spans:
         return None
-    best = min(hits, key=lambda h: abs(index[h] - anchor))
-    return index[best], index[best + len(folded_phrase) - 1] + 1, "repaired"
+    start, end = min(spans, key=lambda s: abs(s[0] - anchor))
+    return start, end, how
+
+
+# -- grading claimed titles and artists (the metadata stage's deterministic string match) --
+
+ARTICLES = {"the", "a", "an", "le", "la", "les", "l", "il", "lo", "el", "der", "die", "das", "de", "het"}
+# name particles: "van Gogh Vincent" and "Vincent van Gogh", "El Greco" and "Greco" are the same person
+PARTICLES = {"van", "von", "de", "da", "di", "der", "den", "del", "della", "du", "la", "le", "el", "the", "y"}
+
+
+def folded_words(text: str) -> list[str]:
+    """Lower-case words of letters and digits, accents removed ("Maestà" -> ["maesta"])."""
+    chars = [" " if not ch.isalnum() else ch.lower()
+             for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch)]
+    return "".join(chars).split()
+
+
+def title_alternatives(title: str) -> list[list[str]]:
+    """A title and its parenthesised alternative ("Madonna in Maestà (Ognissanti Madonna)")."""
+    outside = re.sub(r"\([^)]*\)", " ", title)
+    inside = re.findall(r"\(([^)]*)\)", title)
+    out = []
+    for part in [title, outside, *inside]:
+        words = folded_words(part)
+        if words and words[0] in ARTICLES and len(words) > 1:
+            words = words[1:]
+        if words and words not in out:
+            out.append(words)
+    return out
+
+
+def title_matches(claimed: str, truth: str) -> bool:
+    """The same words in the same order, ignoring case, accents, punctuation and a leading
+    article, against the title or its parenthesised alternative. Synonyms ("Virgin" for
+    "Madonna") are not matched: that is the judge's job."""
+    claim = title_alternatives(claimed)
+    return bool(claim) and claim[0] in title_alternatives(truth)
+
+
+def _name_words(text: str) -> set[str]:
+    return {w for w in folded_words(text) if w not in PARTICLES}
+
+
+def artist_matches(claimed: str, truth: str) -> bool:
+    """Token sets, in any order ("van Gogh Vincent" = "Vincent van Gogh"): every word of the
+    true name appears in the claim (extra words allowed: "the Norwegian artist Edvard Munch"),
+    or every word of the claim belongs to the true name ("Gauguin", "P. Gauguin": an initial
+    matches a name starting with it), with at least one full word."""
+    claim, name = _name_words(claimed), _name_words(truth)
+    if not claim or not name:
+        return False
+    if name <= claim:
+        return True
+    full = {w for w in claim if len(w) > 1}
+    initials = claim - full
+    return bool(full) and full <= name and all(any(n.startswith(i) for n in name) for i in initials)

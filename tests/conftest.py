@@ -38,3 +38,23 @@ def tamart_dataset(tamart_sample, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tamart") / "tamart"
     assert tamart.run(argparse.Namespace(site=tamart_sample, out=out, no_stats=False)) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_text_lm_dir(tmp_path_factory) -> Path:
+    import torch
+
+    from precompute.tiny.textlm import build_tiny_text_lm
+
+    torch.set_num_threads(1)
+    return build_tiny_text_lm(tmp_path_factory.mktemp("tiny-text-lm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sam3_dir(tmp_path_factory) -> Path:
+    import torch
+
+    from precompute.tiny.sam3 import build_tiny_sam3
+
+    torch.set_num_threads(1)
+    return build_tiny_sam3(tmp_path_factory.mktemp("tiny-sam3"))

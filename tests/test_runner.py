@@ -61,7 +61,8 @@ def test_failure_is_recorded_and_stage_goes_on(tmp_path):
 def test_needs_previous_stage(tmp_path):
     ds = _dataset(tmp_path)
     summary = run_stage("later", ds, {}, lambda rec: rec, needs="spans")
-    assert summary.done == [] and len(summary.skipped) == 4
+    assert summary.done == [] and summary.skipped == [] and len(summary.waiting) == 4
+    assert summary.line() == "later: 0 done, 0 already done, 0 failed, 4 waiting for spans"
 
 
 def test_shards_partition_the_ids():
@@ -81,3 +82,16 @@ def test_no_temp_files_left(tmp_path):
     ds = _dataset(tmp_path)
     run_stage("demo", ds, {}, lambda rec: rec)
     assert not list(ds.root.rglob("*.tmp"))
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """mkstemp creates 0600 files: a dataset served by another user (a web server, a container)
+    must be readable, so atomic writes use the umask's mode like an ordinary open()."""
+    import os
+
+    from tamscope.store import atomic_write_bytes
+
+    atomic_write_bytes(tmp_path / "a.json", b"{}")
+    (tmp_path / "b.json").write_bytes(b"{}")
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == (tmp_path / "b.json").stat().st_mode & 0o777
+    assert os.access(tmp_path / "a.json", os.R_OK)

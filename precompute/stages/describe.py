@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from precompute.captioner_inputs import prompt_inputs, teacher_forced_inputs
 from precompute.models import ModelNotAvailable, load_captioner
 from precompute.paintings import PaintingInput, fit, jpeg_bytes, load_painting, scan_input
 from precompute.runner import PaintingError, error_text, in_shard, is_done, parse_shard, record_failure, stamp
@@ -108,9 +109,7 @@ def caption_painting(captioner, canvas, prompt: str, max_new_tokens: int) -> Cap
 
     proc, model = captioner.processor, captioner.model
     tok = proc.tokenizer
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-    text = proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    inputs = proc(images=[canvas], text=[text], return_tensors="pt").to(captioner.device)
+    inputs = prompt_inputs(captioner, canvas, prompt)
     n_prompt = inputs["input_ids"].shape[1]
     with torch.inference_mode():
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
@@ -123,14 +122,10 @@ def caption_painting(captioner, canvas, prompt: str, max_new_tokens: int) -> Cap
         raise PaintingError("the captioner produced an empty caption")
 
     # One teacher-forced pass: last-layer states after the final norm. (1, S, D)
-    full = torch.tensor([inputs["input_ids"][0].tolist() + generated], device=captioner.device)
-    extra = {}
-    if "mm_token_type_ids" in inputs:  # M-RoPE needs to know which tokens are image tokens
-        extra["mm_token_type_ids"] = torch.nn.functional.pad(inputs["mm_token_type_ids"], (0, len(generated)))
+    forced = teacher_forced_inputs(inputs, generated)
+    full = forced["input_ids"]  # (1, S)
     with torch.inference_mode():
-        hidden = model.model(input_ids=full, attention_mask=torch.ones_like(full),
-                             pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"],
-                             **extra).last_hidden_state[0]  # (S, D)
+        hidden = model.model(**forced).last_hidden_state[0]  # (S, D)
     special = {"image": captioner.image_token_id, "vision_end": tok.convert_tokens_to_ids("<|vision_end|>"),
                "im_end": tok.convert_tokens_to_ids("<|im_end|>")}
     image_pos, prompt_pos = layout(full[0, :n_prompt].tolist(), special)

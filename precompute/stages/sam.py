@@ -1,10 +1,12 @@
 """`tamscope sam DATASET`: SAM 3 masks for the concrete-object and iconographic phrases.
 
 For every CVO and ICON span, SAM 3 (`facebook/sam3` through transformers Sam3Model and
-Sam3Processor; any id or folder) is prompted with the span's text. Instances scoring at least
-`--threshold` (0.5) are kept, their masks (`--mask-threshold` 0.5) are united at canvas size
-and stored as sam/<i>.png with the instance count and scores; the IoU with the span's Otsu
-mask (tamscope.metrics, the same mask the explorer draws) is recorded. No instance is
+Sam3Processor; any id or folder) is prompted with the span's text. Instances scoring above
+`--threshold` (0.5; score = sigmoid(query logit) x sigmoid(presence logit)) are kept, their
+masks (`--mask-threshold` 0.5 on the sigmoid, after bilinear resizing to the canvas) are
+united and stored as sam/<i>.png (canvas size, 0/255) with the instance count and scores;
+the IoU with the span's Otsu mask (tamscope.metrics, the same mask the explorer draws) is
+recorded. An instance whose mask is empty at canvas size does not count. No instance is
 recorded as such (instances 0, no mask, no IoU). The image is encoded once per painting and
 reused for every phrase.
 """
@@ -17,13 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from precompute.models import (
-    ModelNotAvailable,
-    load_pretrained,
-    model_revision,
-    resolve_device,
-    resolve_dtype,
-)
+from precompute.models import Lazy, load_pretrained, model_revision, resolve_device, resolve_dtype
 from precompute.runner import parse_shard, run_stage
 from tamscope.metrics import iou, otsu
 from tamscope.schema import SEGMENTABLE, ModelRef, PaintingRecord, SamResult
@@ -35,46 +31,47 @@ DEFAULT_MODEL = "facebook/sam3"
 
 class Segmenter:
     def __init__(self, args: argparse.Namespace):
-        self.args, self.model, self.processor, self.error = args, None, None, None
+        self.args = args
+        self._lazy = Lazy(self._load, STAGE)
 
-    def load(self):
-        if self.error is not None:
-            raise self.error
-        if self.model is None:
-            from transformers import Sam3Model, Sam3Processor
+    def _load(self):
+        from transformers import Sam3Model, Sam3Processor
 
-            device = resolve_device(self.args.device)
-            kw = {"revision": self.args.revision} if self.args.revision else {}
-            try:
-                self.processor = load_pretrained(Sam3Processor.from_pretrained, self.args.model, "segmenter", **kw)
-                self.model = load_pretrained(Sam3Model.from_pretrained, self.args.model, "segmenter",
-                                             dtype=resolve_dtype(self.args.dtype, device), **kw).to(device).eval()
-            except ModelNotAvailable as exc:
-                self.error = exc
-                print(f"{STAGE}: {exc}")
-                raise
-        return self
+        device = resolve_device(self.args.device)
+        kw = {"revision": self.args.revision} if self.args.revision else {}
+        processor = load_pretrained(Sam3Processor.from_pretrained, self.args.model, "segmenter", **kw)
+        model = load_pretrained(Sam3Model.from_pretrained, self.args.model, "segmenter",
+                                dtype=resolve_dtype(self.args.dtype, device), **kw).to(device).eval()
+        return processor, model
+
+    @property
+    def loaded(self) -> bool:
+        return self._lazy.loaded
+
+    def ref(self) -> ModelRef:
+        _, model = self._lazy.get()
+        return ModelRef(id=self.args.model, revision=model_revision(model, self.args.model, self.args.revision))
 
     def segment(self, image: Image.Image, prompts: list[str]) -> list[tuple[np.ndarray, list[float]]]:
-        """For each prompt: (union mask H x W bool, instance scores)."""
+        """For each prompt: (union mask H x W bool, scores of the instances it unites)."""
         import torch
 
-        self.load()
-        inputs = self.processor(images=image, return_tensors="pt").to(self.model.device)
+        processor, model = self._lazy.get()
+        inputs = processor(images=image, return_tensors="pt").to(model.device)
         out = []
         with torch.inference_mode():
-            vision = self.model.get_vision_features(pixel_values=inputs["pixel_values"].to(self.model.dtype))
+            vision = model.get_vision_features(pixel_values=inputs["pixel_values"].to(model.dtype))
             for prompt in prompts:
-                text = self.processor.tokenizer(prompt, padding="max_length", max_length=32, truncation=True,
-                                                return_tensors="pt").to(self.model.device)
-                pred = self.model(vision_embeds=vision, input_ids=text["input_ids"],
-                                  attention_mask=text["attention_mask"])
-                res = self.processor.post_process_instance_segmentation(
+                text = processor.tokenizer(prompt, padding="max_length", max_length=32, truncation=True,
+                                           return_tensors="pt").to(model.device)
+                pred = model(vision_embeds=vision, input_ids=text["input_ids"], attention_mask=text["attention_mask"])
+                res = processor.post_process_instance_segmentation(
                     pred, threshold=self.args.threshold, mask_threshold=self.args.mask_threshold,
                     target_sizes=[[image.height, image.width]])[0]
                 masks = res["masks"].bool().cpu().numpy()  # (K, H, W)
-                union = masks.any(axis=0) if len(masks) else np.zeros((image.height, image.width), bool)
-                out.append((union, [round(float(s), 4) for s in res["scores"]]))
+                nonempty = masks.any(axis=(1, 2))  # (K,)
+                union = masks[nonempty].any(axis=0) if nonempty.any() else np.zeros((image.height, image.width), bool)
+                out.append((union, [round(float(s), 4) for s, keep in zip(res["scores"], nonempty, strict=True) if keep]))
         return out
 
 
@@ -88,8 +85,8 @@ def process(dataset: Dataset, segmenter: Segmenter):
             image = im.convert("RGB")
         size = (record.canvas.width, record.canvas.height)
         for span, (mask, scores) in zip(spans, segmenter.segment(image, [s.text for s in spans]), strict=True):
-            if not scores or not mask.any():
-                span.sam = SamResult(instances=0, scores=scores)
+            if not scores:
+                span.sam = SamResult(instances=0)
                 continue
             path = f"sam/{span.index}.png"
             atomic_write_bytes(folder / path, encode_png(mask.astype(np.uint8) * 255))
@@ -122,7 +119,6 @@ def run(args: argparse.Namespace) -> int:
                 "mask_threshold": args.mask_threshold}
     summary = run_stage(STAGE, dataset, settings, process(dataset, segmenter), shard=parse_shard(args.shard),
                         force=args.force, needs="spanmaps")
-    if segmenter.model is not None:
-        dataset.refresh_manifest(models={"segmenter": ModelRef(
-            id=args.model, revision=model_revision(segmenter.model, args.model, args.revision))})
+    if segmenter.loaded:
+        dataset.refresh_manifest(models={"segmenter": segmenter.ref()})
     return 1 if summary.failed else 0

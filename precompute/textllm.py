@@ -1,0 +1,48 @@
+"""The text LLM of the span classifier and the metadata judge: any causal LM with a chat
+template (default Qwen/Qwen3-4B-Instruct-2507), hub id or folder, loaded on first use,
+answering greedily."""
+
+from __future__ import annotations
+
+from precompute.models import Lazy, load_pretrained, model_revision, resolve_device, resolve_dtype
+from tamscope.schema import ModelRef
+
+DEFAULT_MODEL = "Qwen/Qwen3-4B-Instruct-2507"
+NO_LLM = "lexicon"  # the model name that means "no LLM": the built-in baselines run instead
+
+
+class TextLLM:
+    def __init__(self, model_id: str, device: str, dtype: str, revision: str | None, max_new_tokens: int,
+                 stage: str):
+        self.model_id, self.revision, self.max_new_tokens = model_id, revision, max_new_tokens
+        self._lazy = Lazy(lambda: self._load(device, dtype), stage)
+
+    def _load(self, device_name: str, dtype_name: str):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device = resolve_device(device_name)
+        kw = {"revision": self.revision} if self.revision else {}
+        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, self.model_id, "text LLM", **kw)
+        model = load_pretrained(AutoModelForCausalLM.from_pretrained, self.model_id, "text LLM",
+                                dtype=resolve_dtype(dtype_name, device), **kw).to(device).eval()
+        return tokenizer, model
+
+    @property
+    def loaded(self) -> bool:
+        return self._lazy.loaded
+
+    def ref(self) -> ModelRef:
+        _, model = self._lazy.get()
+        return ModelRef(id=self.model_id, revision=model_revision(model, self.model_id, self.revision))
+
+    def generate(self, messages: list[dict]) -> str:
+        """The model's answer to a chat (list of {role, content}), special tokens removed."""
+        import torch
+
+        tokenizer, model = self._lazy.get()
+        enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
+                                            return_tensors="pt").to(model.device)
+        with torch.inference_mode():
+            out = model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATASET ?= data/smoke
 PAINTINGS ?= data/smoke-paintings
 
-.PHONY: help setup test test-fast test-e2e test-js demo serve precompute bench bench-tam bench-server bench-explorer site lint smoke-dataset chromium clean
+.PHONY: help setup test test-fast test-e2e test-js demo serve precompute bench bench-tam bench-server bench-explorer site lint smoke-dataset chromium wrk clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -23,6 +23,10 @@ setup: $(STAMP) ## create .venv with the tamscope console script, the model stac
 chromium: ## install Debian's Chromium for the browser tests if it is missing
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
+wrk: ## install Debian's wrk for the server benchmark if it is missing
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) \
+		|| echo "wrk is not installable here: the benchmark falls back to its Python load generator"
+
 test: setup chromium ## every test: Python (unit, tiny models, server, browser) and JS units
 	$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-js
@@ -33,8 +37,9 @@ test-fast: setup ## tests without the browser
 test-e2e: setup chromium ## browser tests alone
 	$(BIN)/pytest -q -m e2e
 
-test-js: ## unit tests of the pure JS modules (node's built-in runner)
-	@if ls frontend/tests/*.test.mjs >/dev/null 2>&1; then node --test frontend/tests/; else echo "no JS unit tests yet"; fi
+test-js: setup ## unit tests of the pure JS modules (node's built-in runner), checked against cv2's answers
+	$(BIN)/python -m tests.js_golden
+	node --test frontend/tests/
 
 demo: setup ## open the explorer on the published dataset (or the embedded smoke dataset offline)
 	$(BIN)/tamscope demo
@@ -53,7 +58,7 @@ bench: bench-tam bench-server bench-explorer ## every benchmark
 bench-tam: setup ## TAM engine vs loop reference at Qwen2-VL-2B sizes
 	$(BIN)/python -m precompute.bench_tam
 
-bench-server: setup ## load benchmark of the data server
+bench-server: setup wrk ## load benchmark of the data server (real server, wrk, 32 connections)
 	$(BIN)/python -m backend.bench
 
 bench-explorer: setup chromium ## explorer timings in headless Chromium

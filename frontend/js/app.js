@@ -3,7 +3,7 @@
 
 import { openSource } from "./data.js";
 import { h } from "./dom.js";
-import { parseState, serializeState } from "./lib/urlstate.js";
+import { linkTo, parseState, serializeState } from "./lib/urlstate.js";
 import { renderDashboard } from "./views/dashboard.js";
 import { renderGallery } from "./views/gallery.js";
 import { renderPainting } from "./views/painting.js";
@@ -13,38 +13,45 @@ const banner = document.getElementById("dataset-label");
 const picker = document.getElementById("dataset-picker");
 let source, datasets;
 let rendering = Promise.resolve();
+let lastView = null;
 
+/** Apply `change` to the URL state; `replace` for settings that should not add a Back step. */
 function navigate(change, { replace = false, focus = null } = {}) {
   const next = { ...parseState(location.search), ...change };
   const url = serializeState(next);
   history[replace ? "replaceState" : "pushState"](null, "", url === "?" ? location.pathname : url);
-  render({ focus, clickedAt: performance.now() });
+  return render({ focus });
 }
 
-async function render({ focus = null, clickedAt = null } = {}) {
+function render({ focus = null } = {}) {
   const state = parseState(location.search);
   if (!state.dataset || !datasets.some((d) => d.id === state.dataset)) state.dataset = datasets[0]?.id ?? null;
-  state.clickedAt = clickedAt;
   const current = datasets.find((d) => d.id === state.dataset);
   banner.hidden = !current?.label;
   banner.textContent = current?.label || "";
   picker.value = state.dataset || "";
-  document.querySelectorAll("[data-nav]").forEach((a) => a.setAttribute("aria-current",
-    String(a.dataset.nav === (state.view === "dashboard" ? "dashboard" : "gallery"))));
+  const section = state.view === "dashboard" ? "dashboard" : "gallery";
+  document.querySelectorAll("[data-nav]").forEach((a) => {
+    a.setAttribute("aria-current", String(a.dataset.nav === section));
+    a.href = linkTo({ dataset: state.dataset }, { view: a.dataset.nav });
+  });
   const ctx = { source, state, navigate };
   rendering = rendering.then(async () => {
+    const viewName = state.view === "painting" && state.painting ? "painting" : section;
     try {
       if (!state.dataset) main.replaceChildren(h("p", {}, "No dataset is being served."));
-      else if (state.view === "painting" && state.painting) await renderPainting(main, ctx);
-      else if (state.view === "dashboard") await renderDashboard(main, ctx);
+      else if (viewName === "painting") await renderPainting(main, ctx);
+      else if (viewName === "dashboard") await renderDashboard(main, ctx);
       else await renderGallery(main, ctx);
-      document.title = `tamscope — ${current?.name || ""}`;
+      document.title = [viewName === "painting" ? main.querySelector("h2")?.textContent : null,
+        current?.name, "tamscope"].filter(Boolean).join(" — ");
       if (focus) document.getElementById(focus)?.focus();
-      if (!window.__tamscopeFirstPainting && state.view === "painting") {
-        window.__tamscopeFirstPainting = performance.now();
-      }
+      else if (lastView !== null && viewName !== lastView) main.focus({ preventScroll: true }); // new page: start of content
+      if (viewName !== lastView) window.scrollTo(0, 0);
+      lastView = viewName;
     } catch (err) {
       main.replaceChildren(h("p", { class: "error", role: "alert" }, err.status === 404 ? `Not found: ${err.message}` : `Error: ${err.message}`));
+      lastView = null;
     }
     main.dataset.ready = "1";
   });
@@ -56,8 +63,9 @@ async function boot() {
   datasets = await source.listDatasets();
   picker.replaceChildren(...datasets.map((d) => h("option", { value: d.id }, `${d.name} (${d.n_paintings})`)));
   picker.addEventListener("change", () => navigate({ dataset: picker.value, view: "gallery", painting: null, span: null,
-    token: null, compare: null, page: 0, q: "", cat: "" }));
+    token: null, compare: null, page: 0, q: "", cat: "", artist: "", style: "" }));
   document.querySelectorAll("[data-nav]").forEach((a) => a.addEventListener("click", (e) => {
+    if (e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
     e.preventDefault();
     navigate({ view: a.dataset.nav, painting: null, span: null, token: null, compare: null });
   }));

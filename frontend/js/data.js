@@ -78,7 +78,12 @@ class StaticSource {
     this.paths.set(key, rec);
     return rec;
   }
-  async stats(ds) { return json(`${this.root(ds)}/stats.json`).catch(() => null); }
+  async stats(ds) {
+    // config.json says whether the export has statistics: no 404 to fetch and log otherwise
+    if (this.datasets.find((d) => d.id === ds)?.stats === false) return null;
+    if (!this.cache.has(`s:${ds}`)) this.cache.set(`s:${ds}`, json(`${this.root(ds)}/stats.json`).catch(() => null));
+    return this.cache.get(`s:${ds}`);
+  }
   rec(ds, pid) { return this.paths?.get(`${ds}/${pid}`); }
   canvasUrl(ds, pid) { return this.file(ds, pid, this.rec(ds, pid)?.canvas?.path || "canvas.jpg"); }
   thumbUrl(ds, pid, thumb) { return thumb ? `${this.root(ds)}/${thumb}` : this.file(ds, pid, "thumb.jpg"); }

@@ -1,10 +1,24 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { COLORMAPS, applyColormap, lut } from "../js/lib/colormap.js";
+import { COLORMAPS, applyColormap, lut, lut32 } from "../js/lib/colormap.js";
 import { bilinear, sampleAt } from "../js/lib/upsample.js";
 import { maskAbove, otsuThreshold } from "../js/lib/otsu.js";
-import { DEFAULTS, parseState, serializeState } from "../js/lib/urlstate.js";
-import { fmtNum, fmtPct, percentileRank, quantiles } from "../js/lib/format.js";
+import { DEFAULTS, linkTo, parseState, serializeState } from "../js/lib/urlstate.js";
+import { fmtNum, fmtPct, niceTicks, percentileRank, quantiles } from "../js/lib/format.js";
+import { captionPieces, layoutSpans, stepIn, tokenRuns } from "../js/lib/spans.js";
+import { maskToRgba } from "../js/lib/mask.js";
+import { relianceColor } from "../js/components/caption.js";
+import { readFileSync } from "node:fs";
+
+// OpenCV's answers for the same inputs, computed fresh by `make test-js` (python -m tests.js_golden),
+// so the JS ports are checked against cv2 itself and no generated file is committed.
+const goldenPath = process.env.TAMSCOPE_GOLDEN || new URL("../../build/golden-cv2.json", import.meta.url);
+let golden;
+try {
+  golden = JSON.parse(readFileSync(goldenPath, "utf8"));
+} catch (err) {
+  throw new Error(`cannot read the cv2 golden data at ${goldenPath} (${err.code || err.message}): run \`make test-js\``);
+}
 
 const lum = (t, v) => 0.2126 * t[v * 3] + 0.7152 * t[v * 3 + 1] + 0.0722 * t[v * 3 + 2];
 
@@ -43,7 +57,8 @@ test("otsu: bimodal split, OpenCV's known case, constant input", () => {
 
 test("url state round-trips and survives hostile input", () => {
   const s = { ...DEFAULTS, view: "painting", dataset: "tamart", painting: "0002_the-starry-night-1889", span: 3,
-    overlay: "sam", cmap: "viridis", opacity: 0.35, reliance: true, compare: 5, q: "van gogh", cat: "CVO", page: 2 };
+    overlay: "sam", cmap: "viridis", opacity: 0.35, reliance: true, compare: 5, q: "van gogh", cat: "CVO", page: 2,
+    artist: "Giotto", style: "Early Renaissance" };
   assert.deepEqual(parseState(serializeState(s)), s);
   assert.deepEqual(parseState(serializeState(DEFAULTS)), DEFAULTS);
   const evil = parseState("?dataset=../../etc&painting=javascript:alert(1)&span=-1&opacity=NaN&cmap=<script>"
@@ -62,4 +77,122 @@ test("format helpers", () => {
   assert.equal(percentileRank(5, []), null);
   assert.deepEqual(quantiles([4, 1, 3, 2, 5]), { min: 1, q1: 2, median: 3, q3: 4, max: 5 });
   assert.equal(quantiles([NaN]), null);
+});
+
+test("otsu equals cv2.threshold(THRESH_OTSU) on every golden case", () => {
+  assert.ok(golden.otsu.length >= 20);
+  for (const [k, c] of golden.otsu.entries()) assert.equal(otsuThreshold(c.values), c.threshold, `case ${k}`);
+});
+
+test("bilinear equals cv2.resize(INTER_LINEAR) on float grids", () => {
+  for (const c of golden.resize) {
+    const got = bilinear(c.grid, c.gw, c.gh, c.W, c.H);
+    assert.equal(got.length, c.out.length);
+    let worst = 0;
+    got.forEach((v, i) => { worst = Math.max(worst, Math.abs(v - c.out[i])); });
+    assert.ok(worst < 2e-3, `${c.gh}x${c.gw} -> ${c.H}x${c.W}: max error ${worst}`);
+  }
+});
+
+test("Otsu mask of a grid map as the metrics compute it (cv2 resize of the uint8 map, then Otsu)", () => {
+  // cv2 resizes uint8 in fixed point; the browser interpolates in floats and rounds: the
+  // threshold may move by one level at most and the masks differ only on a few edge pixels
+  for (const c of golden.maps) {
+    const values = Uint8Array.from(bilinear(c.grid, c.gw, c.gh, c.W, c.H), (v) => Math.round(v));
+    const t = otsuThreshold(values);
+    assert.ok(Math.abs(t - c.threshold) <= 1, `threshold ${t} vs cv2 ${c.threshold}`);
+    const inside = maskAbove(values, c.threshold).reduce((a, b) => a + b, 0);
+    assert.ok(Math.abs(inside - c.mask_inside) <= Math.max(2, 0.01 * c.W * c.H), `mask ${inside} vs ${c.mask_inside}`);
+  }
+});
+
+test("span layout: overlaps nest, null offsets are listed, every span stays reachable", () => {
+  const caption = "surrounded by his disciples at a long table";
+  const spans = [
+    { index: 0, start: 0, end: 27 }, // surrounded by his disciples
+    { index: 1, start: 14, end: 27 }, // his disciples (inside 0)
+    { index: 2, start: null, end: null }, // named by the classifier, not in the caption
+    { index: 3, start: 31, end: 43 }, // long table
+    { index: 4, start: 28, end: 37 }, // "at a long" overlaps 3 partially, starts first
+    { index: 5, start: 40, end: 99 }, // offsets outside the caption: unlocated, not a crash
+    { index: 6, start: 5, end: 5 }, // empty
+  ];
+  const layout = layoutSpans(caption, spans);
+  assert.deepEqual(layout.inline.map((s) => s.index), [0, 4]);
+  assert.deepEqual(layout.nested.map((s) => s.index), [1, 3]);
+  assert.deepEqual(layout.unlocated.map((s) => s.index), [2, 5, 6]);
+  assert.deepEqual([...layout.order].sort(), [0, 1, 2, 3, 4, 5, 6]);
+  const pieces = captionPieces(caption, layout.inline);
+  assert.equal(pieces.map((p) => caption.slice(p.start, p.end)).join(""), caption);
+  assert.deepEqual(pieces.map((p) => p.span?.index ?? null), [0, null, 4, null]);
+  assert.deepEqual(layoutSpans("", [{ index: 0, start: null, end: null }]).unlocated.length, 1);
+  assert.deepEqual(layoutSpans(null, undefined).order, []);
+  // a longer span wins a tie on the start, whatever the input order
+  assert.deepEqual(layoutSpans("a big red house", [{ index: 0, start: 2, end: 5 }, { index: 1, start: 2, end: 9 }])
+    .inline.map((s) => s.index), [1]);
+});
+
+test("token runs and arrow-key stepping", () => {
+  const tokens = [{ index: 0, start: 0, end: 4 }, { index: 1, start: 4, end: 8 }, { index: 2, start: 8, end: 8 },
+    { index: 3, start: null, end: null }, { index: 4, start: 8, end: 12 }];
+  assert.deepEqual(tokenRuns(tokens, 2, 9).map((r) => [r.token.index, r.start, r.end]), [[0, 2, 4], [1, 4, 8], [4, 8, 9]]);
+  assert.deepEqual(tokenRuns(undefined, 0, 5), []);
+  assert.equal(stepIn([3, 1, 7], null, 1), 3);
+  assert.equal(stepIn([3, 1, 7], null, -1), 7);
+  assert.equal(stepIn([3, 1, 7], 7, 1), 3);
+  assert.equal(stepIn([3, 1, 7], 3, -1), 7);
+  assert.equal(stepIn([], 3, 1), null);
+});
+
+test("mask to RGBA: translucent fill, solid outline, nothing outside", () => {
+  const W = 8, H = 6, mask = new Uint8Array(W * H);
+  for (let y = 1; y < 5; y++) for (let x = 2; x < 7; x++) mask[y * W + x] = 1;
+  const out = new Uint8ClampedArray(W * H * 4).fill(9);
+  assert.equal(maskToRgba(mask, W, H, [255, 0, 0], 0.5, out).inside, 20);
+  const alpha = (x, y) => out[(y * W + x) * 4 + 3];
+  assert.equal(alpha(0, 0), 0); // outside: transparent even if the buffer held garbage
+  assert.ok(alpha(2, 1) > alpha(4, 2)); // edge brighter than the inside
+  assert.equal(alpha(4, 2), Math.round(0.5 * 0.7 * 255));
+  assert.deepEqual([...out.slice((2 * W + 4) * 4, (2 * W + 4) * 4 + 3)], [255, 0, 0]);
+});
+
+test("axis ticks are round and cover the data", () => {
+  const a = niceTicks(0.737, 0.984, 5);
+  assert.ok(a.lo <= 0.737 && a.hi >= 0.984);
+  assert.deepEqual(a.ticks, [0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1]);
+  assert.deepEqual(niceTicks(0, 1, 4).ticks, [0, 0.25, 0.5, 0.75, 1]);
+  const flat = niceTicks(0.5, 0.5);
+  assert.ok(flat.lo < 0.5 && flat.hi > 0.5);
+  assert.deepEqual(niceTicks(NaN, 1).ticks, [0, 0.25, 0.5, 0.75, 1]);
+});
+
+test("links keep the state and drop defaults", () => {
+  const state = parseState("?dataset=tamart&view=painting&painting=p1&span=2&cmap=viridis");
+  assert.equal(linkTo(state, { span: 5 }), "?view=painting&dataset=tamart&painting=p1&span=5&cmap=viridis");
+  assert.equal(linkTo(state, { view: "gallery", painting: null, span: null }), "?dataset=tamart&cmap=viridis");
+});
+
+test("reliance shading: warm for the image, blue for language, none without a score", () => {
+  assert.match(relianceColor(1.5), /^rgba\(242, 193, 78, 0\.450\)$/);
+  assert.match(relianceColor(-9), /^rgba\(110, 150, 255, 0\.600\)$/);
+  assert.equal(relianceColor(null), null);
+  assert.equal(relianceColor(NaN), null);
+});
+
+test("packed colormap writes the same bytes as the per-channel one", () => {
+  const values = Uint8ClampedArray.from({ length: 256 }, (_, v) => v);
+  for (const name of COLORMAPS) {
+    const slow = applyColormap(values, name, 0.6, new Uint8ClampedArray(256 * 4));
+    const fast = new Uint8ClampedArray(256 * 4);
+    const px = new Uint32Array(fast.buffer), table = lut32(name, 0.6);
+    values.forEach((v, i) => { px[i] = table[v]; });
+    assert.deepEqual(fast, slow, name);
+  }
+});
+
+test("bilinear into 8 bits rounds the float result", () => {
+  const c = golden.resize[1];
+  const f = bilinear(c.grid, c.gw, c.gh, c.W, c.H);
+  const u = bilinear(c.grid, c.gw, c.gh, c.W, c.H, new Uint8ClampedArray(c.W * c.H));
+  f.forEach((v, i) => assert.ok(Math.abs(u[i] - v) <= 0.5 + 1e-6, `${i}: ${u[i]} vs ${v}`));
 });

@@ -21,3 +21,20 @@ export function quantiles(values) {
   };
   return { min: xs[0], q1: q(0.25), median: q(0.5), q3: q(0.75), max: xs[xs.length - 1] };
 }
+
+/**
+ * Round axis bounds and ticks around [lo, hi] (about `count` ticks, steps 1, 2, 2.5 or 5 x 10^k).
+ * @returns {{lo:number, hi:number, ticks:number[]}}
+ */
+export function niceTicks(lo, hi, count = 5) {
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) return { lo: 0, hi: 1, ticks: [0, 0.25, 0.5, 0.75, 1] };
+  if (hi < lo) [lo, hi] = [hi, lo];
+  if (hi === lo) { const pad = Math.abs(lo) * 0.1 || 0.5; lo -= pad; hi += pad; }
+  const raw = (hi - lo) / Math.max(1, count);
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw * 0.999);
+  const start = Math.floor(lo / step + 1e-9) * step, end = Math.ceil(hi / step - 1e-9) * step;
+  const ticks = [];
+  for (let v = start; v <= end + step * 1e-6; v += step) ticks.push(Number(v.toFixed(10)));
+  return { lo: ticks[0], hi: ticks[ticks.length - 1], ticks };
+}

@@ -17,10 +17,14 @@ function axis(n, src) {
   return { i0, i1, w };
 }
 
-/** @returns {Float32Array} W*H values upsampled from the gh x gw grid `src` (row-major) */
-export function bilinear(src, gw, gh, W, H) {
+/**
+ * @param {ArrayLike<number>} src gh x gw grid, row-major
+ * @param {Float32Array|Uint8ClampedArray} [out] W*H result; a Uint8ClampedArray rounds to 8 bits
+ *   as the metrics' cv2.resize of the 8-bit map does (within one level: cv2 works in fixed point)
+ * @returns W*H values upsampled from the grid
+ */
+export function bilinear(src, gw, gh, W, H, out = new Float32Array(W * H)) {
   const xs = axis(W, gw), ys = axis(H, gh);
-  const out = new Float32Array(W * H);
   for (let y = 0; y < H; y++) {
     const r0 = ys.i0[y] * gw, r1 = ys.i1[y] * gw, fy = ys.w[y];
     for (let x = 0; x < W; x++) {

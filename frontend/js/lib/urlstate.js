@@ -3,7 +3,7 @@
 
 export const DEFAULTS = Object.freeze({
   view: "gallery", dataset: null, painting: null, span: null, token: null, compare: null,
-  mode: "span", overlay: "tam", cmap: "inferno", opacity: 0.6, reliance: false, q: "", cat: "", page: 0,
+  mode: "span", overlay: "tam", cmap: "inferno", opacity: 0.6, reliance: false, q: "", cat: "", artist: "", style: "", page: 0,
 });
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const CHOICES = {
@@ -31,7 +31,7 @@ export function parseState(search) {
       const x = Number(value);
       state.opacity = Number.isFinite(x) && x >= 0 && x <= 1 ? Math.round(x * 100) / 100 : DEFAULTS.opacity;
     } else if (key === "reliance") state.reliance = value === "1";
-    else if (key === "q") state.q = value.slice(0, 200);
+    else if (key === "q" || key === "artist" || key === "style") state[key] = value.slice(0, 200);
     else if (CHOICES[key]?.includes(value)) state[key] = value;
   }
   return state;
@@ -48,4 +48,9 @@ export function serializeState(state) {
   }
   const text = params.toString();
   return text ? `?${text}` : "?";
+}
+
+/** The URL of `state` changed by `change`: for real links (middle-click, copy link address). */
+export function linkTo(state, change = {}) {
+  return serializeState({ ...state, ...change });
 }

@@ -1,75 +1,166 @@
-// Dashboard: per-category distributions (box plots in SVG), SAM 3 detection rate, artist vs
-// title accuracy and the statistical tests, with links to example phrases.
+// Dashboard: per-category distributions (every span as a dot over a box plot, axes fitted to
+// the data), SAM 3 detection rate, artist vs title accuracy and the statistical tests. Every
+// chart links to example phrases (or paintings) that open in the painting view.
 
 import { CATEGORIES, CATEGORY_INFO, h } from "../dom.js";
-import { fmtNum, fmtPct } from "../lib/format.js";
+import { fmtNum, fmtPct, niceTicks } from "../lib/format.js";
+import { linkTo } from "../lib/urlstate.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const s = (tag, attrs = {}, ...kids) => {
   const el = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  for (const [k, v] of Object.entries(attrs)) if (v !== null && v !== undefined) el.setAttribute(k, v);
   el.append(...kids);
   return el;
 };
+const METRIC_INFO = {
+  entropy: { title: "Entropy of span maps", note: "normalised spatial entropy: 0 = one cell, 1 = spread evenly (lower = more localised)" },
+  top10: { title: "Top-10% mass of span maps", note: "share of the map in its top tenth of cells (higher = more concentrated)" },
+  iou: { title: "IoU of the Otsu mask with SAM 3", note: "over phrases SAM 3 segmented (CVO and ICON)" },
+};
 
-function boxPlot(stats, metric, title) {
-  const rows = CATEGORIES.filter((c) => stats[c] && stats[c][`${metric}_median`] != null);
-  const width = 520, row = 34, left = 70, right = 20, height = rows.length * row + 30;
-  const x = (v) => left + v * (width - left - right);
-  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `${title} by category`,
-    class: "boxplot", "data-testid": `boxplot-${metric}` });
-  rows.forEach((c, i) => {
-    const st = stats[c], y = 15 + i * row, color = CATEGORY_INFO[c].color;
-    svg.append(s("text", { x: 4, y: y + 5, class: "axis" }, c),
-      s("line", { x1: x(st[`${metric}_min`]), x2: x(st[`${metric}_max`]), y1: y, y2: y, stroke: color }),
-      s("rect", { x: x(st[`${metric}_q1`]), y: y - 9, width: Math.max(1, x(st[`${metric}_q3`]) - x(st[`${metric}_q1`])),
-        height: 18, fill: color, "fill-opacity": 0.35, stroke: color }),
-      s("line", { x1: x(st[`${metric}_median`]), x2: x(st[`${metric}_median`]), y1: y - 9, y2: y + 9, stroke: "#fff",
-        "stroke-width": 2 }),
-      s("title", {}, `${c}: median ${fmtNum(st[`${metric}_median`], 3)}, mean ${fmtNum(st[`${metric}_mean`], 3)}, n=${st[`${metric}_n`] ?? st.count}`));
-  });
-  [0, 0.25, 0.5, 0.75, 1].forEach((v) => svg.append(s("text", { x: x(v) - 8, y: height - 4, class: "axis" }, String(v))));
-  return h("figure", { class: "chart" }, h("figcaption", {}, title), svg);
+function spanLink(state, navigate, ex, label, attrs = {}) {
+  const change = { view: "painting", painting: ex.painting, span: ex.span ?? null, token: null, compare: null, mode: "span" };
+  return h("a", { href: linkTo(state, change), "data-testid": "example-link", ...attrs,
+    onclick: (e) => { if (e.ctrlKey || e.metaKey || e.shiftKey) return; e.preventDefault(); navigate(change); } }, label);
 }
 
-function examples(stats, state, navigate) {
-  return h("ul", { class: "examples" }, CATEGORIES.filter((c) => stats[c]?.examples?.length).map((c) => h("li", {},
-    h("strong", { style: { color: CATEGORY_INFO[c].color } }, c), " ",
-    stats[c].examples.map((ex) => h("a", { href: `?view=painting&dataset=${state.dataset}&painting=${ex.painting}&span=${ex.span}`,
-      "data-testid": "example-link",
-      onclick: (e) => { e.preventDefault(); navigate({ view: "painting", painting: ex.painting, span: ex.span, mode: "span" }); } },
-    `${ex.text || ex.painting} (${fmtNum(ex.entropy, 2)})`)).flatMap((a) => [a, " "]))));
+/** A jitter in [-1, 1] that is the same on every render (no Math.random in charts). */
+const jitter = (i) => ((Math.sin(i * 12.9898) * 43758.5453) % 1);
+
+function distribution(stats, metric, state, navigate, examplesKey) {
+  const rows = CATEGORIES.filter((c) => stats[c] && stats[c][`${metric}_median`] != null);
+  if (!rows.length) return null;
+  const info = METRIC_INFO[metric];
+  const lows = rows.map((c) => stats[c][`${metric}_min`]), highs = rows.map((c) => stats[c][`${metric}_max`]);
+  const axis = niceTicks(Math.min(...lows), Math.max(...highs), 5);
+  const width = 560, row = 40, left = 62, right = 16, height = rows.length * row + 34;
+  const x = (v) => left + ((v - axis.lo) / (axis.hi - axis.lo || 1)) * (width - left - right);
+  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", class: "boxplot",
+    "aria-label": `${info.title} by category: medians ${rows.map((c) => `${c} ${fmtNum(stats[c][`${metric}_median`], 3)}`).join(", ")}`,
+    "data-testid": `chart-${metric}` });
+  axis.ticks.forEach((v) => svg.append(s("line", { x1: x(v), x2: x(v), y1: 6, y2: height - 22, class: "grid" }),
+    s("text", { x: x(v), y: height - 6, class: "axis", "text-anchor": "middle" }, String(v))));
+  const links = [];
+  rows.forEach((c, i) => {
+    const st = stats[c], y = 22 + i * row, color = CATEGORY_INFO[c].color;
+    const q = (k) => st[`${metric}_${k}`];
+    svg.append(s("text", { x: 4, y: y + 4, class: "axis label" }, c),
+      s("line", { x1: x(q("min")), x2: x(q("max")), y1: y, y2: y, stroke: color }),
+      s("rect", { x: x(q("q1")), y: y - 10, width: Math.max(1, x(q("q3")) - x(q("q1"))), height: 20, fill: color,
+        "fill-opacity": 0.22, stroke: color }),
+      ...(st[`${metric}_values`] || []).map((v, k) => s("circle", { cx: x(v), cy: y + jitter(k + i * 997) * 7, r: 2,
+        fill: color, "fill-opacity": 0.55 })),
+      s("line", { x1: x(q("median")), x2: x(q("median")), y1: y - 11, y2: y + 11, stroke: "#fff", "stroke-width": 2 }),
+      s("title", {}, `${c}: median ${fmtNum(q("median"), 3)}, mean ${fmtNum(q("mean"), 3)}, n = ${q("n") ?? st.count}`));
+    for (const ex of (examplesKey ? st[examplesKey] : null) || []) {
+      const v = ex[metric];
+      if (!Number.isFinite(v)) continue;
+      const change = { view: "painting", painting: ex.painting, span: ex.span, token: null, compare: null, mode: "span" };
+      const a = s("a", { href: linkTo(state, change), class: "example", "data-testid": "chart-example" },
+        s("circle", { cx: x(v), cy: y, r: 5.5, fill: "#fff", stroke: color, "stroke-width": 2 }),
+        s("title", {}, `${c} “${ex.text}” (${fmtNum(v, 3)}): open`));
+      a.addEventListener("click", (e) => { e.preventDefault(); navigate(change); });
+      svg.append(a);
+      links.push({ c, ex, v });
+    }
+  });
+  const list = links.length ? h("p", { class: "examples small" }, "Open: ", links.map(({ c, ex, v }, k) => [k ? " · " : "",
+    h("span", { class: "cat-tag", style: { "--cat": CATEGORY_INFO[c].color } }, c), " ",
+    spanLink(state, navigate, ex, `“${ex.text}” (${fmtNum(v, 2)})`)])) : null;
+  return h("figure", { class: "chart" }, h("figcaption", {}, h("strong", {}, info.title), h("br"),
+    h("span", { class: "muted small" }, info.note)), svg, list);
+}
+
+function barChart(title, note, bars, testid) {
+  return h("figure", { class: "chart", "data-testid": testid }, h("figcaption", {}, h("strong", {}, title), h("br"),
+    h("span", { class: "muted small" }, note)),
+  h("div", { class: "bars" }, bars.map(({ label, value, text, color, links }) => h("div", { class: "bar" },
+    h("span", { class: "bar-label" }, label),
+    h("span", { class: "track", role: "img", "aria-label": `${label}: ${text}` },
+      h("span", { class: "fill", style: { width: `${Math.round((value || 0) * 100)}%`, background: color || null } })),
+    h("span", {}, text),
+    links?.length ? h("span", { class: "bar-links small" }, links) : null))));
+}
+
+function samChart(stats, state, navigate) {
+  const cats = CATEGORIES.filter((c) => stats[c]?.sam_runs);
+  if (!cats.length) return null;
+  return barChart("SAM 3 detection rate", "phrases for which SAM 3 segmented at least one instance", cats.map((c) => {
+    const st = stats[c];
+    const found = (st.iou_examples || []).slice(-1).map((ex) => spanLink(state, navigate, ex, `found: “${ex.text}”`));
+    const missed = (st.sam_missed_examples || []).slice(0, 1).map((ex) => spanLink(state, navigate, ex, `missed: “${ex.text}”`));
+    return { label: c, value: st.sam_detection_rate, color: CATEGORY_INFO[c].color,
+      text: `${fmtPct(st.sam_detection_rate)} (${st.sam_detections}/${st.sam_runs})`,
+      links: [...found, ...missed].flatMap((a, k) => (k ? [" · ", a] : [a])) };
+  }), "chart-sam");
+}
+
+function metadataChart(meta, state, navigate) {
+  if (!meta || !["artist", "title"].some((k) => meta[k]?.graded)) {
+    return h("figure", { class: "chart", "data-testid": "metadata-accuracy" }, h("figcaption", {},
+      h("strong", {}, "Does the caption name the painting?")),
+    h("p", { class: "muted" }, "No caption of this dataset names a title or artist that could be graded."));
+  }
+  return barChart("Does the caption name the painting?", "share of captions whose claimed artist / title is right",
+    ["artist", "title"].filter((k) => meta[k]?.graded).map((k) => {
+      const ex = meta[k].examples || {};
+      const links = [...(ex.correct || []).slice(0, 1).map((p) => spanLink(state, navigate, { painting: p }, "a right one")),
+        ...(ex.wrong || []).slice(0, 1).map((p) => spanLink(state, navigate, { painting: p }, "a wrong one"))];
+      return { label: `${k} right`, value: meta[k].accuracy, text: `${fmtPct(meta[k].accuracy)} (${meta[k].correct}/${meta[k].graded})`,
+        links: links.flatMap((a, i) => (i ? [" · ", a] : [a])) };
+    }), "metadata-accuracy");
+}
+
+const pFmt = (p) => (Number.isFinite(p) ? (p < 0.001 ? p.toExponential(1) : p.toFixed(3)) : "n/a");
+
+function testsBlock(tests) {
+  const entries = Object.entries(tests || {}).filter(([, t]) => t);
+  if (!entries.length) return h("p", { class: "muted" }, "Not enough spans per category for the tests.");
+  return entries.map(([metric, t]) => {
+    const k = t.kruskal;
+    return h("section", { class: "tests", "data-testid": `tests-${metric}` },
+      h("h4", {}, `${METRIC_INFO[metric]?.title || metric}: `,
+        k ? `Kruskal–Wallis H = ${fmtNum(k.H, 2)}, p = ${pFmt(k.p)}, ε² = ${fmtNum(k.epsilon_squared, 3)} (n = ${k.n})`
+          : "Kruskal–Wallis not defined (identical values)"),
+      h("table", {}, h("thead", {}, h("tr", {}, ["pair", "Mann–Whitney U", "p (Holm)", "Cliff's δ"].map((x) => h("th", { scope: "col" }, x)))),
+        h("tbody", {}, (t.pairwise || []).map((p) => h("tr", { class: p.p_holm < 0.05 ? "significant" : null },
+          h("td", {}, `${p.a} vs ${p.b}`), h("td", {}, fmtNum(p.U, 0)),
+          h("td", {}, pFmt(p.p_holm), p.p_holm < 0.05 ? " *" : ""), h("td", {}, fmtNum(p.cliffs_delta, 3)))))));
+  });
 }
 
 export async function renderDashboard(root, { source, state, navigate }) {
   const [manifest, stats] = await Promise.all([source.manifest(state.dataset), source.stats(state.dataset)]);
   if (!stats) {
-    root.replaceChildren(h("p", { class: "muted" }, "This dataset has no statistics yet (run `tamscope stats DATASET`)."));
+    root.replaceChildren(h("section", { class: "dashboard" }, h("h2", {}, `${manifest.name}: dashboard`),
+      h("p", { class: "muted", "data-testid": "no-stats" }, "This dataset has no statistics yet: run `tamscope stats DATASET`.")));
     return;
   }
+  const cats = CATEGORIES.filter((c) => stats[c]);
+  const reliance = cats.some((c) => Number.isFinite(stats[c].reliance_median)); // only when tokens had scores
   const table = h("table", { class: "summary", "data-testid": "category-table" },
-    h("thead", {}, h("tr", {}, ["Category", "Spans", "Entropy mean", "Top-10% mean", "IoU mean", "SAM detections"]
-      .map((t) => h("th", { scope: "col" }, t)))),
-    h("tbody", {}, CATEGORIES.filter((c) => stats[c]).map((c) => h("tr", {},
-      h("th", { scope: "row" }, c), h("td", {}, stats[c].count), h("td", {}, fmtNum(stats[c].entropy_mean, 3)),
-      h("td", {}, fmtNum(stats[c].top10_mean, 3)), h("td", {}, fmtNum(stats[c].iou_mean, 3)),
-      h("td", {}, stats[c].sam_runs ? `${stats[c].sam_detections}/${stats[c].sam_runs} (${fmtPct(stats[c].sam_detection_rate)})` : "—")))));
-  const meta = stats.metadata || {};
-  const acc = (k) => meta[k] ? `${fmtPct(meta[k].accuracy)} (${meta[k].correct}/${meta[k].graded})` : "n/a";
-  const bars = h("div", { class: "bars", "data-testid": "metadata-accuracy" }, ["artist", "title"].map((k) => h("div", { class: "bar" },
-    h("span", {}, `${k} right`), h("span", { class: "fill", style: { width: `${Math.round((meta[k]?.accuracy || 0) * 100)}%` } }),
-    h("span", {}, acc(k)))));
-  const tests = stats.tests || {};
-  const testBlock = Object.entries(tests).map(([metric, t]) => h("section", { class: "tests", "data-testid": `tests-${metric}` },
-    h("h4", {}, `${metric}: Kruskal–Wallis H = ${fmtNum(t.kruskal?.H, 2)}, p = ${t.kruskal?.p?.toExponential?.(2) ?? "n/a"}, ε² = ${fmtNum(t.kruskal?.epsilon_squared, 3)}`),
-    h("table", {}, h("thead", {}, h("tr", {}, ["pair", "U", "p (Holm)", "Cliff's δ"].map((x) => h("th", { scope: "col" }, x)))),
-      h("tbody", {}, (t.pairwise || []).map((p) => h("tr", {}, h("td", {}, `${p.a} vs ${p.b}`), h("td", {}, fmtNum(p.U, 0)),
-        h("td", {}, p.p_holm?.toExponential?.(2) ?? "n/a"), h("td", {}, fmtNum(p.cliffs_delta, 3))))))));
-  root.replaceChildren(h("section", { class: "dashboard" },
+    h("thead", {}, h("tr", {}, ["Category", "Phrases", "Entropy (median)", "Top-10% (median)", "IoU (median)", "SAM 3 found",
+      reliance ? "Visual reliance (median)" : null].filter(Boolean).map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, cats.map((c) => h("tr", {},
+      h("th", { scope: "row" }, h("span", { class: "cat-tag", style: { "--cat": CATEGORY_INFO[c].color } }, c), " ", CATEGORY_INFO[c].label),
+      h("td", {}, stats[c].count), h("td", {}, fmtNum(stats[c].entropy_median, 3)),
+      h("td", {}, fmtNum(stats[c].top10_median, 3)), h("td", {}, fmtNum(stats[c].iou_median, 3)),
+      h("td", {}, stats[c].sam_runs ? `${stats[c].sam_detections}/${stats[c].sam_runs}` : "—"),
+      reliance ? h("td", {}, fmtNum(stats[c].reliance_median, 3)) : null))));
+  const sm = stats.span_matching;
+  root.replaceChildren(h("section", { class: "dashboard", "data-testid": "dashboard" },
     h("h2", {}, `${manifest.name}: dashboard`),
-    h("p", { class: "muted" }, `${stats.n_paintings ?? manifest.paintings.length} paintings. Entropy is normalised spatial entropy of the span map (0 = one cell, 1 = uniform).`),
-    h("div", { class: "charts" }, boxPlot(stats, "entropy", "Entropy of span maps"), boxPlot(stats, "iou", "IoU of Otsu mask vs SAM 3")),
-    table, h("h3", {}, "Does the caption name the painting?"), bars,
-    h("h3", {}, "Tests across categories"), testBlock,
-    h("h3", {}, "Example phrases (lowest, median, highest entropy)"), examples(stats, state, navigate)));
+    h("p", { class: "muted" }, `${stats.n_paintings ?? manifest.paintings.length} paintings, ${stats.n_spans ?? "?"} typed phrases.`,
+      sm?.proposed ? ` The span classifier proposed ${sm.proposed} phrases; ${sm.exact + sm.repaired} were found in the captions (${fmtPct(sm.match_rate)}).` : "",
+      " Click a white dot or a phrase to open it."),
+    table,
+    h("div", { class: "charts" },
+      distribution(stats, "entropy", state, navigate, "examples"),
+      distribution(stats, "iou", state, navigate, "iou_examples"),
+      samChart(stats, state, navigate),
+      metadataChart(stats.metadata, state, navigate)),
+    h("h3", {}, "Do the categories differ?"),
+    h("p", { class: "muted small" }, "Kruskal–Wallis across categories, then pairwise two-sided Mann–Whitney U with Holm's correction; * marks p < 0.05. Cliff's δ is the effect size (−1 … 1) of the first category over the second."),
+    h("div", { class: "tests-grid" }, testsBlock(stats.tests))));
 }

@@ -1,47 +1,104 @@
-// Gallery: thumbnails with title, artist, year; search and filters; keyboard accessible
-// (every card is a link; filters are labelled form controls).
+// Gallery: thumbnails with title, artist, year; search over title/artist/caption; filters by
+// span category present, style and artist. Keyboard: every card is a real link (Tab, Enter),
+// filters are labelled form controls, "/" jumps to the search box.
 
 import { CATEGORIES, CATEGORY_INFO, h } from "../dom.js";
+import { linkTo } from "../lib/urlstate.js";
 
 const PAGE = 24;
+const SEARCH_DELAY = 250; // ms of quiet typing before the gallery filters
+
+let searchTimer = null;
+let searchBox = null; // kept across renders: keys typed while the results reload are not lost
+let typedRender = false; // the next render comes from typing: leave the box as the user has it
+let typingPending = false; // typed, not yet applied: a render for something else must not undo it
+document.addEventListener("keydown", (e) => {
+  const box = document.getElementById("gallery-search");
+  if (e.key === "/" && box && !/^(INPUT|SELECT|TEXTAREA)$/.test(document.activeElement?.tagName)) {
+    e.preventDefault();
+    box.focus();
+  }
+});
+
+function select(id, label, value, options, onchange) {
+  return h("label", { class: "control", for: id }, h("span", {}, label),
+    h("select", { id, "data-testid": id, onchange: (e) => onchange(e.target.value) },
+      options.map(([v, t]) => h("option", { value: v, selected: v === value }, t))));
+}
 
 export async function renderGallery(root, { source, state, navigate }) {
   const manifest = await source.manifest(state.dataset);
-  const styles = [...new Set(manifest.paintings.map((p) => p.style).filter(Boolean))].sort();
-  const result = await source.paintings(state.dataset, { q: state.q, category: state.cat, offset: state.page * PAGE,
-    limit: PAGE });
-  const search = h("input", { type: "search", id: "gallery-search", value: state.q, placeholder: "title, artist, caption…",
-    "aria-label": "Search paintings", "data-testid": "gallery-search" });
-  search.addEventListener("change", () => navigate({ q: search.value.trim(), page: 0 }));
-  const category = h("select", { id: "gallery-category", "aria-label": "Span category present",
-    onchange: (e) => navigate({ cat: e.target.value, page: 0 }) },
-  h("option", { value: "" }, "any category"),
-  CATEGORIES.map((c) => h("option", { value: c, selected: state.cat === c }, `${c} — ${CATEGORY_INFO[c].label}`)));
-  const styleNote = styles.length ? h("p", { class: "muted" }, `Styles: ${styles.join(", ")}`) : null;
+  const distinct = (key) => [...new Set(manifest.paintings.map((p) => (p[key] ?? "").toString().trim()).filter(Boolean))]
+    .sort((a, b) => a.localeCompare(b));
+  const result = await source.paintings(state.dataset, { q: state.q, category: state.cat, artist: state.artist,
+    style: state.style, offset: state.page * PAGE, limit: PAGE });
+  if (!searchBox) {
+    searchBox = h("input", { type: "search", id: "gallery-search", placeholder: "title, artist, caption…",
+      autocomplete: "off", "data-testid": "gallery-search" });
+    // typing filters after a pause and replaces the history entry; Enter commits at once
+    searchBox.addEventListener("input", () => {
+      clearTimeout(searchTimer);
+      typingPending = true;
+      searchTimer = setTimeout(() => {
+        typingPending = false;
+        typedRender = true;
+        navigate({ q: searchBox.value.trim(), page: 0 }, { replace: true, focus: "gallery-search" });
+      }, SEARCH_DELAY);
+    });
+    searchBox.addEventListener("keydown", (e) => {
+      if (e.key !== "Enter") return;
+      clearTimeout(searchTimer);
+      typingPending = false;
+      typedRender = true;
+      navigate({ q: searchBox.value.trim(), page: 0 }, { focus: "gallery-search" });
+    });
+  }
+  const search = searchBox;
+  // follow the URL (Back, links, "Clear filters"), but never overwrite what someone is typing
+  if (!typedRender && !typingPending && search.value.trim() !== state.q) search.value = state.q;
+  typedRender = false;
+  const filters = h("div", { class: "filters", role: "search", "aria-label": "Filter paintings" },
+    h("label", { class: "control", for: "gallery-search" }, h("span", {}, "Search"), search),
+    select("gallery-category", "Has", state.cat, [["", "any category"],
+      ...CATEGORIES.map((c) => [c, `${c}: ${CATEGORY_INFO[c].label}`])], (v) => navigate({ cat: v, page: 0 }, { focus: "gallery-category" })),
+    select("gallery-style", "Style", state.style, [["", "any style"], ...distinct("style").map((v) => [v, v])],
+      (v) => navigate({ style: v, page: 0 }, { focus: "gallery-style" })),
+    select("gallery-artist", "Artist", state.artist, [["", "any artist"], ...distinct("artist").map((v) => [v, v])],
+      (v) => navigate({ artist: v, page: 0 }, { focus: "gallery-artist" })),
+    state.q || state.cat || state.style || state.artist ? h("button", { type: "button", "data-testid": "clear-filters",
+      onclick: () => navigate({ q: "", cat: "", style: "", artist: "", page: 0 }) }, "Clear filters") : null);
   const cards = result.items.map((p) => h("li", { class: "card" },
-    h("a", { href: `?view=painting&dataset=${state.dataset}&painting=${encodeURIComponent(p.id)}`,
+    h("a", { href: linkTo(state, { view: "painting", painting: p.id, span: null, token: null, compare: null }),
       "data-testid": "gallery-item", "data-id": p.id,
-      onclick: (e) => { e.preventDefault(); navigate({ view: "painting", painting: p.id, span: null, token: null,
-        compare: null }); } },
-    h("img", { src: source.thumbUrl(state.dataset, p.id, p.thumb), alt: "", loading: "lazy", width: 256 }),
+      onclick: (e) => {
+        if (e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return; // new tab: let the browser do it
+        e.preventDefault();
+        navigate({ view: "painting", painting: p.id, span: null, token: null, compare: null });
+      } },
+    h("span", { class: "thumb" },
+      h("img", { src: source.thumbUrl(state.dataset, p.id, p.thumb), alt: "", loading: "lazy", decoding: "async" })),
     h("span", { class: "card-title" }, p.title || p.id),
     h("span", { class: "card-meta" }, [p.artist, p.year].filter(Boolean).join(", ") || "unknown artist"),
-    h("span", { class: "card-cats" }, Object.entries(p.categories || {}).map(([c, n]) =>
+    h("span", { class: "card-cats", "aria-label": "phrases by category" }, Object.entries(p.categories || {}).map(([c, n]) =>
       h("span", { class: "chip", style: { "--cat": CATEGORY_INFO[c]?.color || "#888" }, title: CATEGORY_INFO[c]?.label },
         `${c} ${n}`))),
     p.status === "failed" ? h("span", { class: "badge-failed" }, "failed") : null)));
   const pages = Math.ceil(result.total / PAGE);
   const pager = pages > 1 ? h("nav", { class: "pager", "aria-label": "Pages" },
-    h("button", { disabled: state.page === 0, onclick: () => navigate({ page: state.page - 1 }) }, "← previous"),
+    h("button", { type: "button", disabled: state.page === 0, onclick: () => navigate({ page: state.page - 1 }) }, "← previous"),
     h("span", {}, `page ${state.page + 1} of ${pages}`),
-    h("button", { disabled: state.page + 1 >= pages, onclick: () => navigate({ page: state.page + 1 }) }, "next →"))
+    h("button", { type: "button", disabled: state.page + 1 >= pages, onclick: () => navigate({ page: state.page + 1 }) }, "next →"))
     : null;
   root.replaceChildren(
-    h("section", { class: "gallery", "aria-labelledby": "gallery-heading" },
+    h("section", { class: "gallery", "aria-labelledby": "gallery-heading", "data-testid": "gallery", "data-q": state.q },
       h("div", { class: "toolbar" },
         h("h2", { id: "gallery-heading" }, manifest.name),
-        h("label", { for: "gallery-search" }, "Search"), search, category,
-        h("span", { class: "count", "data-testid": "gallery-count" }, `${result.total} paintings`)),
-      manifest.description ? h("p", { class: "muted" }, manifest.description) : null, styleNote,
-      h("ul", { class: "cards" }, cards), pager));
+        h("span", { class: "count", "data-testid": "gallery-count", role: "status" },
+          `${result.total} painting${result.total === 1 ? "" : "s"}`)),
+      manifest.description ? h("p", { class: "muted" }, manifest.description) : null,
+      filters,
+      cards.length ? h("ul", { class: "cards" }, cards)
+        : h("p", { class: "muted", "data-testid": "gallery-empty" }, "No painting matches these filters."),
+      pager));
 }
+

@@ -1,213 +1,314 @@
-// Painting view: the canvas with its overlay, the caption with typed spans (or every token),
-// the numbers of the selected span, the metadata card and a side-by-side compare panel.
+// Painting view: the canvas with its overlay, the caption with typed phrases (or every token),
+// the selected phrase's numbers, the claimed-identity card and a side-by-side compare panel.
+//
+// The view is mounted once per painting and then updated in place from the URL state: a
+// click on a phrase only flips aria-pressed, refreshes the small panels and repaints the
+// overlay canvas (which keeps its box: no layout shift, no blank frame, focus stays put).
 
-import { announce, CATEGORIES, CATEGORY_INFO, h } from "../dom.js";
+import { buildCaption } from "../components/caption.js";
+import { colorScale, legend, metadataCard, numbersPanel } from "../components/panels.js";
+import { announce, h } from "../dom.js";
 import { COLORMAPS } from "../lib/colormap.js";
-import { fmtNum, fmtPct, percentileRank } from "../lib/format.js";
-import { drawOverlay, exportPng, mapAtCanvas } from "../overlay.js";
+import { fmtNum } from "../lib/format.js";
+import { otsuThreshold } from "../lib/otsu.js";
+import { layoutSpans, stepIn } from "../lib/spans.js";
+import { linkTo } from "../lib/urlstate.js";
+import { exportPng, mapAtCanvas, OTSU_RGB, paint, prefetch, probe, renderOverlay, SAM_RGB } from "../overlay.js";
 
-const timings = (window.__tamscopeTimings = window.__tamscopeTimings || []);
+const MAX_SIDE = 2048; // overlay resolution cap: bounded memory and time on huge canvases
+const OVERLAYS = [["tam", "TAM"], ["otsu", "Otsu mask"], ["sam", "SAM 3 mask"], ["none", "None"]];
+let view = null; // the mounted painting
 
-function relianceStyle(token, on) {
-  if (!on || typeof token.reliance !== "number") return {};
-  const x = Math.max(-1, Math.min(1, token.reliance / 2)); // log-ratio: + leans on the image, - on language
-  return { "--rel": x.toFixed(3) };
-}
-
-/** Caption pieces: text outside spans, and span runs; each made of token pieces when tokens exist. */
-function captionPieces(rec) {
-  const pieces = [];
-  let at = 0;
-  const spans = [...rec.spans].sort((a, b) => a.start - b.start);
-  for (const span of spans) {
-    if (span.start > at) pieces.push({ start: at, end: span.start, span: null });
-    pieces.push({ start: span.start, end: span.end, span });
-    at = span.end;
+export async function renderPainting(root, ctx) {
+  const key = `${ctx.state.dataset}/${ctx.state.painting}`;
+  if (!view || view.key !== key || !root.contains(view.el)) {
+    view = null;
+    view = await mount(root, ctx, key);
   }
-  if (at < rec.caption.length) pieces.push({ start: at, end: rec.caption.length, span: null });
-  return pieces;
+  await view.update(ctx.state);
 }
 
-function tokenRun(rec, start, end, state, onToken) {
-  const toks = rec.tokens.filter((t) => t.end > start && t.start < end && t.end > t.start);
-  if (!toks.length) return [rec.caption.slice(start, end)];
-  const out = [];
-  let at = start;
-  for (const t of toks) {
-    const a = Math.max(t.start, at), b = Math.min(t.end, end);
-    if (a > at) out.push(rec.caption.slice(at, a));
-    const text = rec.caption.slice(a, b);
-    if (onToken) {
-      out.push(h("button", { class: "tok", "aria-pressed": String(state.token === t.index), "data-testid": "token-button",
-        "data-index": t.index, style: relianceStyle(t, state.reliance),
-        title: typeof t.reliance === "number" ? `visual reliance ${t.reliance.toFixed(2)}` : null,
-        onclick: () => onToken(t.index) }, text));
-    } else {
-      out.push(h("span", { class: state.reliance ? "tok rel" : "tok", style: relianceStyle(t, state.reliance) }, text));
-    }
-    at = b;
-  }
-  if (at < end) out.push(rec.caption.slice(at, end));
-  return out;
+/** Otsu threshold of a token map computed here, as cv2 would (tokens carry no recorded threshold). */
+const browserOtsu = new Map();
+async function thresholdFor(url, W, H) {
+  if (!browserOtsu.has(url)) browserOtsu.set(url, mapAtCanvas(url, W, H).then((v) => otsuThreshold(v)));
+  return browserOtsu.get(url);
 }
 
-function numbersPanel(span, stats) {
-  if (!span) return h("p", { class: "muted" }, "Select a phrase to see its numbers.");
-  const m = span.metrics || {};
-  const cat = stats?.[span.category] || {};
-  const rank = percentileRank(m.entropy, cat.entropy_values);
-  const row = (label, value, note) => h("tr", {}, h("th", { scope: "row" }, label), h("td", {}, value),
-    h("td", { class: "muted" }, note || ""));
-  let sam = "does not apply (only CVO and ICON phrases are segmented)";
-  if (span.sam) sam = span.sam.mask ? `${span.sam.instances} instance(s), IoU with Otsu ${fmtNum(span.sam.iou)}`
-    : "SAM 3 found nothing for this phrase";
-  return h("table", { class: "numbers", "data-testid": "numbers" },
-    row("Entropy", fmtNum(m.entropy, 3), rank === null ? "" :
-      `${Math.round(rank)}th percentile of ${span.category} (lower = more localised)`),
-    row("Top-10% mass", fmtPct(m.top10_mass), "share of the map in its top tenth of cells"),
-    row("Gini", fmtNum(m.gini, 3), ""),
-    row("Otsu threshold", span.otsu_threshold ?? "n/a", "on the 8-bit map resized to the canvas"),
-    row("SAM 3", span.sam?.mask ? `${span.sam.instances}` : "—", sam));
-}
-
-function metadataCard(rec) {
-  const meta = rec.metadata, ann = rec.annotations || {};
-  if (!meta) return null;
-  const verdict = (ok) => (ok === true ? h("span", { class: "ok" }, "✓ correct") : ok === false
-    ? h("span", { class: "wrong" }, "✗ wrong") : h("span", { class: "muted" }, "not graded"));
-  return h("section", { class: "meta-card", "aria-label": "What the caption claims", "data-testid": "metadata-card" },
-    h("h3", {}, "Claimed identity"),
-    h("dl", {},
-      h("dt", {}, "Title claimed"), h("dd", {}, meta.title_claimed || "none", " ", verdict(meta.title_correct)),
-      h("dt", {}, "Artist claimed"), h("dd", {}, meta.artist_claimed || "none", " ", verdict(meta.artist_correct)),
-      h("dt", {}, "Ground truth"), h("dd", {}, [ann.title, ann.artist].filter(Boolean).join(" — ") || "unknown")));
-}
-
-export async function renderPainting(root, { source, state, navigate }) {
-  const [rec, statsAll] = await Promise.all([source.record(state.dataset, state.painting),
-    source.stats(state.dataset)]);
-  const W = rec.canvas?.width || 1, H = rec.canvas?.height || 1;
-  const tokenMode = state.mode === "token" && rec.tokens.length > 0;
-  const span = !tokenMode && state.span !== null ? rec.spans[state.span] : null;
-  const token = tokenMode && state.token !== null ? rec.tokens[state.token] : null;
-  const selectSpan = (i) => navigate({ span: i, token: null }, { replace: false, focus: `span-${i}` });
-
-  const img = h("img", { src: source.canvasUrl(state.dataset, rec.id), alt: rec.annotations?.title || rec.id,
-    width: W, height: H, class: "canvas-img", "data-testid": "painting-canvas" });
-  const overlay = h("canvas", { width: W, height: H, class: "overlay", "data-testid": "overlay",
-    "aria-label": "map overlay" });
-  const readout = h("output", { class: "readout", "data-testid": "readout" }, "point at the picture to read the map");
-  const stage = h("div", { class: "stage", style: { aspectRatio: `${W} / ${H}` } }, img, overlay);
-
-  const mapUrl = span?.map ? source.spanMapUrl(state.dataset, rec.id, span.index)
-    : token?.map ? source.tokenMapUrl(state.dataset, rec.id, token.index) : null;
-  const samUrl = span?.sam?.mask ? source.samMaskUrl(state.dataset, rec.id, span.index) : null;
-  const ref = span?.map || token?.map;
-  stage.addEventListener("pointermove", async (e) => {
-    if (!mapUrl) return;
-    const box = overlay.getBoundingClientRect();
-    const x = Math.floor(((e.clientX - box.left) / box.width) * W), y = Math.floor(((e.clientY - box.top) / box.height) * H);
-    const values = await mapAtCanvas(mapUrl, W, H);
-    const v = values[Math.max(0, Math.min(H - 1, y)) * W + Math.max(0, Math.min(W - 1, x))];
-    readout.textContent = `map ${(v / 255).toFixed(2)}` + (ref ? ` (≈ ${(ref.lo + (v / 255) * (ref.hi - ref.lo)).toFixed(3)} raw)` : "");
-  });
-
-  // controls
-  const control = (label, el) => h("label", { class: "control" }, h("span", {}, label), el);
-  const overlaySelect = h("select", { "data-testid": "overlay-select", onchange: (e) => navigate({ overlay: e.target.value }, { replace: true }) },
-    [["tam", "TAM heatmap"], ["otsu", "Otsu mask"], ["sam", "SAM 3 mask"], ["none", "none"]].map(([v, t]) =>
-      h("option", { value: v, selected: state.overlay === v }, t)));
-  const cmapSelect = h("select", { "data-testid": "cmap-select", onchange: (e) => navigate({ cmap: e.target.value }, { replace: true }) },
-    COLORMAPS.map((c) => h("option", { value: c, selected: state.cmap === c }, c)));
-  const opacity = h("input", { type: "range", min: 0, max: 1, step: 0.05, value: state.opacity, "data-testid": "opacity",
-    onchange: (e) => navigate({ opacity: Number(e.target.value) }, { replace: true }) });
-  const modeButtons = ["span", "token"].map((m) => h("button", { "aria-pressed": String((m === "token") === tokenMode),
-    "data-testid": `mode-${m}`, disabled: m === "token" && !rec.tokens.length,
-    onclick: () => navigate({ mode: m, span: null, token: null }) }, m === "span" ? "Phrases" : "Tokens"));
-  const reliance = h("button", { "aria-pressed": String(state.reliance), "data-testid": "reliance-toggle",
-    disabled: !rec.tokens.some((t) => typeof t.reliance === "number"),
-    onclick: () => navigate({ reliance: !state.reliance }, { replace: true }) }, "Visual reliance");
-  const exportButton = h("button", { "data-testid": "export-png", disabled: !mapUrl && !samUrl, onclick: async () => {
-    const blob = await exportPng(img, overlay);
-    const a = h("a", { href: URL.createObjectURL(blob), download: `${rec.id}-${span ? `span${span.index}` : `token${token?.index}`}-${state.overlay}.png` });
-    document.body.append(a); a.click(); a.remove();
-  } }, "Export PNG");
-  const compareSelect = h("select", { "data-testid": "compare-select", disabled: !span,
-    onchange: (e) => navigate({ compare: e.target.value === "" ? null : Number(e.target.value) }, { replace: true }) },
-  h("option", { value: "" }, "compare with…"),
-  span?.sam?.mask ? h("option", { value: span.index, selected: state.compare === span.index }, "this phrase's SAM 3 mask") : null,
-  rec.spans.filter((s) => s !== span && s.map).map((s) => h("option", { value: s.index, selected: state.compare === s.index },
-    `${s.category}: ${s.text}`)));
-
-  // caption
-  const pieces = captionPieces(rec);
-  const caption = h("p", { class: "caption", "data-testid": "caption" }, pieces.map((piece) => {
-    if (tokenMode) return tokenRun(rec, piece.start, piece.end, state, (i) => navigate({ token: i, span: null }));
-    if (!piece.span) return tokenRun(rec, piece.start, piece.end, state, null);
-    const s = piece.span;
-    return h("button", { class: "span", id: `span-${s.index}`, "aria-pressed": String(state.span === s.index),
-      "data-testid": "span-button", "data-index": s.index, "data-cat": s.category,
-      style: { "--cat": CATEGORY_INFO[s.category].color }, title: CATEGORY_INFO[s.category].label,
-      onclick: () => selectSpan(s.index) }, tokenRun(rec, s.start, s.end, state, null));
-  }));
-  caption.addEventListener("keydown", (e) => {
-    if (tokenMode || !["ArrowRight", "ArrowLeft", "ArrowDown", "ArrowUp"].includes(e.key) || !rec.spans.length) return;
-    e.preventDefault();
-    const order = [...rec.spans].sort((a, b) => a.start - b.start).map((s) => s.index);
-    const at = order.indexOf(state.span);
-    const step = e.key === "ArrowRight" || e.key === "ArrowDown" ? 1 : -1;
-    selectSpan(order[(at + step + order.length) % order.length] ?? order[0]);
-  });
-  const counts = Object.fromEntries(CATEGORIES.map((c) => [c, rec.spans.filter((s) => s.category === c).length]));
-  const legend = h("ul", { class: "legend", "aria-label": "Categories" }, CATEGORIES.map((c) => h("li", {},
-    h("span", { class: "swatch", style: { "--cat": CATEGORY_INFO[c].color } }), `${c} ${CATEGORY_INFO[c].label} (${counts[c]})`)));
-
-  let note = "";
-  if (!span && !token) note = tokenMode ? "Click a token to see its map." : "Click a coloured phrase to see where the model looked.";
-  else if (state.overlay === "sam" && span && !span.sam) note = "SAM 3 does not apply to this category (only CVO and ICON).";
-  else if (state.overlay === "sam" && span?.sam && !span.sam.mask) note = "SAM 3 found nothing for this phrase.";
-  else if (state.overlay === "sam" && token) note = "SAM 3 masks belong to phrases; switch to phrases.";
-  else if (state.overlay === "otsu" && span && span.otsu_threshold == null) note = "No Otsu threshold recorded.";
-  const selection = span ? `${span.category} “${span.text}”` : token ? `token “${token.text}”` : "nothing selected";
-
-  const comparePanel = span && state.compare !== null ? h("figure", { class: "compare", "data-testid": "compare" },
-    h("div", { class: "stage", style: { aspectRatio: `${W} / ${H}` } },
-      h("img", { src: img.src, alt: "", width: W, height: H, class: "canvas-img" }),
-      h("canvas", { width: W, height: H, class: "overlay", "data-testid": "compare-overlay" })),
-    h("figcaption", {}, state.compare === span.index ? "SAM 3 mask of this phrase"
-      : `${rec.spans[state.compare]?.category}: ${rec.spans[state.compare]?.text}`)) : null;
-
+async function mount(root, { source, navigate, state }, key) {
+  const ds = state.dataset;
+  const [rec, stats, manifest] = await Promise.all([source.record(ds, state.painting), source.stats(ds),
+    source.manifest(ds)]);
+  const W0 = rec.canvas?.width || 1, H0 = rec.canvas?.height || 1;
+  const scale = Math.min(1, MAX_SIDE / Math.max(W0, H0));
+  const W = Math.max(1, Math.round(W0 * scale)), H = Math.max(1, Math.round(H0 * scale));
+  const caption = rec.caption || "";
+  const layout = layoutSpans(caption, rec.spans || []);
+  const hasTokens = (rec.tokens || []).some((t) => t.map);
+  const hasReliance = (rec.tokens || []).some((t) => typeof t.reliance === "number");
   const ann = rec.annotations || {};
-  root.replaceChildren(h("article", { class: "painting" },
-    h("header", { class: "painting-head" },
-      h("a", { href: `?dataset=${state.dataset}`, onclick: (e) => { e.preventDefault(); navigate({ view: "gallery", painting: null, span: null, token: null, compare: null }); } }, "← gallery"),
-      h("h2", {}, ann.title || rec.id), h("p", { class: "muted" }, [ann.artist, ann.year, ann.style].filter(Boolean).join(" · "))),
+  let current = state; // the state last applied
+  let drawGen = 0, compareGen = 0;
+
+  // ---- the picture
+  const img = h("img", { src: source.canvasUrl(ds, rec.id), alt: ann.title ? `${ann.title}${ann.artist ? `, ${ann.artist}` : ""}` : rec.id,
+    width: W0, height: H0, class: "canvas-img", "data-testid": "painting-canvas", decoding: "async" });
+  const overlay = h("canvas", { width: W, height: H, class: "overlay", "data-testid": "overlay", "data-drawn": "",
+    role: "img", "aria-label": "map overlay" });
+  // the box is reserved before anything loads (no layout shift); tall paintings fit the screen
+  const box = { aspectRatio: `${W0} / ${H0}`, maxWidth: `calc(70vh * ${(W0 / H0).toFixed(4)})` };
+  const stage = h("div", { class: "stage", style: box }, img, overlay);
+  const figcaption = h("figcaption", { "data-testid": "selection" });
+  const cmpImg = h("img", { alt: "", width: W0, height: H0, class: "canvas-img" });
+  const cmpCanvas = h("canvas", { width: W, height: H, class: "overlay", "data-testid": "compare-overlay", "data-drawn": "" });
+  const cmpCaption = h("figcaption", {});
+  const comparePanel = h("figure", { class: "compare", "data-testid": "compare", hidden: true },
+    h("div", { class: "stage", style: box }, cmpImg, cmpCanvas), cmpCaption);
+  const readout = h("output", { class: "readout", "data-testid": "readout" }, "point at the picture to read the map");
+  const scaleBox = h("div", { class: "scale-box" });
+  const note = h("p", { class: "note", "data-testid": "overlay-note" });
+  img.decode().then(() => {
+    if (!performance.getEntriesByName("tamscope:painting-shown").length) performance.mark("tamscope:painting-shown");
+  }, () => {});
+
+  // ---- controls (every change is a URL change: shareable, and Back undoes selections)
+  const seg = (items, testid, label) => h("div", { class: "seg", role: "group", "aria-label": label }, items.map(([v, t]) =>
+    h("button", { type: "button", "aria-pressed": "false", "data-testid": `${testid}-${v}`, "data-value": v }, t)));
+  const modeGroup = seg([["span", "Phrases"], ["token", "Tokens"]], "mode", "Select by");
+  const overlayGroup = seg(OVERLAYS, "overlay", "Overlay");
+  const modeButtons = [...modeGroup.children], overlayButtons = [...overlayGroup.children];
+  modeButtons.forEach((b) => b.addEventListener("click", () => navigate({ mode: b.dataset.value, span: null, token: null,
+    compare: null })));
+  if (!hasTokens) {
+    modeButtons[1].disabled = true;
+    modeButtons[1].title = "this dataset has no per-token maps";
+  }
+  overlayButtons.forEach((b) => b.addEventListener("click", () => navigate({ overlay: b.dataset.value }, { replace: true })));
+  const cmapSelect = h("select", { "data-testid": "cmap-select", "aria-label": "Colormap",
+    onchange: (e) => navigate({ cmap: e.target.value }, { replace: true }) },
+  COLORMAPS.map((c) => h("option", { value: c }, c)));
+  const opacity = h("input", { type: "range", min: 0.05, max: 1, step: 0.05, "data-testid": "opacity", "aria-label": "Opacity" });
+  let pendingOpacity = null; // coalesce slider events to one repaint per frame
+  opacity.addEventListener("input", () => {
+    if (pendingOpacity === null) requestAnimationFrame(() => {
+      navigate({ opacity: pendingOpacity }, { replace: true });
+      pendingOpacity = null;
+    });
+    pendingOpacity = Number(opacity.value);
+  });
+  const relianceButton = h("button", { type: "button", "aria-pressed": "false", "data-testid": "reliance-toggle",
+    disabled: !hasReliance, title: hasReliance ? "shade each token by log P(token | image) − log P(token | blurred image)"
+      : "this dataset has no visual-reliance scores",
+    onclick: () => navigate({ reliance: !current.reliance }, { replace: true }) }, "Visual reliance");
+  const compareSelect = h("select", { class: "compare-select", "data-testid": "compare-select", "aria-label": "Compare with",
+    onchange: (e) => navigate({ compare: e.target.value === "" ? null : Number(e.target.value) }, { replace: true }) });
+  const exportButton = h("button", { type: "button", "data-testid": "export-png", onclick: async () => {
+    const blob = await exportPng(img, overlay);
+    const what = current.mode === "token" ? `token${current.token}` : `span${current.span}`;
+    const a = h("a", { href: URL.createObjectURL(blob), download: `${rec.id}-${what}-${current.overlay}.png` });
+    document.body.append(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  } }, "Export PNG");
+  const control = (label, el) => h("label", { class: "control" }, h("span", {}, label), el);
+
+  // ---- text column
+  const captionHost = h("div", { class: "caption-host" });
+  const numbersHost = h("div", { class: "numbers-host" });
+  const relianceKey = h("p", { class: "muted small rel-key", hidden: true },
+    h("span", { class: "rel", style: { backgroundColor: "rgba(242, 193, 78, 0.6)" } }, "warm"), " leans on the image, ",
+    h("span", { class: "rel", style: { backgroundColor: "rgba(110, 150, 255, 0.6)" } }, "blue"),
+    " on language (log-probability with the image minus with a blurred copy).");
+  let captionView = null, captionKey = null;
+  captionHost.addEventListener("keydown", (e) => {
+    const keys = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1, Home: "first", End: "last" };
+    if (e.key === "Escape") { navigate({ span: null, token: null, compare: null }); return; }
+    if (!(e.key in keys)) return;
+    e.preventDefault();
+    const tokenMode = current.mode === "token" && hasTokens;
+    const order = tokenMode ? rec.tokens.filter((t) => t.map && t.end > t.start && caption.slice(t.start, t.end).trim()).map((t) => t.index) : layout.order;
+    const at = tokenMode ? current.token : current.span;
+    const step = keys[e.key];
+    const next = step === "first" ? order[0] : step === "last" ? order[order.length - 1] : stepIn(order, at, step);
+    if (next === null || next === undefined) return;
+    if (tokenMode) navigate({ token: next, span: null }, { focus: `token-${next}` });
+    else navigate({ span: next, token: null }, { focus: `span-${next}` });
+  });
+
+  const index = manifest.paintings.findIndex((p) => p.id === rec.id);
+  const neighbour = (k) => manifest.paintings[index + k];
+  const go = (p) => p && h("a", { href: linkTo(state, { painting: p.id, span: null, token: null, compare: null }),
+    "data-testid": "painting-nav", onclick: (e) => { e.preventDefault(); navigate({ painting: p.id, span: null, token: null, compare: null }); } },
+  p.title || p.id);
+  const head = h("header", { class: "painting-head" },
+    h("nav", { class: "crumbs", "aria-label": "Paintings" },
+      h("a", { href: linkTo(state, { view: "gallery", painting: null, span: null, token: null, compare: null }),
+        "data-testid": "back-to-gallery",
+        onclick: (e) => { e.preventDefault(); navigate({ view: "gallery", painting: null, span: null, token: null, compare: null }); } }, "← gallery"),
+      neighbour(-1) ? h("span", {}, " · previous: ", go(neighbour(-1))) : null,
+      neighbour(1) ? h("span", {}, " · next: ", go(neighbour(1))) : null),
+    h("h2", {}, ann.title || rec.id),
+    h("p", { class: "muted" }, [ann.artist, ann.year, ann.style, ann.genre].filter(Boolean).join(" · ")));
+
+  const failed = !rec.caption ? h("p", { class: "error" }, "No caption: this painting failed to process.",
+    ...(rec.failures || []).map((f) => h("span", { class: "failure" }, ` ${f.stage}: ${f.error}`))) : null;
+  const el = h("article", { class: "painting", "data-testid": "painting-view", "data-painting": rec.id }, head,
     h("div", { class: "painting-body" },
       h("div", { class: "figure-col" },
-        h("div", { class: "figures" }, h("figure", {}, stage, h("figcaption", {}, selection)), comparePanel),
-        readout,
+        h("div", { class: "figures" }, h("figure", { class: "main-figure" }, stage, figcaption), comparePanel),
+        h("div", { class: "under-figure" }, readout, scaleBox),
         h("div", { class: "controls", role: "group", "aria-label": "Overlay settings" },
-          h("div", { class: "seg" }, modeButtons), control("Overlay", overlaySelect), control("Colormap", cmapSelect),
-          control("Opacity", opacity), reliance, compareSelect, exportButton),
-        h("p", { class: "note", "data-testid": "overlay-note" }, note)),
-      h("div", { class: "text-col" },
-        rec.caption ? caption : h("p", { class: "muted" }, "No caption: this painting failed to process.",
-          ...(rec.failures || []).map((f) => h("span", { class: "failure" }, ` ${f.stage}: ${f.error}`))),
-        legend, numbersPanel(span, statsAll), metadataCard(rec)))));
+          modeGroup, overlayGroup, control("Colormap", cmapSelect), control("Opacity", opacity), relianceButton,
+          compareSelect, exportButton),
+        note),
+      // the numbers come last: their height changes with the selection and nothing sits below them
+      h("div", { class: "text-col" }, failed, captionHost, relianceKey, legend(rec.spans || []), metadataCard(rec),
+        numbersHost)));
+  root.replaceChildren(el);
+  prefetch((rec.spans || []).filter((x) => x.map).map((x) => source.spanMapUrl(ds, rec.id, x.index)));
 
-  // draw after layout: the box is reserved by aspect-ratio, so nothing shifts when it lands
-  const t0 = performance.now();
-  const kind = state.overlay;
-  const drawn = await drawOverlay(overlay, { kind, mapUrl, samUrl, threshold: span?.otsu_threshold, cmap: state.cmap,
-    opacity: state.opacity });
-  overlay.dataset.drawn = drawn.drawn ? "1" : "0";
-  if (state.clickedAt) timings.push({ what: "overlay", ms: performance.now() - state.clickedAt });
-  timings.push({ what: "draw", ms: performance.now() - t0 });
-  if (comparePanel) {
-    const other = comparePanel.querySelector("canvas");
-    const sameSam = state.compare === span.index;
-    await drawOverlay(other, sameSam ? { kind: "sam", samUrl, opacity: state.opacity }
-      : { kind: "tam", mapUrl: source.spanMapUrl(state.dataset, rec.id, state.compare), cmap: state.cmap, opacity: state.opacity });
+  // ---- pointer readout: the map value (and mask membership) under the pointer
+  let spec = {};
+  const where = (e) => {
+    const box = overlay.getBoundingClientRect();
+    return [Math.floor(((e.clientX - box.left) / box.width) * W), Math.floor(((e.clientY - box.top) / box.height) * H)];
+  };
+  stage.addEventListener("pointermove", async (e) => {
+    if (!spec.mapUrl && !spec.samUrl) return;
+    const [x, y] = where(e);
+    const at = await probe(spec, W, H, x, y);
+    const parts = [];
+    if (at.value !== undefined) {
+      const v = at.value / 255, ref = spec.ref;
+      parts.push(`map ${v.toFixed(2)}` + (ref && !(ref.lo === 0 && ref.hi === 1) ? ` (raw ≈ ${fmtNum(ref.lo + v * (ref.hi - ref.lo), 3)})` : ""));
+    }
+    if (at.otsu !== undefined) parts.push(at.otsu ? "inside Otsu mask" : "outside Otsu mask");
+    if (at.sam !== undefined) parts.push(at.sam ? "inside SAM 3 mask" : "outside SAM 3 mask");
+    readout.textContent = `(${Math.round(x / scale)}, ${Math.round(y / scale)}) ${parts.join(" · ")}`;
+  });
+  stage.addEventListener("pointerleave", () => { readout.textContent = "point at the picture to read the map"; });
+
+  function describe(span, token) {
+    if (span) return `${span.category} “${span.text}”`;
+    if (token) return `token ${token.index} “${token.text.trim() || token.text}”`;
+    return "nothing selected";
   }
-  announce(span || token ? `Selected ${selection}` : "");
+
+  async function update(next) {
+    current = next;
+    const tokenMode = next.mode === "token" && hasTokens;
+    const span = !tokenMode && next.span !== null ? rec.spans?.[next.span] ?? null : null;
+    const token = tokenMode && next.token !== null ? rec.tokens?.[next.token] ?? null : null;
+    const wantKey = `${tokenMode}|${next.reliance}`;
+    if (rec.caption && captionKey !== wantKey) {
+      captionView = buildCaption(rec, layout, { tokenMode, reliance: next.reliance,
+        onSpan: (i) => navigate({ span: i, token: null }, { focus: `span-${i}` }),
+        onToken: (i) => navigate({ token: i, span: null }, { focus: `token-${i}` }) });
+      captionHost.replaceChildren(captionView.el);
+      captionKey = wantKey;
+    }
+    captionView?.select(span?.index ?? null, token?.index ?? null);
+    relianceKey.hidden = !next.reliance;
+
+    // controls mirror the state (also after Back/Forward)
+    modeButtons.forEach((b) => b.setAttribute("aria-pressed", String((b.dataset.value === "token") === tokenMode)));
+    overlayButtons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.value === next.overlay)));
+    cmapSelect.value = next.cmap;
+    cmapSelect.disabled = next.overlay !== "tam";
+    if (pendingOpacity === null) opacity.value = String(next.opacity);
+    relianceButton.setAttribute("aria-pressed", String(next.reliance));
+    const mapRef = span?.map || token?.map || null;
+    const mapUrl = span?.map ? source.spanMapUrl(ds, rec.id, span.index)
+      : token?.map ? source.tokenMapUrl(ds, rec.id, token.index) : null;
+    const samUrl = span?.sam?.mask ? source.samMaskUrl(ds, rec.id, span.index) : null;
+    compareSelect.replaceChildren(...[h("option", { value: "" }, span ? "compare with…" : "compare: select a phrase first"),
+      samUrl ? h("option", { value: span.index }, "its SAM 3 mask") : null,
+      ...(span ? (rec.spans || []).filter((x) => x !== span && x.map).map((x) => h("option", { value: x.index },
+        `${x.category}: ${x.text}`)) : [])].filter(Boolean));
+    compareSelect.disabled = !span;
+    const compareTo = span && next.compare !== null && (next.compare !== span.index || samUrl) ? rec.spans[next.compare] : null;
+    compareSelect.value = compareTo ? String(next.compare) : "";
+
+    // overlay: what to draw and the note that explains it
+    let threshold = span?.otsu_threshold ?? null, browserThreshold = false;
+    if (next.overlay === "otsu" && mapUrl && !Number.isFinite(threshold)) {
+      threshold = await thresholdFor(mapUrl, W, H).catch(() => null);
+      browserThreshold = true;
+    }
+    spec = { kind: next.overlay, mapUrl, samUrl, threshold, cmap: next.cmap, opacity: next.opacity, ref: mapRef };
+    const target = span ? `span-${span.index}` : token ? `token-${token.index}` : "none";
+    const signature = `${next.overlay} ${target} ${next.cmap} ${next.opacity}`;
+    let text = "";
+    if (!span && !token) {
+      text = tokenMode ? "Click any word to see its own map (arrow keys move between tokens)."
+        : "Click a coloured phrase to see where the model looked (Tab to a phrase, Enter, then ← → between phrases).";
+    } else if (!mapUrl && next.overlay !== "sam") text = "No map was recorded for this selection.";
+    else if (next.overlay === "sam" && token) text = "SAM 3 masks belong to phrases: switch to Phrases to see one.";
+    else if (next.overlay === "sam" && !span.sam) {
+      text = `SAM 3 does not apply to ${span.category} phrases: only concrete objects (CVO) and iconographic figures (ICON) are segmented.`;
+    } else if (next.overlay === "sam" && !span.sam.mask) text = `SAM 3 found nothing for “${span.text}”.`;
+    else if (next.overlay === "sam") {
+      text = `SAM 3 found ${span.sam.instances} instance${span.sam.instances === 1 ? "" : "s"} of “${span.text}”`
+        + (Number.isFinite(span.sam.iou) ? `; IoU with the Otsu mask ${fmtNum(span.sam.iou, 3)}.` : ".");
+    } else if (next.overlay === "otsu") {
+      text = !Number.isFinite(threshold) ? "No Otsu threshold could be computed for this map."
+        : browserThreshold ? `Otsu mask: the map above ${threshold}/255 (threshold computed here with cv2's method).`
+          : `Otsu mask: the map above ${threshold}/255, the threshold the metrics used.`;
+    } else if (next.overlay === "none") text = "Overlay hidden.";
+    else if (span && span.start == null) text = `“${span.text}” was named by the span classifier but does not occur in the caption; its map is shown as recorded.`;
+    else if (span && span.tokens?.length) text = `Mean of the maps of ${span.tokens.length} token${span.tokens.length === 1 ? "" : "s"}.`;
+    note.textContent = text;
+    figcaption.textContent = describe(span, token);
+    scaleBox.replaceChildren(colorScale({ kind: mapUrl || samUrl ? next.overlay : "none", cmap: next.cmap, ref: mapRef,
+      threshold, rgb: next.overlay === "otsu" ? OTSU_RGB : SAM_RGB }));
+    numbersHost.replaceChildren(tokenMode ? tokenNumbers(token) : numbersPanel(span, stats));
+    exportButton.disabled = !mapUrl && !samUrl;
+
+    // compare panel
+    comparePanel.hidden = !compareTo;
+    if (compareTo) {
+      if (!cmpImg.src) cmpImg.src = img.src;
+      const own = compareTo === span;
+      const otherSam = compareTo.sam?.mask ? source.samMaskUrl(ds, rec.id, compareTo.index) : null;
+      const cmpSpec = own ? { kind: "sam", samUrl, opacity: next.opacity }
+        : { kind: next.overlay, mapUrl: compareTo.map ? source.spanMapUrl(ds, rec.id, compareTo.index) : null,
+          samUrl: otherSam, threshold: compareTo.otsu_threshold, cmap: next.cmap, opacity: next.opacity };
+      cmpCaption.textContent = own ? `SAM 3 mask of “${span.text}”` : describe(compareTo, null);
+      const gen = ++compareGen;
+      renderOverlay(cmpSpec, W, H).then((image) => {
+        if (gen !== compareGen) return;
+        paint(cmpCanvas, image);
+        cmpCanvas.dataset.drawn = image ? `${cmpSpec.kind} span-${compareTo.index}` : "none";
+      }, () => { if (gen === compareGen) { paint(cmpCanvas, null); cmpCanvas.dataset.drawn = "error"; } });
+    }
+
+    // main overlay, painted only if no newer request came in meanwhile
+    const gen = ++drawGen;
+    let image = null;
+    try {
+      image = await renderOverlay(spec, W, H);
+    } catch (err) {
+      if (gen === drawGen) note.textContent = `Could not load the map: ${err.message}`;
+    }
+    if (gen !== drawGen) return;
+    paint(overlay, image);
+    overlay.dataset.drawn = image ? signature : "none";
+    if (span || token) {
+      const m = span?.metrics;
+      announce(`Selected ${describe(span, token)}` + (m && Number.isFinite(m.entropy) ? `, entropy ${fmtNum(m.entropy, 2)}` : "")
+        + (span?.sam ? (span.sam.mask ? `, SAM 3 ${span.sam.instances} instances` : ", SAM 3 found nothing") : ""));
+    }
+  }
+
+  return { key, el, update };
+}
+
+function tokenNumbers(token) {
+  if (!token) return h("p", { class: "muted numbers-empty" }, "Select a token to see its numbers.");
+  const rows = [["Token", `#${token.index} “${token.text}” (id ${token.id})`]];
+  if (typeof token.reliance === "number") {
+    rows.push(["Visual reliance", `${fmtNum(token.reliance, 3)}${token.visual ? " (visually relevant)" : ""}`]);
+  }
+  if (token.map) rows.push(["Map range", `${fmtNum(token.map.lo, 3)} … ${fmtNum(token.map.hi, 3)}`]);
+  return h("table", { class: "numbers", "data-testid": "numbers" },
+    rows.map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v))));
 }

@@ -1,0 +1,107 @@
+// The panels beside the picture: category legend with counts, the colour scale, the selected
+// span's numbers placed in its category's distribution, and the claimed-identity card.
+
+import { CATEGORIES, CATEGORY_INFO, h } from "../dom.js";
+import { lut } from "../lib/colormap.js";
+import { fmtNum, fmtPct, percentileRank } from "../lib/format.js";
+
+const SVG = "http://www.w3.org/2000/svg";
+const s = (tag, attrs = {}, ...kids) => {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  el.append(...kids);
+  return el;
+};
+
+export function legend(spans) {
+  const counts = Object.fromEntries(CATEGORIES.map((c) => [c, spans.filter((x) => x.category === c).length]));
+  return h("ul", { class: "legend", "aria-label": "Phrase categories with counts", "data-testid": "legend" },
+    CATEGORIES.map((c) => h("li", { "data-cat": c },
+      h("span", { class: "swatch", style: { "--cat": CATEGORY_INFO[c].color } }),
+      h("abbr", { title: CATEGORY_INFO[c].label }, c), ` ${CATEGORY_INFO[c].label} `,
+      h("span", { class: "count" }, `(${counts[c]})`))));
+}
+
+/** The colour scale of the current overlay: a colormap bar with the map's float range, or a mask swatch. */
+export function colorScale({ kind, cmap, ref, threshold, rgb }) {
+  if (kind === "tam") {
+    const bar = h("canvas", { width: 256, height: 1, class: "cbar", "aria-hidden": "true" });
+    const ctx = bar.getContext("2d");
+    const img = ctx.createImageData(256, 1);
+    const table = lut(cmap);
+    for (let v = 0; v < 256; v++) img.data.set([table[v * 3], table[v * 3 + 1], table[v * 3 + 2], 255], v * 4);
+    ctx.putImageData(img, 0, 0);
+    const raw = ref && Number.isFinite(ref.lo) && Number.isFinite(ref.hi) && !(ref.lo === 0 && ref.hi === 1)
+      ? ` (raw ${fmtNum(ref.lo, 3)} … ${fmtNum(ref.hi, 3)})` : "";
+    return h("div", { class: "scale", "data-testid": "color-scale" }, h("span", {}, "0"), bar, h("span", {}, "1"),
+      h("span", { class: "muted" }, `map value${raw}`));
+  }
+  if (kind === "otsu" || kind === "sam") {
+    return h("div", { class: "scale", "data-testid": "color-scale" },
+      h("span", { class: "swatch", style: { "--cat": `rgb(${rgb.join(",")})` } }),
+      h("span", { class: "muted" }, kind === "otsu" ? `map above ${threshold}/255 (Otsu)` : "SAM 3 mask (union of instances)"));
+  }
+  return h("div", { class: "scale", "data-testid": "color-scale" });
+}
+
+/** A one-line distribution: every span of the category as a tick, this one as a marker. */
+function strip(values, value, color, label) {
+  const xs = (values || []).filter(Number.isFinite);
+  if (!xs.length || !Number.isFinite(value)) return null;
+  const lo = Math.min(...xs, value), hi = Math.max(...xs, value), span = hi - lo || 1;
+  const x = (v) => 4 + ((v - lo) / span) * 152;
+  return s("svg", { viewBox: "0 0 160 18", class: "strip", role: "img", "aria-label": label },
+    ...xs.map((v) => s("line", { x1: x(v), x2: x(v), y1: 5, y2: 13, stroke: color, "stroke-opacity": 0.45 })),
+    s("circle", { cx: x(value), cy: 9, r: 4, fill: "#fff", stroke: "#000" }));
+}
+
+/** The selected span's numbers, each placed in its category's distribution (stats.json). */
+export function numbersPanel(span, stats) {
+  if (!span) return h("p", { class: "muted numbers-empty" }, "Select a phrase to see its numbers.");
+  const m = span.metrics || {};
+  const cat = stats?.[span.category] || {};
+  const color = CATEGORY_INFO[span.category]?.color || "#999";
+  const place = (value, values, what, lowMeans) => {
+    const rank = percentileRank(value, values);
+    if (rank === null) return ["", null];
+    return [`${Math.round(rank)}th percentile of ${values.length} ${span.category} spans (${lowMeans})`,
+      strip(values, value, color, `${what} among ${span.category} spans`)];
+  };
+  const row = (label, value, [note, chart] = ["", null], testid = null) => h("tr", { "data-testid": testid },
+    h("th", { scope: "row" }, label), h("td", {}, value), h("td", { class: "muted" }, note, chart));
+  let sam = h("span", { class: "muted" }, "does not apply (only CVO and ICON phrases are segmented)");
+  if (span.sam) {
+    sam = span.sam.mask ? `${span.sam.instances} instance${span.sam.instances === 1 ? "" : "s"}`
+      : h("span", { class: "wrong" }, "found nothing");
+  }
+  const iou = span.sam?.mask && Number.isFinite(span.sam.iou) ? span.sam.iou : null;
+  return h("table", { class: "numbers", "data-testid": "numbers" },
+    h("caption", { class: "visually-hidden" }, `Numbers of ${span.text}`),
+    row("Entropy", fmtNum(m.entropy, 3), place(m.entropy, cat.entropy_values, "entropy", "lower = more localised"),
+      "num-entropy"),
+    row("Top-10% mass", fmtPct(m.top10_mass), place(m.top10_mass, cat.top10_values, "top-10% mass",
+      "higher = more concentrated"), "num-top10"),
+    row("Gini", fmtNum(m.gini, 3), place(m.gini, cat.gini_values, "Gini", "higher = more concentrated")),
+    row("IoU Otsu vs SAM 3", iou === null ? "—" : fmtNum(iou, 3),
+      iou === null ? [span.sam ? "no SAM 3 mask to compare" : "", null]
+        : place(iou, cat.iou_values, "IoU", "higher = map agrees with the segmenter"), "num-iou"),
+    row("SAM 3", sam, [span.sam?.scores?.length ? `scores ${span.sam.scores.map((x) => fmtNum(x, 2)).join(", ")}` : "", null],
+      "num-sam"),
+    row("Otsu threshold", span.otsu_threshold ?? "n/a", ["on the 8-bit map resized to the canvas (as the metric)", null]));
+}
+
+export function metadataCard(rec) {
+  const meta = rec.metadata, ann = rec.annotations || {};
+  if (!meta) return null;
+  const verdict = (ok) => (ok === true ? h("span", { class: "ok" }, "✓ correct") : ok === false
+    ? h("span", { class: "wrong" }, "✗ wrong") : h("span", { class: "muted" }, "not graded"));
+  return h("section", { class: "meta-card", "aria-label": "What the caption claims", "data-testid": "metadata-card" },
+    h("h3", {}, "Does the caption name the painting?"),
+    h("dl", {},
+      h("dt", {}, "Title claimed"), h("dd", { "data-testid": "title-claimed" }, meta.title_claimed || "none", " ",
+        verdict(meta.title_correct)),
+      h("dt", {}, "Artist claimed"), h("dd", { "data-testid": "artist-claimed" }, meta.artist_claimed || "none", " ",
+        verdict(meta.artist_correct)),
+      h("dt", {}, "Ground truth"), h("dd", {}, [ann.title, ann.artist].filter(Boolean).join(" — ") || "unknown")),
+    meta.source === "tamart" ? h("p", { class: "muted small" }, "Verdicts as published by the paper's authors.") : null);
+}

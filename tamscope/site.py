@@ -1,0 +1,281 @@
+"""`tamscope export-site DATASET OUT_DIR`: the explorer and one dataset as a static site.
+
+The folder works from any static host or plain file server, with no backend:
+
+    OUT_DIR/
+      index.html                   the explorer's page (asset URLs rewritten, CSP as a <meta>)
+      config.json                  {"mode": "static", "datasets": [{"id", "path", "stats"}]}
+      static/js/app.<hash>.js ...  the explorer, every file named by the hash of its content
+      data/<id>/...                the dataset: manifest, stats, records and the files they name
+      .nojekyll                    GitHub Pages: serve the folder as is
+      .tamscope-site               marks the folder as ours, so a re-export may replace it
+
+Content-hashed names and ES modules: a module's imports name other modules, so the hash of
+a module must cover the hashed names of what it imports. Modules are rewritten leaves first
+(imports replaced by hashed names, then the module hashed), a Merkle scheme: change one file
+and exactly it and its importers get new names; everything else stays cacheable forever.
+Rewriting the import strings keeps plain relative `import` statements working everywhere;
+an import map would need an inline script, which the Content Security Policy forbids.
+Relative specifiers that do not resolve to a file of the explorer stop the export.
+
+Every URL is relative (the site works under a sub-path such as /user/repo/). The dataset
+files keep their names (they are data, revalidated by hosts), and only what the explorer
+reads is copied: `tam_raw.safetensors` stays behind. Writes go to a temporary sibling folder
+renamed into place at the end, so OUT_DIR is either the old export or the new one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from tamscope.schema import ID_RE, DatasetManifest, PaintingRecord
+from tamscope.store import MANIFEST, PAINTINGS, RECORD, STATS
+
+FRONTEND = Path(__file__).resolve().parents[1] / "frontend"
+MARKER = ".tamscope-site"
+HASH_LEN = 10
+SKIP = {"tests", "package.json", "node_modules"}
+# The server's policy (backend/http.py) minus frame-ancestors, which a <meta> cannot carry.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'")
+# import x from "./a.js" | export {y} from "../b.js" | import "./c.js" | import("./d.js")
+IMPORT_RE = re.compile(r"""(\bfrom\s*|\bimport\s*\(?\s*)(["'])(\.{1,2}/[^"'\s]+)\2""")
+CSS_URL_RE = re.compile(r"""url\(\s*(["']?)(?!data:|https?:|/)([^"')\s]+)\1\s*\)""")
+
+
+class SiteError(RuntimeError):
+    """The export cannot be made; the message says why."""
+
+
+@dataclass
+class Report:
+    out: Path
+    groups: dict[str, list[int]] = field(default_factory=dict)  # group -> [files, bytes]
+    largest: tuple[int, str] = (0, "")
+
+    def add(self, group: str, path: Path, rel: str) -> None:
+        size = path.stat().st_size
+        entry = self.groups.setdefault(group, [0, 0])
+        entry[0] += 1
+        entry[1] += size
+        if size > self.largest[0]:
+            self.largest = (size, rel)
+
+    def text(self) -> str:
+        total_files = sum(n for n, _ in self.groups.values())
+        total = sum(b for _, b in self.groups.values())
+        lines = [f"static site in {self.out}", f"{'':2}{'part':<28}{'files':>7}{'size':>12}"]
+        for group, (n, b) in self.groups.items():
+            lines.append(f"{'':2}{group:<28}{n:>7}{human(b):>12}")
+        lines.append(f"{'':2}{'total':<28}{total_files:>7}{human(total):>12}")
+        lines.append(f"  largest file: {self.largest[1]} ({human(self.largest[0])})")
+        return "\n".join(lines)
+
+
+def human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _hashed(rel: str, body: bytes) -> str:
+    p = PurePosixPath(rel)
+    return str(p.with_name(f"{p.stem}.{hashlib.sha256(body).hexdigest()[:HASH_LEN]}{p.suffix}"))
+
+
+def build_assets(frontend: Path) -> tuple[dict[str, str], dict[str, bytes]]:
+    """Hash every explorer file, rewriting module imports (and CSS url()s) to hashed names.
+
+    Returns (original relative path -> hashed relative path, hashed path -> bytes); paths are
+    relative to `frontend`, index.html excluded.
+    """
+    files = {p.relative_to(frontend).as_posix(): p for p in sorted(frontend.rglob("*"))
+             if p.is_file() and not SKIP & set(p.relative_to(frontend).parts) and p.name != "index.html"}
+    names: dict[str, str] = {}
+    out: dict[str, bytes] = {}
+    visiting: list[str] = []
+
+    def resolve(importer: str, spec: str) -> str:
+        target = (PurePosixPath(importer).parent / spec).as_posix()
+        parts: list[str] = []
+        for part in target.split("/"):
+            if part == "..":
+                if not parts:
+                    raise SiteError(f"{importer}: {spec!r} points outside the explorer")
+                parts.pop()
+            elif part not in ("", "."):
+                parts.append(part)
+        target = "/".join(parts)
+        if target not in files:
+            raise SiteError(f"{importer}: {spec!r} does not name a file of the explorer ({target})")
+        return target
+
+    def visit(rel: str) -> str:
+        if rel in names:
+            return names[rel]
+        if rel in visiting:
+            raise SiteError("import cycle: " + " -> ".join([*visiting[visiting.index(rel):], rel]))
+        visiting.append(rel)
+        body = files[rel].read_bytes()
+        if rel.endswith((".js", ".mjs", ".css")):
+            text = body.decode("utf-8")
+            pattern = CSS_URL_RE if rel.endswith(".css") else IMPORT_RE
+
+            def swap(m: re.Match) -> str:
+                spec = m.group(3) if pattern is IMPORT_RE else m.group(2)
+                target = visit(resolve(rel, spec))
+                new = os.path.relpath(target, PurePosixPath(rel).parent.as_posix() or ".").replace(os.sep, "/")
+                new = new if new.startswith("../") else f"./{new}"
+                return m.group(0).replace(spec, new)
+
+            body = pattern.sub(swap, text).encode("utf-8")
+        visiting.pop()
+        names[rel] = _hashed(rel, body)
+        out[names[rel]] = body
+        return names[rel]
+
+    for rel in files:
+        visit(rel)
+    return names, out
+
+
+def rewrite_index(html: str, names: dict[str, str]) -> str:
+    """Point index.html at the hashed assets and add the CSP; fail on any asset left unnamed."""
+    def swap(m: re.Match) -> str:
+        rel = m.group(2)
+        if rel not in names:
+            raise SiteError(f"index.html names static/{rel}, which is not a file of the explorer")
+        return f'{m.group(1)}"static/{names[rel]}"'
+
+    html = re.sub(r'((?:src|href)=)"static/([^"]+)"', swap, html)
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+    html, n = re.subn(r'(<meta charset="utf-8">)', r"\1\n  " + meta, html, count=1)
+    if n != 1:
+        raise SiteError('index.html has no <meta charset="utf-8"> to put the CSP after')
+    return html
+
+
+def dataset_files(root: Path) -> tuple[DatasetManifest, list[tuple[str, Path]]]:
+    """Every file of the dataset the explorer reads, as (path relative to the dataset, source)."""
+    manifest = DatasetManifest.model_validate_json((root / MANIFEST).read_bytes())
+    wanted: list[tuple[str, Path]] = [(MANIFEST, root / MANIFEST)]
+    if (root / STATS).is_file():
+        wanted.append((STATS, root / STATS))
+    for summary in manifest.paintings:
+        folder = root / PAINTINGS / summary.id
+        record = PaintingRecord.model_validate_json((folder / RECORD).read_bytes())
+        rels = [RECORD]
+        rels += [ref.path for ref in (record.canvas, record.thumb) if ref]
+        rels += [t.map.png for t in record.tokens if t.map]
+        rels += [s.map.png for s in record.spans if s.map]
+        rels += [s.sam.mask for s in record.spans if s.sam and s.sam.mask]
+        for rel in dict.fromkeys(rels):
+            src = folder / rel
+            if not src.resolve().is_relative_to(folder.resolve()):  # validated already; never copy outside
+                raise SiteError(f"{folder}/{RECORD} names {rel}, outside the painting folder")
+            if not src.is_file():
+                raise SiteError(f"{folder}/{RECORD} names {rel}, which does not exist")
+            wanted.append((f"{PAINTINGS}/{summary.id}/{rel}", src))
+    return manifest, wanted
+
+
+def _group(rel: str) -> str:
+    name = PurePosixPath(rel)
+    if rel.startswith("static/") or rel in ("index.html", "config.json"):
+        return "explorer"
+    if name.name in (MANIFEST, STATS, RECORD):
+        return "dataset: manifest, records"
+    if name.parent.name in ("tokens", "spans"):
+        return "dataset: maps"
+    if name.parent.name == "sam":
+        return "dataset: SAM 3 masks"
+    return "dataset: images"
+
+
+def export_site(dataset: Path, out: Path, ds_id: str | None = None, force: bool = False,
+                frontend: Path = FRONTEND) -> Report:
+    dataset, out = Path(dataset), Path(out)
+    if not (dataset / MANIFEST).is_file():
+        raise SiteError(f"{dataset} is not a dataset folder (no {MANIFEST})")
+    from tamscope.validate import validate_dataset
+
+    violations = validate_dataset(dataset)
+    if violations:
+        lines = "\n  ".join(str(v) for v in violations[:20])
+        raise SiteError(f"dataset {dataset} is invalid (`tamscope validate` lists everything):\n  {lines}")
+    ds_id = ds_id or re.sub(r"[^A-Za-z0-9._-]+", "-", dataset.resolve().name).strip("-._") or "dataset"
+    if not ID_RE.match(ds_id):
+        raise SiteError(f"dataset id {ds_id!r} is not a valid id (letters, digits, . _ -)")
+    if out.exists() and not out.is_dir():
+        raise SiteError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists() and not force:
+        raise SiteError(f"{out} is not empty and is not a previous export: choose another folder or pass --force")
+
+    index = frontend / "index.html"
+    if not index.is_file():
+        raise SiteError(f"the explorer is missing: no {index}")
+    names, assets = build_assets(frontend)
+    manifest, data = dataset_files(dataset)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    report = Report(out)
+    try:
+        written: list[str] = []
+
+        def write(rel: str, body: bytes) -> None:
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(body)
+            written.append(rel)
+
+        for rel, body in assets.items():
+            write(f"static/{rel}", body)
+        write("index.html", rewrite_index(index.read_text("utf-8"), names).encode("utf-8"))
+        config = {"mode": "static", "datasets": [{"id": ds_id, "path": f"data/{ds_id}", "stats": (dataset / STATS).is_file()}]}
+        write("config.json", (json.dumps(config, indent=2) + "\n").encode())
+        for rel, src in data:
+            target = tmp / "data" / ds_id / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, target)
+            written.append(f"data/{ds_id}/{rel}")
+        write(".nojekyll", b"")
+        write(MARKER, f"tamscope export-site of {manifest.name}\n".encode())
+        for rel in written:
+            if not rel.startswith("."):
+                report.add(_group(rel), tmp / rel, rel)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return report
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", type=Path, help="dataset folder")
+    parser.add_argument("out", type=Path, help="output folder (index.html at its root)")
+    parser.add_argument("--id", dest="ds_id", default=None, help="dataset id in URLs (default: the folder name)")
+    parser.add_argument("--force", action="store_true", help="replace OUT even if it is not a previous export")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        report = export_site(args.dataset, args.out, ds_id=args.ds_id, force=args.force)
+    except SiteError as exc:
+        print(f"export-site: {exc}", file=sys.stderr)
+        return 1
+    print(report.text())
+    print(f"serve it with any static file server, e.g. `python -m http.server -d {args.out}`")
+    return 0

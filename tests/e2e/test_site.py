@@ -1,0 +1,61 @@
+"""The exported static site in a browser, served by a plain static file server (python's
+http.server) under a sub-path, as a static host would: no backend, relative URLs only."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tamscope.site import export_site
+from tests.e2e.conftest import close_tab, open_tab
+from tests.e2e.explorer import luminance, read_overlay, span_button, wait_drawn
+from tests.e2e.harness import static_server
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def site_root(e2e_datasets, tmp_path_factory):
+    root = tmp_path_factory.mktemp("static-host")
+    export_site(e2e_datasets["fixture"], root / "explorer")  # served at /explorer/, not at the root
+    return root
+
+
+def test_static_site_smoke(browser, site_root):
+    tab = open_tab(browser, "test_static_site_smoke")
+    requests: list[str] = []
+    page = tab.page
+    page.on("request", lambda r: requests.append(r.url))
+    try:
+        with static_server(site_root) as host:
+            base = host + "explorer/"
+            page.goto(base)
+            page.get_by_test_id("gallery-item").first.wait_for()
+            assert page.get_by_test_id("gallery-item").count() == 4
+            tab.shot("gallery")
+            page.get_by_test_id("gallery-item").nth(2).click()
+            page.get_by_test_id("painting-view").wait_for()
+            span_button(page, "a starry sky").click()
+            wait_drawn(page, "tam span-4 inferno")
+            lum = [luminance(p) for p in read_overlay(page, points=[[x, y] for x in range(0, 400, 37)
+                                                                      for y in range(0, 240, 29)])["at"]]
+            assert max(lum) - min(lum) > 100, "the overlay is flat"
+            page.get_by_test_id("overlay-sam").click()
+            wait_drawn(page, "sam span-4")
+            assert read_overlay(page)["opaque"] > 0
+            assert "view=painting" in page.url and page.url.startswith(base)
+            tab.shot("painting")
+            page.reload()  # a deep link into the static site
+            wait_drawn(page, "sam span-4")
+            page.go_back()
+            wait_drawn(page, "none")
+            page.goto(base + "?view=dashboard")
+            page.get_by_test_id("chart-entropy").wait_for()
+            page.get_by_test_id("example-link").first.click()
+            page.get_by_test_id("painting-view").wait_for()
+    finally:
+        close_tab(tab)
+    assert requests and all(r.startswith(host + "explorer/") for r in requests), "a request left the site's folder"
+    assert not any("/api/" in r for r in requests)
+    assert any(re.search(r"/static/js/app\.[0-9a-f]{10}\.js$", r) for r in requests)

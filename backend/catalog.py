@@ -1,27 +1,33 @@
 """The datasets a server instance serves, loaded once at startup and kept in memory.
 
-Records and manifests are held as ready-to-send bytes (with their ETag and a gzip variant),
-and every file a client may fetch is resolved here, from the records, into an absolute path
-inside its dataset. Request handlers only look ids up in these tables: a client never
+Records and manifests are held as ready-to-send blobs, and every file a client may fetch is
+resolved here, from the records, into an absolute path inside its painting folder together
+with its content hash. Request handlers only look ids up in these tables: a client never
 supplies a path.
+
+Each dataset gets a `version`: a hash over the manifest, the statistics, every record and
+every file's content. A URL carrying `?v=<version>` therefore names content that cannot
+change, and the server marks it immutable (backend.app).
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import logging
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
+from backend.blobs import Blob, content_hash
 from tamscope.schema import ID_RE, DatasetManifest, PaintingRecord
 from tamscope.store import MANIFEST, PAINTINGS, RECORD, STATS
 from tamscope.validate import validate_dataset
 
 log = logging.getLogger("tamscope.serve")
+SEARCH_CACHE = 512  # distinct listing queries kept per dataset
 
 
 class StartupError(RuntimeError):
@@ -29,22 +35,9 @@ class StartupError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Blob:
-    """Bytes ready to send: identity and gzip variants, a strong ETag."""
-
-    body: bytes
-    gzipped: bytes | None
-    etag: str
-    media_type: str
-
-    @classmethod
-    def of(cls, body: bytes, media_type: str) -> Blob:
-        # gzip only text that is worth it; mtime=0 keeps the bytes stable across restarts
-        zipped = gzip.compress(body, compresslevel=6, mtime=0) if media_type.startswith(("application/json",
-                                                                                         "text/")) else None
-        if zipped is not None and len(zipped) >= len(body):
-            zipped = None
-        return cls(body, zipped, '"' + hashlib.sha256(body).hexdigest()[:32] + '"', media_type)
+class FileRef:
+    path: Path  # absolute, inside the painting folder
+    etag: str  # '"<content hash>"' of the bytes seen at startup
 
 
 @dataclass
@@ -52,7 +45,7 @@ class Painting:
     record: Blob
     summary: dict
     search_text: str  # lower-cased title, artist and caption
-    files: dict[str, Path]  # "canvas", "thumb", "token/3", "span/2", "sam/2" -> absolute path
+    files: dict[str, FileRef]  # "canvas", "thumb", "token/3", "span/2", "sam/2"
 
 
 @dataclass
@@ -64,11 +57,33 @@ class ServedDataset:
     stats: Blob | None
     paintings: dict[str, Painting] = field(default_factory=dict)
     skipped: dict[str, list[str]] = field(default_factory=dict)  # painting id -> its violations
+    version: str = ""
+    _searches: OrderedDict = field(default_factory=OrderedDict, repr=False)
 
     def listing(self) -> dict:
         m = self.manifest
         return {"id": self.id, "name": m.name, "description": m.description, "label": m.label,
-                "n_paintings": len(self.paintings)}
+                "n_paintings": len(self.paintings), "version": self.version}
+
+    def search(self, q: str | None, category: str | None, artist: str | None, style: str | None,
+               offset: int, limit: int) -> Blob:
+        """One page of the gallery, filtered; identical queries are answered from a small cache."""
+        key = (q.lower() if q else None, category, artist.strip().lower() if artist else None,
+               style.strip().lower() if style else None, offset, limit)
+        blob = self._searches.get(key)
+        if blob is None:
+            needle, category, artist, style = key[:4]
+            items = [p.summary for p in self.paintings.values()
+                     if (not needle or needle in p.search_text)
+                     and (not category or p.summary.get("categories", {}).get(category))
+                     and (not artist or (p.summary.get("artist") or "").strip().lower() == artist)
+                     and (not style or (p.summary.get("style") or "").strip().lower() == style)]
+            body = {"total": len(items), "offset": offset, "limit": limit, "items": items[offset:offset + limit]}
+            blob = Blob.of(orjson.dumps(body), "application/json")
+            self._searches[key] = blob
+            if len(self._searches) > SEARCH_CACHE:
+                self._searches.popitem(last=False)
+        return blob
 
 
 def dataset_id(root: Path, taken: set[str]) -> str:
@@ -81,30 +96,39 @@ def dataset_id(root: Path, taken: set[str]) -> str:
     return candidate
 
 
-def _media_type(path: Path) -> str:
-    return {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}.get(
-        path.suffix.lower(), "application/octet-stream")
-
-
-def painting_files(folder: Path, record: PaintingRecord) -> dict[str, Path]:
-    files: dict[str, Path] = {}
+def painting_files(folder: Path, record: PaintingRecord) -> dict[str, FileRef]:
+    paths: dict[str, Path] = {}
     if record.canvas:
-        files["canvas"] = folder / record.canvas.path
+        paths["canvas"] = folder / record.canvas.path
     if record.thumb:
-        files["thumb"] = folder / record.thumb.path
+        paths["thumb"] = folder / record.thumb.path
     for token in record.tokens:
         if token.map:
-            files[f"token/{token.index}"] = folder / token.map.png
+            paths[f"token/{token.index}"] = folder / token.map.png
     for span in record.spans:
         if span.map:
-            files[f"span/{span.index}"] = folder / span.map.png
+            paths[f"span/{span.index}"] = folder / span.map.png
         if span.sam and span.sam.mask:
-            files[f"sam/{span.index}"] = folder / span.sam.mask
+            paths[f"sam/{span.index}"] = folder / span.sam.mask
     root = folder.resolve()
-    for key, path in files.items():  # validated already; this guard is the one that matters
-        if not path.resolve().is_relative_to(root):
-            raise StartupError(f"{folder}: {key} points outside the painting folder")
+    files = {}
+    for key, path in paths.items():
+        resolved = path.resolve()  # follows symlinks: a link out of the folder is refused too
+        # validated already; this guard is the one that matters for what the server may send
+        if not resolved.is_relative_to(root) or not resolved.is_file():
+            raise StartupError(f"{folder}: {key} ({path.name}) is not a file inside the painting folder")
+        files[key] = FileRef(resolved, f'"{content_hash(resolved.read_bytes())}"')
     return files
+
+
+def split_violations(violations) -> dict[str, list[str]]:
+    """Violations by painting id; "" collects those of the dataset itself (manifest, stats)."""
+    bad: dict[str, list[str]] = {}
+    for v in violations:
+        parts = v.location.split("/")
+        pid = parts[1].split(":")[0] if len(parts) >= 2 and parts[0] == PAINTINGS else ""
+        bad.setdefault(pid, []).append(str(v))
+    return bad
 
 
 def load_dataset(root: Path, ds_id: str, skip_bad: bool) -> ServedDataset:
@@ -112,20 +136,23 @@ def load_dataset(root: Path, ds_id: str, skip_bad: bool) -> ServedDataset:
     if not (root / MANIFEST).is_file():
         raise StartupError(f"{root} is not a dataset folder (no {MANIFEST}); build one with `tamscope precompute` "
                            f"or `tamscope import-tamart`")
-    violations = validate_dataset(root)
-    bad: dict[str, list[str]] = {}
-    for v in violations:
-        parts = v.location.split("/")
-        if len(parts) >= 2 and parts[0] == PAINTINGS:
-            bad.setdefault(parts[1].split(":")[0], []).append(str(v))
-        else:
-            bad.setdefault("", []).append(str(v))
+    bad = split_violations(validate_dataset(root))
     if bad and (not skip_bad or "" in bad):
         lines = [line for lines in bad.values() for line in lines]
         more = f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else ""
         hint = "" if "" in bad else "\n(--skip-bad serves the dataset without these paintings)"
         raise StartupError(f"dataset {root} is invalid:\n  " + "\n  ".join(lines[:20]) + more + hint)
     manifest = DatasetManifest.model_validate_json((root / MANIFEST).read_bytes())
+    paintings: dict[str, Painting] = {}
+    for summary in manifest.paintings:
+        if summary.id in bad:
+            continue
+        try:
+            paintings[summary.id] = load_painting(root / PAINTINGS / summary.id, summary)
+        except StartupError as exc:  # a file that resolves outside its folder (a symlink, say)
+            if not skip_bad:
+                raise
+            bad[summary.id] = [str(exc)]
     if bad:
         manifest = manifest.model_copy(update={"paintings": [p for p in manifest.paintings if p.id not in bad]})
         for pid, lines in bad.items():
@@ -135,16 +162,22 @@ def load_dataset(root: Path, ds_id: str, skip_bad: bool) -> ServedDataset:
         id=ds_id, root=root, manifest=manifest,
         manifest_blob=Blob.of(orjson.dumps(manifest.model_dump(mode="json", exclude_none=True)), "application/json"),
         stats=Blob.of(stats_path.read_bytes(), "application/json") if stats_path.is_file() else None,
-        skipped=bad)
-    for summary in manifest.paintings:
-        folder = root / PAINTINGS / summary.id
-        raw = (folder / RECORD).read_bytes()
-        record = PaintingRecord.model_validate_json(raw)
-        summary_json = summary.model_dump(mode="json", exclude_none=True)
-        text = " ".join(filter(None, [summary.title, summary.artist, record.caption])).lower()
-        served.paintings[summary.id] = Painting(Blob.of(orjson.dumps(orjson.loads(raw)), "application/json"),
-                                                summary_json, text, painting_files(folder, record))
+        paintings=paintings, skipped=bad)
+    version = hashlib.sha256(served.manifest_blob.etag.encode())
+    version.update(served.stats.etag.encode() if served.stats else b"-")
+    for pid, painting in paintings.items():
+        version.update(f"\n{pid} {painting.record.etag}".encode())
+        version.update("".join(f" {k}={f.etag}" for k, f in sorted(painting.files.items())).encode())
+    served.version = version.hexdigest()[:20]
     return served
+
+
+def load_painting(folder: Path, summary) -> Painting:
+    raw = (folder / RECORD).read_bytes()
+    record = PaintingRecord.model_validate_json(raw)
+    text = " ".join(filter(None, [summary.title, summary.artist, record.caption])).lower()
+    return Painting(Blob.of(orjson.dumps(orjson.loads(raw)), "application/json"),
+                    summary.model_dump(mode="json", exclude_none=True), text, painting_files(folder, record))
 
 
 def load_catalog(roots: list[Path], skip_bad: bool = False) -> dict[str, ServedDataset]:
@@ -153,7 +186,3 @@ def load_catalog(roots: list[Path], skip_bad: bool = False) -> dict[str, ServedD
         ds_id = dataset_id(root, set(catalog))
         catalog[ds_id] = load_dataset(root, ds_id, skip_bad)
     return catalog
-
-
-def file_blob(path: Path) -> Blob:
-    return Blob.of(path.read_bytes(), _media_type(path))

@@ -1,12 +1,13 @@
 """`tamscope serve`: the explorer and the JSON API with uvicorn.
 
 Configuration by flags or environment variables (flags win):
-    --data DIR (repeatable)   TAMSCOPE_DATA   (several folders separated by ':')
-    --host                    TAMSCOPE_HOST   (default 127.0.0.1)
-    --port                    TAMSCOPE_PORT   (default 8000)
-    --workers                 TAMSCOPE_WORKERS (default 1)
-    --skip-bad                TAMSCOPE_SKIP_BAD=1 (serve a dataset without its invalid paintings)
-    --log-level               TAMSCOPE_LOG_LEVEL (default info: one line per request)
+    --data DIR (repeatable)   TAMSCOPE_DATA       several folders separated by ':'
+    --host                    TAMSCOPE_HOST       default 127.0.0.1
+    --port                    TAMSCOPE_PORT       default 8000
+    --workers                 TAMSCOPE_WORKERS    default 1 (processes; each holds the catalog)
+    --skip-bad                TAMSCOPE_SKIP_BAD=1 serve a dataset without its invalid paintings
+    --cache-mb                TAMSCOPE_CACHE_MB   default 256: dataset files kept in memory per worker
+    --log-level               TAMSCOPE_LOG_LEVEL  default info: one line per request
 With no data folder the embedded smoke dataset (data/smoke in the checkout) is served.
 """
 
@@ -19,18 +20,29 @@ import sys
 from pathlib import Path
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "data" / "smoke"
+TRUE = ("1", "true", "yes", "on")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     env = os.environ
+    parser.epilog = ("Each flag can be set by an environment variable instead: TAMSCOPE_DATA (folders separated "
+                     "by ':'), TAMSCOPE_HOST, TAMSCOPE_PORT, TAMSCOPE_WORKERS, TAMSCOPE_SKIP_BAD=1, "
+                     "TAMSCOPE_CACHE_MB, TAMSCOPE_LOG_LEVEL. See docs/api.md.")
+    # string defaults go through `type`, so a bad environment value is reported like a bad flag
     parser.add_argument("--data", action="append", type=Path, default=None,
                         help="dataset folder (repeatable); default: TAMSCOPE_DATA or the embedded smoke dataset")
-    parser.add_argument("--host", default=env.get("TAMSCOPE_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(env.get("TAMSCOPE_PORT", "8000")))
-    parser.add_argument("--workers", type=int, default=int(env.get("TAMSCOPE_WORKERS", "1")))
-    parser.add_argument("--skip-bad", action="store_true", default=env.get("TAMSCOPE_SKIP_BAD") == "1",
+    parser.add_argument("--host", default=env.get("TAMSCOPE_HOST", "127.0.0.1"),
+                        help="interface to listen on (0.0.0.0 for every interface); default 127.0.0.1")
+    parser.add_argument("--port", type=int, default=env.get("TAMSCOPE_PORT", "8000"), help="default 8000")
+    parser.add_argument("--workers", type=int, default=env.get("TAMSCOPE_WORKERS", "1"),
+                        help="worker processes, each with the datasets in memory; 2 uses both cores of a 2-core machine")
+    parser.add_argument("--skip-bad", action="store_true", default=env.get("TAMSCOPE_SKIP_BAD", "").lower() in TRUE,
                         help="leave out (and list) invalid paintings instead of refusing the dataset")
-    parser.add_argument("--log-level", default=env.get("TAMSCOPE_LOG_LEVEL", "info"))
+    parser.add_argument("--cache-mb", type=int, default=env.get("TAMSCOPE_CACHE_MB", "256"),
+                        help="memory for dataset files (images, maps) per worker; default 256")
+    parser.add_argument("--log-level", default=env.get("TAMSCOPE_LOG_LEVEL", "info"),
+                        choices=["debug", "info", "warning", "error"], type=str.lower,
+                        help="info logs one line per request; default info")
 
 
 def data_dirs(args_data: list[Path] | None) -> list[Path]:
@@ -41,36 +53,52 @@ def data_dirs(args_data: list[Path] | None) -> list[Path]:
     return [DEFAULT_DATA]
 
 
+def setup_logging(level: str) -> None:
+    # a no-op where logging is set up already (under pytest); needed in every worker process
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+
+
 def app_from_env():
-    """uvicorn factory (also for --workers > 1): the configuration travels in the environment."""
+    """uvicorn factory for --workers > 1: each worker process rebuilds the app from the environment."""
     from backend.app import create_app
 
+    setup_logging(os.environ.get("TAMSCOPE_LOG_LEVEL", "info"))
     dirs = [Path(p) for p in os.environ["TAMSCOPE_DATA"].split(":") if p]
-    return create_app(dirs, skip_bad=os.environ.get("TAMSCOPE_SKIP_BAD") == "1")
+    return create_app(dirs, skip_bad=os.environ.get("TAMSCOPE_SKIP_BAD") == "1",
+                      cache_mb=int(os.environ.get("TAMSCOPE_CACHE_MB", "256")))
 
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from backend.catalog import StartupError, load_catalog
+    from backend.app import create_app
+    from backend.catalog import StartupError
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    setup_logging(args.log_level)
     dirs = data_dirs(args.data)
     missing = [d for d in dirs if not d.is_dir()]
+    if missing == [DEFAULT_DATA]:
+        print(f"serve: the embedded smoke dataset is not at {DEFAULT_DATA}; build it with `make smoke-dataset` "
+              f"or serve a dataset folder with `tamscope serve --data DATASET`", file=sys.stderr)
+        return 2
     if missing:
         print(f"serve: no dataset folder at {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
-    try:
-        catalog = load_catalog(dirs, skip_bad=args.skip_bad)  # fail here, with the problem named
+    try:  # fail here, before binding the port, with the problem named
+        app = create_app(dirs, skip_bad=args.skip_bad, cache_mb=args.cache_mb)
     except StartupError as exc:
         print(f"serve: {exc}", file=sys.stderr)
         return 2
-    for ds in catalog.values():
+    for ds in app.state.catalog.values():
         print(f"serving {ds.id}: {len(ds.paintings)} paintings from {ds.root}"
               + (f" (left out: {', '.join(sorted(ds.skipped))})" if ds.skipped else ""))
-    os.environ["TAMSCOPE_DATA"] = ":".join(str(d.resolve()) for d in dirs)
-    os.environ["TAMSCOPE_SKIP_BAD"] = "1" if args.skip_bad else "0"
     print(f"explorer: http://{args.host}:{args.port}/   API docs: http://{args.host}:{args.port}/docs", flush=True)
-    uvicorn.run("backend.cli:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
-                log_level="warning", access_log=False, server_header=False)
+    options = dict(host=args.host, port=args.port, log_level="warning", access_log=False, server_header=False)
+    if args.workers <= 1:
+        uvicorn.run(app, **options)  # the app validated above, not a second load
+        return 0
+    os.environ.update(TAMSCOPE_DATA=":".join(str(d.resolve()) for d in dirs),
+                      TAMSCOPE_SKIP_BAD="1" if args.skip_bad else "0", TAMSCOPE_CACHE_MB=str(args.cache_mb),
+                      TAMSCOPE_LOG_LEVEL=args.log_level)
+    uvicorn.run("backend.cli:app_from_env", factory=True, workers=args.workers, **options)
     return 0

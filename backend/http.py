@@ -1,4 +1,4 @@
-"""HTTP details kept out of the routes: conditional responses, compression, headers, logging."""
+"""HTTP details kept out of the routes: conditional responses, compression, the edge middleware."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.catalog import Blob
+from backend.blobs import Blob
+from backend.errors import error_response
 
 log = logging.getLogger("tamscope.serve")
 
@@ -25,22 +26,34 @@ SECURITY_HEADERS = [
 ]
 REVALIDATE = "no-cache"  # datasets can be regenerated: clients revalidate with the ETag (cheap 304)
 IMMUTABLE = "public, max-age=31536000, immutable"  # for URLs that carry their content hash
+MAX_TARGET = 4096  # bytes of path or query string; longer requests get 414 before routing
+
+
+def etag_matches(if_none_match: str, *etags: str) -> bool:
+    """Weak comparison (RFC 9110 13.1.2): a proxy may have turned our tag into W/"...". """
+    if if_none_match.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") in etags for tag in if_none_match.split(","))
 
 
 def send_blob(request: Request, blob: Blob, cache_control: str = REVALIDATE) -> Response:
-    headers = {"etag": blob.etag, "cache-control": cache_control, "vary": "accept-encoding"}
+    gzipped = blob.gzipped is not None and "gzip" in request.headers.get("accept-encoding", "")
+    etag = blob.etag_gzip if gzipped else blob.etag
+    headers = {"etag": etag, "cache-control": cache_control}
+    if blob.gzipped is not None:
+        headers["vary"] = "accept-encoding"
     inm = request.headers.get("if-none-match")
-    if inm is not None and (blob.etag in [tag.strip() for tag in inm.split(",")] or inm.strip() == "*"):
+    if inm is not None and etag_matches(inm, blob.etag, blob.etag_gzip):
         return Response(status_code=304, headers=headers)
-    body = blob.body
-    if blob.gzipped is not None and "gzip" in request.headers.get("accept-encoding", ""):
-        body = blob.gzipped
+    if gzipped:
         headers["content-encoding"] = "gzip"
-    return Response(body, media_type=blob.media_type, headers=headers)
+    return Response(blob.gzipped if gzipped else blob.body, media_type=blob.media_type, headers=headers)
 
 
 class EdgeMiddleware:
-    """Pure ASGI (no per-request task overhead): security headers and one log line per request."""
+    """What every request goes through, as pure ASGI (no per-request task or body buffering):
+    limits on the request target, HEAD as GET without a body, security headers on every
+    response (a route may set its own CSP), and one log line per request."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -51,16 +64,38 @@ class EdgeMiddleware:
             return
         start = time.perf_counter()
         status = 500
+        head = scope["method"] == "HEAD"
+        if head:
+            scope = dict(scope, method="GET")
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(name, value) for name, value in SECURITY_HEADERS if name not in present]
+                message = dict(message, headers=headers)
+            elif head and message["type"] == "http.response.body":
+                message = dict(message, body=b"")
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_headers)
+            refusal = self.refuse(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send_with_headers)
+            else:
+                await self.app(scope, receive, send_with_headers)
         finally:
-            log.info("%s %s %d %.1fms", scope["method"], scope["path"][:200], status,
+            # repr escapes control characters: a path with %0a cannot forge a log line
+            log.info("%s %s %d %.1fms", "HEAD" if head else scope["method"], repr(scope["path"][:200])[1:-1], status,
                      (time.perf_counter() - start) * 1000)
+
+    @staticmethod
+    def refuse(scope: Scope) -> Response | None:
+        """Huge targets and NUL bytes never reach routing (HTTP clients cannot normalise these away)."""
+        if len(scope.get("query_string", b"")) > MAX_TARGET or len(scope.get("raw_path") or scope["path"]) > MAX_TARGET:
+            return error_response(414, "request target too long")
+        if "\x00" in scope["path"]:
+            return error_response(400, "invalid path")
+        return None

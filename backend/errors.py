@@ -1,0 +1,43 @@
+"""One JSON shape for every error: {"error": {"status", "code", "message"}}.
+
+Installed on the FastAPI app for its own errors (404 and 405 from routing, 422 from
+parameter validation, anything unexpected as 500) and used by the edge middleware for what
+it refuses before routing (414, 400). Only uvicorn's answer to a request it cannot parse as
+HTTP at all never reaches the application and keeps uvicorn's plain-text 400.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("tamscope.serve")
+
+CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 414: "uri_too_long",
+         422: "invalid", 500: "internal"}
+
+
+def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    body = {"error": {"status": status, "code": CODES.get(status, "error"), "message": message}}
+    return JSONResponse(body, status_code=status, headers={"cache-control": "no-store", **(headers or {})})
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return error_response(exc.status_code, str(exc.detail), exc.headers)  # keeps 405's Allow header
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error_response(422, f"{where}: {first.get('msg', 'invalid request')}"[:300])
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):  # logged here, never a stack trace to the client
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal error")

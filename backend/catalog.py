@@ -63,7 +63,7 @@ class ServedDataset:
     def listing(self) -> dict:
         m = self.manifest
         return {"id": self.id, "name": m.name, "description": m.description, "label": m.label,
-                "n_paintings": len(self.paintings), "version": self.version}
+                "n_paintings": len(self.paintings), "version": self.version, "has_stats": self.stats is not None}
 
     def search(self, q: str | None, category: str | None, artist: str | None, style: str | None,
                offset: int, limit: int) -> Blob:

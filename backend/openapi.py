@@ -30,7 +30,8 @@ class DatasetEntry(BaseModel):
     description: str | None = None
     label: str | None = None
     n_paintings: int
-    version: str
+    version: str  # hash of the dataset's content: `?v=<version>` URLs are cached as immutable
+    has_stats: bool  # whether /api/datasets/{ds}/stats exists (the explorer skips it otherwise)
 
 
 class DatasetList(BaseModel):

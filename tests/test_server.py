@@ -61,7 +61,7 @@ def test_health_and_datasets(client):
     listing = client.get("/api/datasets").json()["datasets"]
     assert [d["id"] for d in listing] == ["fixture"]
     assert listing[0]["n_paintings"] == 4 and listing[0]["label"] and listing[0]["name"] == "fixture"
-    assert len(listing[0]["version"]) == 20
+    assert len(listing[0]["version"]) == 20 and listing[0]["has_stats"] is True
 
 
 def test_manifest_record_stats(client, data):

@@ -25,23 +25,34 @@ function matches(summary, { q, category, artist, style }) {
 }
 
 class ApiSource {
-  constructor(base) { this.base = base.replace(/\/$/, ""); this.cache = new Map(); }
+  constructor(base) { this.base = base.replace(/\/$/, ""); this.cache = new Map(); this.info = new Map(); }
+  // `?v=<dataset version>`: the server answers such URLs as immutable (the version hashes the content)
+  v(ds) { const version = this.info.get(ds)?.version; return version ? `?v=${encodeURIComponent(version)}` : ""; }
   ds(ds) { return `${this.base}/datasets/${encodeURIComponent(ds)}`; }
   p(ds, pid) { return `${this.ds(ds)}/paintings/${encodeURIComponent(pid)}`; }
-  async listDatasets() { return (await json(`${this.base}/datasets`)).datasets; }
-  async manifest(ds) { return this.memo(`m:${ds}`, () => json(this.ds(ds))); }
+  async listDatasets() {
+    const { datasets } = await json(`${this.base}/datasets`);
+    for (const d of datasets) this.info.set(d.id, d);
+    return datasets;
+  }
+  async manifest(ds) { return this.memo(`m:${ds}`, () => json(`${this.ds(ds)}${this.v(ds)}`)); }
   async paintings(ds, filters) {
     const params = new URLSearchParams();
     for (const [k, v] of Object.entries(filters)) if (v !== "" && v !== null && v !== undefined) params.set(k, v);
+    const version = this.info.get(ds)?.version;
+    if (version) params.set("v", version);
     return json(`${this.ds(ds)}/paintings?${params}`);
   }
-  async record(ds, pid) { return this.memo(`r:${ds}/${pid}`, () => json(this.p(ds, pid))); }
-  async stats(ds) { return this.memo(`s:${ds}`, () => json(`${this.ds(ds)}/stats`).catch(() => null)); }
-  canvasUrl(ds, pid) { return `${this.p(ds, pid)}/canvas`; }
-  thumbUrl(ds, pid) { return `${this.p(ds, pid)}/thumb`; }
-  tokenMapUrl(ds, pid, i) { return `${this.p(ds, pid)}/tokens/${i}.png`; }
-  spanMapUrl(ds, pid, i) { return `${this.p(ds, pid)}/spans/${i}.png`; }
-  samMaskUrl(ds, pid, i) { return `${this.p(ds, pid)}/spans/${i}/sam.png`; }
+  async record(ds, pid) { return this.memo(`r:${ds}/${pid}`, () => json(`${this.p(ds, pid)}${this.v(ds)}`)); }
+  async stats(ds) {
+    if (this.info.get(ds)?.has_stats === false) return null; // not computed: don't ask (a 404 in the console)
+    return this.memo(`s:${ds}`, () => json(`${this.ds(ds)}/stats${this.v(ds)}`).catch(() => null));
+  }
+  canvasUrl(ds, pid) { return `${this.p(ds, pid)}/canvas${this.v(ds)}`; }
+  thumbUrl(ds, pid) { return `${this.p(ds, pid)}/thumb${this.v(ds)}`; }
+  tokenMapUrl(ds, pid, i) { return `${this.p(ds, pid)}/tokens/${i}.png${this.v(ds)}`; }
+  spanMapUrl(ds, pid, i) { return `${this.p(ds, pid)}/spans/${i}.png${this.v(ds)}`; }
+  samMaskUrl(ds, pid, i) { return `${this.p(ds, pid)}/spans/${i}/sam.png${this.v(ds)}`; }
   memo(key, make) {
     if (!this.cache.has(key)) this.cache.set(key, make().catch((e) => { this.cache.delete(key); throw e; }));
     return this.cache.get(key);

@@ -384,14 +384,20 @@ def test_dashboard_charts_link_to_spans(tab, server, e2e_datasets):
 
 
 def test_dataset_without_stats(tab, server):
-    tab.allow.append(r"status of 404")  # the API says 404 for a dataset without stats.json
     page = tab.page
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
     page.goto(server + "?view=dashboard&dataset=bare")
     page.get_by_test_id("no-stats").wait_for()
     assert page.get_by_test_id("dataset-label").is_hidden()
     page.goto(server + "?view=painting&dataset=bare&painting=painting-0&span=2")
     wait_drawn(page, "tam span-2")
     assert "percentile" not in page.get_by_test_id("num-entropy").inner_text()
+    # /api/datasets says there are no statistics, so none are asked for (no 404 on the console)
+    assert not [u for u in requested if "/stats" in u]
+    # dataset files are asked for with the dataset's version, which the server caches as immutable
+    maps = [u for u in requested if "/spans/2.png" in u]
+    assert maps and all(re.search(r"\?v=[0-9a-f]{20}$", u) for u in maps), maps
 
 
 def test_no_layout_shift_when_the_overlay_loads(tab, server):

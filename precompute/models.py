@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-          "float16": "float16", "fp16": "float16"}
+          "float16": "float16", "fp16": "float16", "float64": "float64", "fp64": "float64"}
 
 CAPTIONER_CLASSES = {  # config.model_type -> transformers class name
     "qwen2_vl": "Qwen2VLForConditionalGeneration",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,17 @@ COMMITTED_PAINTINGS = REPO / "data" / "smoke-paintings"
 
 
 def build(tmp: Path) -> tuple[Path, Path]:
+    """Build as `make smoke-dataset` does, from a process whose own numerics are not pinned
+    (torch loaded, the fastest kernels asked for): the build must pin them itself."""
     out, paintings = tmp / "smoke", tmp / "smoke-paintings"
-    assert smoke.run(argparse.Namespace(out=out, paintings=paintings, max_new_tokens=40)) == 0
+    unpinned = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AUTO"}
+    saved = {k: os.environ.get(k) for k in unpinned}
+    os.environ.update(unpinned)
+    try:
+        assert smoke.run(argparse.Namespace(out=out, paintings=paintings, max_new_tokens=40)) == 0
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     return out, paintings
 
 

@@ -204,3 +204,14 @@ def test_bad_inputs_raise_clear_errors():
         compute_tam(hidden, weight, ids, image_pos, grid, prompt_pos, gen_pos + 100)
     empty = compute_tam(hidden, weight, ids, image_pos, grid, prompt_pos, gen_pos[:0])
     assert empty.maps.shape == (0, *grid) and empty.text_relevance.shape == (0, len(prompt_pos))
+
+
+def test_float64_inputs_are_computed_in_float64():
+    """float64 states (the smoke dataset's tiny models) keep float64 precision through the engine."""
+    hidden, weight, ids, image_pos, grid, prompt_pos, gen_pos = make_inputs(12)
+    got = compute_tam(hidden.double(), weight.double(), ids, image_pos, grid, prompt_pos, gen_pos)
+    want = reference_tam(hidden.numpy(), weight.numpy(), ids.numpy(), image_pos.tolist(), grid,
+                         prompt_pos.tolist(), gen_pos.tolist())  # float64 loops
+    for t, ref in enumerate(want):
+        np.testing.assert_allclose(got.raw[t], ref["raw"].astype(np.float32), rtol=1e-7, atol=1e-7)
+        np.testing.assert_array_equal(got.maps_u8[t], ref["u8"])

@@ -65,6 +65,20 @@ class StageSummary:
         return text + "".join(f"\n  {pid}: {err}" for pid, err in self.failed.items())
 
 
+def add_model_options(parser) -> None:
+    """--revision, --device, --dtype: how every model-running stage loads its model."""
+    parser.add_argument("--revision", default=None, help="model revision (hub commit, branch or tag)")
+    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps")
+    parser.add_argument("--dtype", default="auto", help="auto (bfloat16 on a GPU, float32 on the CPU), float32, "
+                                                        "bfloat16, float16, float64")
+
+
+def add_run_options(parser, what: str = "paintings already done with the same settings") -> None:
+    """--shard, --force: what every per-painting stage takes."""
+    parser.add_argument("--shard", default=None, help="K/N: only the paintings of shard K of N (then `tamscope merge`)")
+    parser.add_argument("--force", action="store_true", help=f"redo {what}")
+
+
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """'K/N' (0 <= K < N) -> (K, N). Sharding splits the work of a stage over N jobs."""
     if not text:

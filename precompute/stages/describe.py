@@ -33,7 +33,17 @@ from tqdm import tqdm
 from precompute.captioner_inputs import prompt_inputs, teacher_forced_inputs
 from precompute.models import ModelNotAvailable, load_captioner
 from precompute.paintings import PaintingInput, fit, jpeg_bytes, load_painting, scan_input
-from precompute.runner import PaintingError, error_text, in_shard, is_done, parse_shard, record_failure, stamp
+from precompute.runner import (
+    PaintingError,
+    add_model_options,
+    add_run_options,
+    error_text,
+    in_shard,
+    is_done,
+    parse_shard,
+    record_failure,
+    stamp,
+)
 from tamscope.schema import Grid, ImageRef, MapRef, ModelRef, PaintingRecord, Token
 from tamscope.store import Dataset, atomic_write_bytes, encode_png
 
@@ -47,14 +57,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, help="folder of paintings (+ optional annotations.json/csv)")
     parser.add_argument("dataset", type=Path, help="dataset folder to write into (created or resumed)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="Qwen2-VL / Qwen2.5-VL hub id or local folder")
-    parser.add_argument("--revision", default=None)
+    add_model_options(parser)
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto")
     parser.add_argument("--max-side", type=int, default=1024, help="longer side of the canvas in pixels")
-    parser.add_argument("--shard", default=None, help="K/N: only shard K of N")
-    parser.add_argument("--force", action="store_true", help="redo paintings already described")
+    add_run_options(parser, "paintings already described")
     parser.add_argument("--name", default=None, help="dataset name (manifest)")
     parser.add_argument("--description", default=None, help="dataset description (manifest)")
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from precompute.claims import claims_from_spans
 from precompute.llmjson import MalformedAnswer, extract_json
-from precompute.runner import PaintingError, parse_shard, run_stage
+from precompute.runner import PaintingError, add_model_options, add_run_options, parse_shard, run_stage
 from precompute.textllm import DEFAULT_MODEL, NO_LLM, TextLLM
 from tamscope.schema import Category, MetadataVerdict, PaintingRecord
 from tamscope.store import Dataset
@@ -144,12 +144,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"judge: causal LM id or folder; '{NO_LLM}' or 'none' for the string match only")
-    parser.add_argument("--revision", default=None)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto")
     parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--shard", default=None)
-    parser.add_argument("--force", action="store_true")
+    add_model_options(parser)
+    add_run_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -38,7 +38,7 @@ from PIL import Image
 
 from precompute.captioner_inputs import prompt_inputs, teacher_forced_inputs
 from precompute.models import Lazy, load_captioner
-from precompute.runner import PaintingError, parse_shard, run_stage
+from precompute.runner import PaintingError, add_model_options, add_run_options, parse_shard, run_stage
 from tamscope.schema import PaintingRecord
 from tamscope.store import Dataset
 
@@ -131,15 +131,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--model", default=None,
                         help="the captioner that wrote the captions (default: the dataset's captioner)")
-    parser.add_argument("--revision", default=None)
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                         help="a token is visually relevant when its reliance exceeds this many nats")
     parser.add_argument("--blur", type=float, default=DEFAULT_BLUR,
                         help="blur sigma as a fraction of the canvas's longer side")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--shard", default=None)
-    parser.add_argument("--force", action="store_true")
+    add_model_options(parser)
+    add_run_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from precompute.models import Lazy, load_pretrained, model_revision, resolve_device, resolve_dtype
-from precompute.runner import parse_shard, run_stage
+from precompute.runner import add_model_options, add_run_options, parse_shard, run_stage
 from tamscope.metrics import iou, otsu
 from tamscope.schema import SEGMENTABLE, ModelRef, PaintingRecord, SamResult
 from tamscope.store import Dataset, atomic_write_bytes, encode_png, read_png_u8
@@ -103,13 +103,10 @@ def process(dataset: Dataset, segmenter: Segmenter):
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--model", default=DEFAULT_MODEL, help="SAM 3 hub id or folder")
-    parser.add_argument("--revision", default=None)
     parser.add_argument("--threshold", type=float, default=0.5, help="instance score threshold")
     parser.add_argument("--mask-threshold", type=float, default=0.5)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--shard", default=None)
-    parser.add_argument("--force", action="store_true")
+    add_model_options(parser)
+    add_run_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from precompute.runner import parse_shard, run_stage
+from precompute.runner import add_run_options, parse_shard, run_stage
 from tamscope.metrics import gini, otsu, span_map, spatial_entropy, top_mass
 from tamscope.schema import MapRef, PaintingRecord, SpanMetrics
 from tamscope.store import Dataset, atomic_write_bytes, encode_png, read_png_u8
@@ -62,8 +62,7 @@ def process(dataset: Dataset, how: str):
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--how", choices=("mean", "max"), default="mean", help="combine token maps by mean or max")
-    parser.add_argument("--shard", default=None)
-    parser.add_argument("--force", action="store_true")
+    add_run_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:

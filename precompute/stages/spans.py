@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from precompute.runner import PaintingError, parse_shard, run_stage
+from precompute.runner import PaintingError, add_model_options, add_run_options, parse_shard, run_stage
 from precompute.spanalign import MalformedAnswer, align_spans, parse_span_answer
 from precompute.textllm import DEFAULT_MODEL, NO_LLM, TextLLM
 from tamscope.schema import ModelRef, PaintingRecord, Span
@@ -126,13 +126,10 @@ def process(generate: Callable[[list[dict]], str] | None, retries: int, totals: 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"causal LM id or folder, or '{LEXICON_ID}'")
-    parser.add_argument("--revision", default=None)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto")
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--retries", type=int, default=2, help="retries after a malformed answer")
-    parser.add_argument("--shard", default=None)
-    parser.add_argument("--force", action="store_true")
+    add_model_options(parser)
+    add_run_options(parser)
 
 
 def rate_line(what: str, totals: dict) -> str:

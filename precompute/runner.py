@@ -62,7 +62,10 @@ class StageSummary:
         text = f"{self.stage}: {len(self.done)} done, {len(self.skipped)} already done, {len(self.failed)} failed"
         if self.waiting:
             text += f", {len(self.waiting)} waiting for {self.needs}"
-        return text + "".join(f"\n  {pid}: {err}" for pid, err in self.failed.items())
+        by_error: dict[str, list[str]] = {}  # one line per distinct error (a missing model fails them all)
+        for pid, err in self.failed.items():
+            by_error.setdefault(err, []).append(pid)
+        return text + "".join(f"\n  {', '.join(pids)}: {err}" for err, pids in by_error.items())
 
 
 def add_model_options(parser) -> None:

@@ -95,3 +95,10 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     (tmp_path / "b.json").write_bytes(b"{}")
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == (tmp_path / "b.json").stat().st_mode & 0o777
     assert os.access(tmp_path / "a.json", os.R_OK)
+
+
+def test_identical_errors_are_listed_once():
+    from precompute.runner import StageSummary
+
+    summary = StageSummary("describe", failed={"a": "model X is missing", "b": "model X is missing", "c": "corrupt"})
+    assert summary.line() == ("describe: 0 done, 0 already done, 3 failed\n  a, b: model X is missing\n  c: corrupt")

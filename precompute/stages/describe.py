@@ -31,10 +31,11 @@ import numpy as np
 from tqdm import tqdm
 
 from precompute.captioner_inputs import prompt_inputs, teacher_forced_inputs
-from precompute.models import ModelNotAvailable, load_captioner
+from precompute.models import Lazy, load_captioner
 from precompute.paintings import PaintingInput, fit, jpeg_bytes, load_painting, scan_input
 from precompute.runner import (
     PaintingError,
+    StageSummary,
     add_model_options,
     add_run_options,
     error_text,
@@ -152,26 +153,7 @@ def settings_of(args: argparse.Namespace) -> dict:
             "max_new_tokens": args.max_new_tokens, "max_side": args.max_side, "dtype": args.dtype}
 
 
-class LazyCaptioner:
-    """Loads the model on the first painting that needs it; a missing model fails once, not per painting."""
-
-    def __init__(self, args: argparse.Namespace):
-        self.args, self.value, self.error = args, None, None
-
-    def get(self):
-        if self.error is not None:
-            raise self.error
-        if self.value is None:
-            try:
-                self.value = load_captioner(self.args.model, self.args.device, self.args.dtype, self.args.revision)
-            except ModelNotAvailable as exc:
-                self.error = exc
-                print(f"describe: {exc}")
-                raise
-        return self.value
-
-
-def describe_one(painting: PaintingInput, dataset: Dataset, args, captioner: LazyCaptioner) -> PaintingRecord:
+def describe_one(painting: PaintingInput, dataset: Dataset, args, captioner: Lazy) -> PaintingRecord:
     """Write everything of one painting but its record; return the record."""
     folder = dataset.painting_dir(painting.id)
     image = load_painting(painting.path)
@@ -205,28 +187,27 @@ def run(args: argparse.Namespace) -> int:
     dataset = Dataset(args.dataset)
     paintings = [p for p in scan_input(args.input) if in_shard(p.id, shard)]
     settings = settings_of(args)
-    captioner = LazyCaptioner(args)
-    done, skipped, failed = 0, 0, {}
+    captioner = Lazy(lambda: load_captioner(args.model, args.device, args.dtype, args.revision), STAGE)
+    summary = StageSummary(STAGE)
     slow = float(os.environ.get("TAMSCOPE_TEST_SLOW_PAINTING", "0"))  # test hook: widen the kill window
     for painting in tqdm(paintings, desc=STAGE, unit="painting", dynamic_ncols=True):
         if not args.force and dataset.has_record(painting.id) and is_done(dataset.record(painting.id), STAGE, settings):
-            skipped += 1
+            summary.skipped.append(painting.id)
             continue
         try:
             record = stamp(describe_one(painting, dataset, args, captioner), STAGE, settings)
-            done += 1
+            summary.done.append(painting.id)
         except Exception as exc:  # one painting's failure never stops the stage
             record = PaintingRecord(id=painting.id, source_file=painting.path.name, annotations=painting.annotations)
             record = record_failure(record, STAGE, exc)
-            failed[painting.id] = error_text(exc)
+            summary.failed[painting.id] = error_text(exc)
         dataset.save_record(record)
         if slow:
             time.sleep(slow)
     models = {}
-    if captioner.value is not None:
+    if captioner.loaded:
         models["captioner"] = ModelRef(id=captioner.value.model_id, revision=captioner.value.revision)
     extra = {k: v for k, v in (("name", args.name), ("description", args.description)) if v}
     dataset.refresh_manifest(models=models, prompt=args.prompt, settings={STAGE: settings}, **extra)
-    print(f"{STAGE}: {done} done, {skipped} already done, {len(failed)} failed"
-          + "".join(f"\n  {pid}: {err}" for pid, err in failed.items()))
-    return 1 if failed else 0
+    print(summary.line())
+    return 1 if summary.failed else 0

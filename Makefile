@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATASET ?= data/smoke
 PAINTINGS ?= data/smoke-paintings
 
-.PHONY: help setup test test-fast test-e2e test-js demo serve precompute bench bench-tam bench-server bench-explorer site lint smoke-dataset chromium wrk clean
+.PHONY: help setup test test-fast test-e2e test-js demo serve precompute bench bench-tam bench-server bench-explorer bench-cpu site lint smoke-dataset chromium wrk clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -63,6 +63,10 @@ bench-server: setup wrk ## load benchmark of the data server (real server, wrk, 
 
 bench-explorer: setup chromium ## explorer timings in headless Chromium
 	$(BIN)/python -m tests.e2e.bench_explorer
+
+# not part of `bench`: it builds the real-size models (up to 17 GB of RAM) and takes ~15 min on 2 cores
+bench-cpu: setup ## CPU time per painting of every stage, real model architectures with random weights (slow: ~15 min, 17 GB RAM)
+	$(BIN)/python -m precompute.bench_cpu --json build/bench-cpu.json
 
 site: setup ## static site of DATASET into build/site
 	$(BIN)/tamscope export-site $(DATASET) build/site

@@ -1,0 +1,603 @@
+"""`make bench-cpu`: CPU time of every precompute stage for one painting, with the real model
+architectures (random weights: nothing can be downloaded) in float32 on 2 torch threads.
+
+Not part of `make bench`: it builds Qwen2-VL-2B (2.2 B parameters), Qwen3-4B-Instruct-2507
+(4.0 B, 16 GB in float32) and SAM 3 (840 M) in memory, one at a time (each is freed before the
+next is built), and runs one synthetic painting through them: about 15 minutes and 17 GB of RAM
+on a 2-core machine. Run it as `.venv/bin/python -m precompute.bench_cpu` (`--json FILE` keeps
+the numbers, `--tiny` checks the code path in seconds with tiny configs, numbers meaningless).
+
+What runs is the stages' own code, on a 1024x768 painting drawn by code (the canvas size of
+describe's default `--max-side 1024`):
+- describe: `describe_one` (canvas and thumbnail, greedy caption of exactly 256 new tokens, the
+  teacher-forced pass, `compute_tam`, token offsets, 256 token PNGs, tam_raw.safetensors).
+- reliance: the stage's `process` (two teacher-forced passes with logits_to_keep: the canvas and
+  the blurred canvas).
+- spans: the stage's `process` with the text LLM's `TextLLM.generate` (chat template, prefill,
+  greedy decoding); random weights cannot write JSON, so the stage then parses and aligns a
+  typical answer (12 phrases), and the model decodes as many tokens as that answer has.
+- spanmaps, sam (`Segmenter.segment`: the canvas encoded once, one pass per CVO/ICON phrase),
+  metadata (`grade` with the LLM judge, 60 decoded tokens): their stages' `process`.
+After describe, the caption's tokens (their ids and maps unchanged) carry the text of a typical
+caption (CAPTION), since the stages after it read words and random weights decode to nonsense.
+The models are built with `_from_config(real config, dtype=float32)` instead of loaded with
+`from_pretrained` (the stages' loaders need weights on disk); building is timed apart and is not
+part of the time per painting (loading real weights replaces it). The tokenizers are built
+in-process (precompute/tiny): the captioner's is the tiny BPE of the smoke models (its prompt is
+a dozen words; the ~1000 image tokens dominate); the text LLM's is the same recipe trained on the
+stage prompts, so words are single tokens as in Qwen's 151k vocabulary and the prompt lengths
+are about the real tokenizer's. Greedy decoding is forced to its full length (min_new_tokens),
+since random weights would otherwise stop at any time. Random weights make the work the same
+as real weights with one exception: SAM 3 keeps no instance (scores ~0.25 < 0.5), so the
+resizing of kept masks (a few milliseconds per instance) is not exercised.
+
+Timings come from the wall clock around each stage's call and forward hooks on the model
+modules (vision encoder, language model), so decoding is split into prefill and per-token cost.
+Per stage it also prints the peak RSS, the process CPU time over wall time (about 2 when both
+cores were ours) and the load average (which counts this benchmark's own two threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from argparse import Namespace
+from pathlib import Path
+
+THREADS = 2
+GIB = 1024**3
+
+# A caption of the kind Qwen2-VL-2B writes for a famous painting (~220 words); split into as many
+# pieces as the captioner generated tokens, it stands in for the decoded caption in the later stages.
+CAPTION = (
+    "This image is a famous painting titled \"The Starry Night\" by Vincent van Gogh, created in 1889. "
+    "The painting depicts a small village under a swirling night sky filled with bright stars and a "
+    "glowing crescent moon. In the foreground, a tall, dark cypress tree rises like a flame toward the "
+    "sky, its twisting shape echoing the movement of the clouds. The village below is quiet, with small "
+    "houses and a church with a tall steeple, their windows lit with warm yellow light. Rolling blue "
+    "hills stretch across the horizon behind the houses. The sky dominates the composition: large "
+    "spirals of wind and light swirl across it, painted with thick, vibrant brushstrokes in shades of "
+    "blue, white and yellow. The stars are surrounded by halos of light that seem to pulse and radiate "
+    "energy. The contrast between the calm, sleeping village and the turbulent sky creates a sense of "
+    "movement and emotion. The artist's bold use of color and expressive, rhythmic brushwork are "
+    "characteristic of the Post-Impressionist style. The painting conveys a feeling of wonder and "
+    "melancholy, reflecting the artist's intense emotional response to the natural world. Overall, the "
+    "work is a powerful and dreamlike vision of the night, and it remains one of the most recognizable "
+    "and celebrated paintings in the history of Western art."
+)
+# A typical span answer: 12 phrases, 6 of them CVO (the SAM 3 prompts), 3 META (the judge's input).
+SPAN_ITEMS = [("The Starry Night", "META"), ("Vincent van Gogh", "META"), ("created in 1889", "META"),
+              ("a small village", "CVO"), ("a swirling night sky", "CVO"), ("bright stars", "CVO"),
+              ("a glowing crescent moon", "CVO"), ("a tall, dark cypress tree", "CVO"), ("a church", "CVO"),
+              ("vibrant brushstrokes", "STYLE"), ("a sense of movement and emotion", "AFFECT"),
+              ("Post-Impressionist style", "STYLE")]
+SPAN_ANSWER = json.dumps([{"text": t, "category": c} for t, c in SPAN_ITEMS], ensure_ascii=False)
+JUDGE_ANSWER = ('{"title_claimed": "The Starry Night", "artist_claimed": "Vincent van Gogh", '
+                '"title_correct": false, "artist_correct": false}')
+JUDGE_TOKENS = 60  # a judge answer, often in a ```json fence: ~40-60 tokens
+ANNOTATIONS = {"title": "Village under Stars", "artist": "Test Painter", "year": 1889}
+
+
+# --- measuring ------------------------------------------------------------------------------
+
+def meminfo(field: str) -> float:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return float("nan")
+
+
+def status(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return float("nan")
+
+
+def reset_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # VmHWM := VmRSS
+    except OSError:
+        pass
+
+
+def free_memory() -> None:
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # give freed heap pages back, so the next model fits
+    except OSError:
+        pass
+
+
+class Calls:
+    """Forward hooks on a module: (start, end, sequence length) of every call."""
+
+    def __init__(self, module):
+        self.calls: list[list] = []
+        self.handles = [module.register_forward_pre_hook(self._pre, with_kwargs=True),
+                        module.register_forward_hook(self._post)]
+
+    def _pre(self, module, args, kwargs):
+        x = kwargs.get("input_ids")
+        if x is None:
+            x = kwargs.get("inputs_embeds")
+        if x is None and args:
+            x = args[0]
+        n = int(x.shape[-2] if x is not None and x.ndim == 3 else x.shape[-1]) if x is not None else 0
+        self.calls.append([time.perf_counter(), None, n])
+
+    def _post(self, module, args, output):
+        self.calls[-1][1] = time.perf_counter()
+
+    def since(self, t0: float) -> list[list]:
+        return [c for c in self.calls if c[0] >= t0]
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+class Stage:
+    """Wall time, CPU time, peak RSS and load average of one stage."""
+
+    def __init__(self, name: str, results: dict):
+        self.name, self.results = name, results
+
+    def __enter__(self):
+        gc.collect()
+        reset_peak()
+        self.t0, self.cpu0 = time.perf_counter(), os.times()
+        return self
+
+    def __exit__(self, *exc):
+        t1, cpu1 = time.perf_counter(), os.times()
+        wall = t1 - self.t0
+        cpu = (cpu1.user - self.cpu0.user) + (cpu1.system - self.cpu0.system)
+        self.results[self.name] = {"seconds": wall, "cpu_over_wall": cpu / wall if wall else 0.0,
+                                   "peak_rss": status("VmHWM"), "load": os.getloadavg()[0],
+                                   **self.results.get(self.name, {})}
+        return False
+
+
+def timed(log: dict, name: str, fn):
+    """fn, with the (start, end) of every call appended to log[name]."""
+    def wrapper(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            log.setdefault(name, []).append((t0, time.perf_counter()))
+    return wrapper
+
+
+def decode_split(calls: list[list], t_start: float, t_end: float) -> dict:
+    """generate() between t_start and t_end, whose steps are `calls`: prefill and decoding."""
+    first = calls[0]
+    steps = len(calls) - 1
+    decode = t_end - first[1]
+    return {"prefill": first[1] - t_start, "prompt_tokens": first[2], "new_tokens": len(calls),
+            "decode": decode, "per_token": decode / steps if steps else 0.0, "generate": t_end - t_start}
+
+
+# --- models -----------------------------------------------------------------------------------
+
+def params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def build(cls, cfg, dtype, results: dict, key: str, need_bytes: float):
+    import torch
+
+    available = meminfo("MemAvailable")
+    t0 = time.perf_counter()
+    model = cls._from_config(cfg, dtype=dtype).eval()
+    torch.set_grad_enabled(False)
+    results.setdefault("builds", {})[key] = {"seconds": time.perf_counter() - t0, "params": params(model),
+                                             "dtype": str(dtype).replace("torch.", ""),
+                                             "mem_available_before": available, "need": need_bytes}
+    b = results["builds"][key]
+    print(f"built {key}: {b['params'] / 1e9:.3f} B params, {b['dtype']}, {b['seconds']:.0f} s "
+          f"(random init; not per painting), {available / GIB:.1f} GiB were available", flush=True)
+    return model
+
+
+def captioner_config(tok, tiny: bool):
+    from transformers import Qwen2VLConfig
+
+    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", "<|image_pad|>",
+                                                       "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
+    if tiny:
+        text = dict(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, mrope_section=[4, 6, 6])
+        vision = dict(depth=2, embed_dim=64, hidden_size=128, num_heads=4, mlp_ratio=2)
+    else:  # Qwen/Qwen2-VL-2B-Instruct config.json
+        text = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                    num_attention_heads=12, num_key_value_heads=2, mrope_section=[16, 24, 24])
+        vision = dict(depth=32, embed_dim=1280, hidden_size=1536, num_heads=16, mlp_ratio=4)
+    mrope = text.pop("mrope_section")
+    return Qwen2VLConfig(
+        text_config=dict(**text, hidden_act="silu", max_position_embeddings=32768, rms_norm_eps=1e-6,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": mrope},
+                         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
+                         pad_token_id=ids["<|endoftext|>"]),
+        vision_config=dict(**vision, hidden_act="quick_gelu", patch_size=14, spatial_merge_size=2,
+                           temporal_patch_size=2, in_channels=3),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True)
+
+
+def text_llm_config(tok, tiny: bool):
+    from transformers import Qwen3Config
+
+    special = dict(eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+                   pad_token_id=tok.convert_tokens_to_ids("<|endoftext|>"))
+    if tiny:
+        return Qwen3Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, head_dim=16, tie_word_embeddings=True,
+                           **special)
+    # Qwen/Qwen3-4B-Instruct-2507 config.json
+    return Qwen3Config(vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36,
+                       num_attention_heads=32, num_key_value_heads=8, head_dim=128, hidden_act="silu",
+                       max_position_embeddings=262144, rms_norm_eps=1e-6, attention_bias=False,
+                       rope_parameters={"rope_type": "default", "rope_theta": 5e6}, tie_word_embeddings=True,
+                       **special)
+
+
+def segmenter_config(tiny: bool):
+    from transformers import Sam3Config
+
+    if not tiny:
+        return Sam3Config()  # facebook/sam3: the defaults are the released model
+    from precompute.tiny import sam3 as tiny_sam3
+
+    with tempfile.TemporaryDirectory() as d:  # the smoke builder's config, read back
+        from transformers import AutoConfig
+
+        tiny_sam3.build_tiny_sam3(Path(d))
+        return AutoConfig.from_pretrained(d)
+
+
+def text_llm_tokenizer(texts: list[str]):
+    """precompute.tiny.qwen2vl's tokenizer recipe trained on the stage prompts with a vocabulary
+    large enough for every word to be one token, as most English words are in Qwen's vocabulary."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import Qwen2TokenizerFast
+
+    from precompute.tiny.qwen2vl import CHAT_TEMPLATE, CORPUS, SPECIALS
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=20000, special_tokens=SPECIALS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(CORPUS + texts, trainer)
+    model = json.loads(bpe.to_str())["model"]
+    tok = Qwen2TokenizerFast(vocab=model["vocab"], merges=[tuple(m) for m in model["merges"]], unk_token=None,
+                             bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok.add_special_tokens({"additional_special_tokens": SPECIALS[1:]})
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def force_length(model, tok, n: int) -> None:
+    """Greedy decoding of exactly n new tokens: the end tokens are masked until then."""
+    config = model.generation_config
+    config.eos_token_id = [tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")]
+    config.pad_token_id = tok.convert_tokens_to_ids("<|endoftext|>")
+    config.do_sample = False
+    config.min_new_tokens = n
+
+
+# --- the painting -----------------------------------------------------------------------------
+
+def caption_pieces(n: int) -> list[str]:
+    """CAPTION in n pieces (words with their leading space and punctuation, long words split like
+    sub-word tokens, the caption cut short if it has more than n pieces)."""
+    pieces = re.findall(r" ?[A-Za-z0-9']+|[^A-Za-z0-9' ]| ", CAPTION)
+    while len(pieces) < n:
+        i = max(range(len(pieces)), key=lambda k: len(pieces[k]))
+        if len(pieces[i]) < 2:
+            pieces.append(".")
+            continue
+        half = len(pieces[i]) // 2
+        pieces[i:i + 1] = [pieces[i][:half], pieces[i][half:]]
+    return pieces[:n]
+
+
+def with_caption(record):
+    """The record's tokens (ids, maps) carrying CAPTION's text: the caption a real model writes,
+    for the stages that read words (random weights decode to nonsense)."""
+    from tamscope.schema import Token
+
+    pieces = caption_pieces(len(record.tokens))
+    tokens, start = [], 0
+    for token, text in zip(record.tokens, pieces, strict=True):
+        tokens.append(Token(index=token.index, id=token.id, text=text, start=start, end=start + len(text),
+                            map=token.map, reliance=token.reliance, visual=token.visual))
+        start += len(text)
+    return record.model_copy(update={"caption": "".join(pieces), "tokens": tokens})
+
+
+class Answering:
+    """A text LLM that does the real work (chat template, prefill, greedy decoding of a forced
+    length) and then hands the stage a typical answer, since random weights write no JSON."""
+
+    def __init__(self, llm, answer: str):
+        self.llm, self.answer = llm, answer
+
+    def generate(self, messages: list[dict]) -> str:
+        self.llm.generate(messages)
+        return self.answer
+
+
+# --- the stages -------------------------------------------------------------------------------
+
+def run_captioner(args, work: Path, results: dict):
+    import torch
+    from transformers import (
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    from precompute.models import Captioner, Lazy
+    from precompute.paintings import PaintingInput
+    from precompute.smoke import draw_painting
+    from precompute.stages import describe, reliance
+    from precompute.tiny.qwen2vl import CHAT_TEMPLATE, build_tokenizer
+    from tamscope.schema import Annotations
+    from tamscope.store import Dataset
+
+    tok = build_tokenizer()
+    cfg = captioner_config(tok, args.tiny)
+    model = build(Qwen2VLForConditionalGeneration, cfg, torch.float32, results, "captioner", 0)
+    force_length(model, tok, args.new_tokens)
+    proc = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=tok,
+                            video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE)
+    model_id = "Qwen/Qwen2-VL-2B-Instruct (random weights)"
+    captioner = Captioner(model, proc, model_id, "random", torch.device("cpu"), torch.float32)
+    lazy = Lazy(None, "describe")  # the stages' lazy loader, already loaded
+    lazy.value = captioner
+
+    image_path = work / "village-under-stars.png"
+    draw_painting("village-under-stars", (args.width, args.height)).save(image_path)
+    dataset = Dataset(work / "dataset")
+    painting = PaintingInput("village-under-stars", image_path, Annotations(**ANNOTATIONS))
+    stage_args = Namespace(max_side=args.max_side, prompt=describe.DEFAULT_PROMPT, max_new_tokens=args.new_tokens)
+
+    import precompute.tam as tam_module
+
+    base, vision, lm = Calls(model.model), Calls(model.model.visual), Calls(model.model.language_model)
+    log: dict = {}
+    model.generate = timed(log, "generate", model.generate)
+    real_tam, real_tokens = tam_module.compute_tam, describe.build_tokens
+    tam_module.compute_tam = timed(log, "tam", real_tam)  # describe imports it at call time
+    describe.build_tokens = timed(log, "tokens", real_tokens)
+    try:
+        with Stage("describe", results):
+            record = describe.describe_one(painting, dataset, stage_args, lazy)
+    finally:
+        tam_module.compute_tam, describe.build_tokens = real_tam, real_tokens
+        del model.generate
+    (g0, g1), = log["generate"]
+    forced, span = base.calls[-1], lambda c: c[1] - c[0]
+    r = results["describe"]
+    r.update(decode_split([c for c in base.calls if g0 <= c[0] <= g1], g0, g1))
+    r.update({"vision": span(vision.calls[0]), "lm_prefill": span(lm.calls[0]),
+              "image_tokens": record.grid.h * record.grid.w, "grid": [record.grid.h, record.grid.w],
+              "forced": span(forced), "forced_tokens": forced[2], "forced_vision": span(vision.calls[-1]),
+              "tam": span(log["tam"][0]), "tokens": span(log["tokens"][0]), "n_tokens": len(record.tokens)})
+    r["files"] = r["seconds"] - r["generate"] - r["forced"] - r["tam"] - r["tokens"]
+
+    record = with_caption(record)
+    relargs = Namespace(blur=reliance.DEFAULT_BLUR, threshold=reliance.DEFAULT_THRESHOLD)
+    apply = reliance.process(dataset, lazy, model_id, relargs)
+    with Stage("reliance", results):
+        t0 = time.perf_counter()
+        record = apply(record)
+    passes = base.since(t0)
+    vis = vision.since(t0)
+    results["reliance"].update({"passes": [c[1] - c[0] for c in passes], "pass_tokens": passes[0][2],
+                                "vision": [c[1] - c[0] for c in vis]})
+    for clock in (base, vision, lm):
+        clock.remove()
+    del model, captioner, lazy, apply, proc
+    free_memory()
+    return dataset, record
+
+
+def run_text_llm(args, dataset, record, results: dict):
+    import torch
+    from transformers import Qwen3ForCausalLM
+
+    from precompute.stages import metadata, spans
+    from precompute.textllm import DEFAULT_MODEL, TextLLM
+
+    judge_text = metadata.JUDGE_PROMPT.format(phrases="[]", caption=record.caption, title="", artist="")
+    tok = text_llm_tokenizer([spans.SYSTEM, spans.INSTRUCTIONS, metadata.SYSTEM, judge_text, record.caption,
+                              SPAN_ANSWER, JUDGE_ANSWER])
+    answer_tokens = len(tok(SPAN_ANSWER)["input_ids"])
+    n_span = args.span_tokens or answer_tokens
+    cfg = text_llm_config(tok, args.tiny)
+    need = 4 * (cfg.vocab_size * cfg.hidden_size + cfg.num_hidden_layers * (
+        cfg.hidden_size * cfg.head_dim * (cfg.num_attention_heads * 2 + cfg.num_key_value_heads * 2)
+        + 3 * cfg.hidden_size * cfg.intermediate_size))
+    dtype = getattr(torch, args.text_llm_dtype)
+    if dtype == torch.float32 and meminfo("MemAvailable") < need + 1.5 * GIB:
+        print(f"text LLM: {need / GIB:.1f} GiB in float32 does not fit in the "
+              f"{meminfo('MemAvailable') / GIB:.1f} GiB available: measuring bfloat16 instead", flush=True)
+        dtype = torch.bfloat16
+    model = build(Qwen3ForCausalLM, cfg, dtype, results, "text_llm", need)
+    llm = TextLLM(DEFAULT_MODEL, "cpu", "float32", None, n_span, stage="spans")
+    llm._lazy.value = (tok, model)
+    base = Calls(model.model)
+    log: dict = {}
+    llm.generate = timed(log, "generate", llm.generate)
+
+    force_length(model, tok, n_span)
+    apply = spans.process(Answering(llm, SPAN_ANSWER).generate, retries=2, totals={})
+    with Stage("spans", results):
+        t0 = time.perf_counter()
+        record = apply(record)
+    results["spans"].update(decode_split(base.since(t0), *log["generate"][-1]))
+    results["spans"].update({"answer_tokens": answer_tokens, "phrases": len(record.spans)})
+
+    llm.max_new_tokens = JUDGE_TOKENS
+    force_length(model, tok, JUDGE_TOKENS)
+    apply = metadata.process(Answering(llm, JUDGE_ANSWER))
+    with Stage("metadata", results):
+        t0 = time.perf_counter()
+        record = apply(record)
+    results["metadata"].update(decode_split(base.since(t0), *log["generate"][-1]))
+    results["text_llm_dtype"] = str(dtype).replace("torch.", "")
+    base.remove()
+    del model, llm, apply
+    free_memory()
+    return record
+
+
+def run_cheap(args, dataset, record, results: dict):
+    from precompute.stages import metadata, spanmaps, spans
+
+    with Stage("spanmaps", results):
+        record = spanmaps.process(dataset, "mean")(record)
+    with Stage("spans_lexicon", results):
+        spans.process(None, retries=2, totals={})(record.model_copy(deep=True))
+    with Stage("metadata_lexicon", results):
+        metadata.process(None)(record.model_copy(deep=True))
+    return record
+
+
+def run_segmenter(args, dataset, record, results: dict):
+    import torch
+    from transformers import Sam3ImageProcessor, Sam3Model, Sam3Processor
+
+    from precompute.stages import sam
+    from precompute.tiny.sam3 import build_clip_tokenizer
+
+    tok = build_clip_tokenizer()
+    cfg = segmenter_config(args.tiny)
+    model = build(Sam3Model, cfg, torch.float32, results, "segmenter", 0)
+    size = cfg.vision_config.backbone_config.image_size
+    processor = Sam3Processor(image_processor=Sam3ImageProcessor(size={"height": size, "width": size}),
+                              tokenizer=tok)
+    segmenter = sam.Segmenter(Namespace(model=sam.DEFAULT_MODEL, revision=None, device="cpu", dtype="auto",
+                                        threshold=0.5, mask_threshold=0.5))
+    segmenter._lazy.value = (processor, model)
+    vision, passes = Calls(model.vision_encoder), Calls(model)
+    prompts = [s.text for s in record.spans if s.category in ("CVO", "ICON")]
+    with Stage("sam", results):
+        record = sam.process(dataset, segmenter)(record)
+    r = results["sam"]
+    r.update({"vision": vision.calls[0][1] - vision.calls[0][0], "prompts": len(prompts),
+              "per_prompt": [c[1] - c[0] for c in passes.calls], "image_size": size,
+              "instances": sum(s.sam.instances for s in record.spans if s.sam is not None)})
+    vision.remove()
+    passes.remove()
+    del model, segmenter, processor
+    free_memory()
+    return record
+
+
+# --- report -----------------------------------------------------------------------------------
+
+def fmt(s: float) -> str:
+    return f"{s:.1f} s" if s < 100 else f"{s:.0f} s"
+
+
+def report(results: dict) -> None:
+    r = results
+    d, rel, sp, md, sm, sa = (r[k] for k in ("describe", "reliance", "spans", "metadata", "spanmaps", "sam"))
+    tail = lambda x: f"   [peak RSS {x['peak_rss'] / GIB:.1f} GiB, cpu/wall {x['cpu_over_wall']:.2f}, load {x['load']:.1f}]"  # noqa: E731
+    print()
+    print("stage        seconds  what")
+    print(f"describe   {d['seconds']:8.1f}  vision {fmt(d['vision'])} + LM prefill {fmt(d['lm_prefill'])} "
+          f"({d['prompt_tokens']} tokens, {d['image_tokens']} of them image), {d['new_tokens'] - 1} decode steps "
+          f"x {d['per_token']:.2f} s = {fmt(d['decode'])}; teacher-forced pass {fmt(d['forced'])} "
+          f"({d['forced_tokens']} tokens, vision {fmt(d['forced_vision'])}); TAM {fmt(d['tam'])}; "
+          f"offsets, PNGs, files {fmt(d['files'] + d['tokens'])}" + tail(d))
+    print(f"reliance   {rel['seconds']:8.1f}  two teacher-forced passes "
+          f"{' + '.join(fmt(p) for p in rel['passes'])} ({rel['pass_tokens']} tokens, vision "
+          f"{' + '.join(fmt(v) for v in rel['vision'])}); blur, processor, log-softmax "
+          f"{fmt(rel['seconds'] - sum(rel['passes']))}" + tail(rel))
+    print(f"spans      {sp['seconds']:8.1f}  {r['text_llm_dtype']}: prefill {fmt(sp['prefill'])} "
+          f"({sp['prompt_tokens']} prompt tokens) + {sp['new_tokens']} answer tokens "
+          f"({len(SPAN_ITEMS)} phrases) x {sp['per_token']:.2f} s = {fmt(sp['decode'])}" + tail(sp))
+    print(f"spanmaps   {sm['seconds']:8.1f}  {sp['phrases']} span maps and metrics" + tail(sm))
+    per = sa["per_prompt"]
+    print(f"sam        {sa['seconds']:8.1f}  vision {fmt(sa['vision'])} ({sa['image_size']} px), {sa['prompts']} "
+          f"prompts x {sum(per) / max(1, len(per)):.1f} s" + tail(sa))
+    print(f"metadata   {md['seconds']:8.1f}  {r['text_llm_dtype']}: prefill {fmt(md['prefill'])} "
+          f"({md['prompt_tokens']} prompt tokens) + {md['new_tokens']} answer tokens x {md['per_token']:.2f} s "
+          f"= {fmt(md['decode'])}" + tail(md))
+    total = sum(x["seconds"] for x in (d, rel, sp, sm, sa, md))
+    lexicon = sum(x["seconds"] for x in (d, rel, sm, sa, r["spans_lexicon"], r["metadata_lexicon"]))
+    peak = max(x["peak_rss"] for x in (d, rel, sp, sm, sa, md))
+    r["total"], r["total_lexicon"], r["peak_rss"] = total, lexicon, peak
+    print(f"total per painting: {total:.0f} s ({total / 60:.1f} min); with --text-llm lexicon: {lexicon:.0f} s "
+          f"({lexicon / 60:.1f} min)")
+    builds = ", ".join(f"{k} {v['seconds']:.0f} s" for k, v in r["builds"].items())
+    print(f"peak RSS {peak / GIB:.1f} GiB; torch threads {r['threads']}; load average {r['load_start']} at start, "
+          f"{r['load_end']} at end; model builds (random init, not counted): {builds}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m precompute.bench_cpu", description=__doc__.split("\n")[0])
+    parser.add_argument("--width", type=int, default=1024, help="width of the synthetic painting")
+    parser.add_argument("--height", type=int, default=768, help="height of the synthetic painting")
+    parser.add_argument("--max-side", type=int, default=1024, help="describe's --max-side")
+    parser.add_argument("--new-tokens", type=int, default=256, help="caption length (describe's --max-new-tokens)")
+    parser.add_argument("--span-tokens", type=int, default=0,
+                        help="tokens the span classifier decodes (default: the length of the typical answer)")
+    parser.add_argument("--text-llm-dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--threads", type=int, default=THREADS)
+    parser.add_argument("--json", type=Path, default=None, help="write every number to this file")
+    parser.add_argument("--tiny", action="store_true", help="tiny configs: checks the code path in seconds")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    import transformers
+
+    torch.set_num_threads(args.threads)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    results: dict = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "threads": torch.get_num_threads(),
+                     "cpus": os.cpu_count(), "ram": meminfo("MemTotal"), "torch": torch.__version__,
+                     "transformers": transformers.__version__, "load_start": load, "tiny": args.tiny}
+    print(f"tamscope CPU benchmark{' (TINY configs: numbers meaningless)' if args.tiny else ''}: real "
+          f"architectures, random weights, float32, {results['threads']} torch threads, {results['cpus']} CPUs, "
+          f"{results['ram'] / GIB:.1f} GiB RAM ({meminfo('MemAvailable') / GIB:.1f} available), torch "
+          f"{torch.__version__}, transformers {transformers.__version__}; load average {load}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="tamscope-bench-cpu-") as tmp:
+        dataset, record = run_captioner(args, Path(tmp), results)
+        d = results["describe"]
+        print(f"describe {d['seconds']:.0f} s, reliance {results['reliance']['seconds']:.0f} s "
+              f"(canvas {args.width}x{args.height}, grid {d['grid'][0]}x{d['grid'][1]})", flush=True)
+        record = run_text_llm(args, dataset, record, results)
+        print(f"spans {results['spans']['seconds']:.0f} s, metadata {results['metadata']['seconds']:.0f} s",
+              flush=True)
+        record = run_cheap(args, dataset, record, results)
+        record = run_segmenter(args, dataset, record, results)
+    results["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    report(results)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -271,23 +271,9 @@ def segmenter_config(tiny: bool):
 def text_llm_tokenizer(texts: list[str]):
     """precompute.tiny.qwen2vl's tokenizer recipe trained on the stage prompts with a vocabulary
     large enough for every word to be one token, as most English words are in Qwen's vocabulary."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import Qwen2TokenizerFast
+    from precompute.tiny.qwen2vl import build_tokenizer
 
-    from precompute.tiny.qwen2vl import CHAT_TEMPLATE, CORPUS, SPECIALS
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=20000, special_tokens=SPECIALS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    bpe.train_from_iterator(CORPUS + texts, trainer)
-    model = json.loads(bpe.to_str())["model"]
-    tok = Qwen2TokenizerFast(vocab=model["vocab"], merges=[tuple(m) for m in model["merges"]], unk_token=None,
-                             bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tok.add_special_tokens({"additional_special_tokens": SPECIALS[1:]})
-    tok.chat_template = CHAT_TEMPLATE
-    return tok
+    return build_tokenizer(tuple(texts), vocab_size=20000)
 
 
 def force_length(model, tok, n: int) -> None:

@@ -142,20 +142,26 @@ class Captioner:
         return self.processor.image_processor.merge_size
 
 
+def load_with_processor(processor_loader, model_loader, model_id: str, role: str, device: str = "auto",
+                        dtype: str = "auto", revision: str | None = None) -> tuple[Any, Any]:
+    """(processor or tokenizer, model in eval mode on its device): how every stage loads a model."""
+    dev = resolve_device(device)
+    kw = {"revision": revision} if revision else {}
+    processor = load_pretrained(processor_loader, model_id, role, **kw)
+    model = load_pretrained(model_loader, model_id, role, dtype=resolve_dtype(dtype, dev), **kw)
+    return processor, model.to(dev).eval()
+
+
 def load_captioner(model_id: str, device: str = "auto", dtype: str = "auto", revision: str | None = None) -> Captioner:
     import transformers
     from transformers import AutoConfig, AutoProcessor
 
-    dev = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, dev)
-    kw = {"revision": revision} if revision else {}
-    config = load_pretrained(AutoConfig.from_pretrained, model_id, "captioner", **kw)
+    config = load_pretrained(AutoConfig.from_pretrained, model_id, "captioner",
+                             **({"revision": revision} if revision else {}))
     class_name = CAPTIONER_CLASSES.get(config.model_type)
     if class_name is None:
         raise ModelNotAvailable(f"captioner {model_id!r} is a {config.model_type!r} model; "
                                 f"tamscope needs Qwen2-VL or Qwen2.5-VL ({', '.join(CAPTIONER_CLASSES)})")
-    cls = getattr(transformers, class_name)
-    model = load_pretrained(cls.from_pretrained, model_id, "captioner", dtype=torch_dtype, **kw)
-    processor = load_pretrained(AutoProcessor.from_pretrained, model_id, "captioner", **kw)
-    model.to(dev).eval()
-    return Captioner(model, processor, model_id, model_revision(model, model_id, revision), dev, torch_dtype)
+    processor, model = load_with_processor(AutoProcessor.from_pretrained, getattr(transformers, class_name).from_pretrained,
+                                           model_id, "captioner", device, dtype, revision)
+    return Captioner(model, processor, model_id, model_revision(model, model_id, revision), model.device, model.dtype)

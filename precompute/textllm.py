@@ -4,7 +4,7 @@ answering greedily."""
 
 from __future__ import annotations
 
-from precompute.models import Lazy, load_pretrained, model_revision, resolve_device, resolve_dtype
+from precompute.models import Lazy, load_with_processor, model_revision
 from tamscope.schema import ModelRef
 
 DEFAULT_MODEL = "Qwen/Qwen3-4B-Instruct-2507"
@@ -20,12 +20,8 @@ class TextLLM:
     def _load(self, device_name: str, dtype_name: str):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        device = resolve_device(device_name)
-        kw = {"revision": self.revision} if self.revision else {}
-        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, self.model_id, "text LLM", **kw)
-        model = load_pretrained(AutoModelForCausalLM.from_pretrained, self.model_id, "text LLM",
-                                dtype=resolve_dtype(dtype_name, device), **kw).to(device).eval()
-        return tokenizer, model
+        return load_with_processor(AutoTokenizer.from_pretrained, AutoModelForCausalLM.from_pretrained,
+                                   self.model_id, "text LLM", device_name, dtype_name, self.revision)
 
     @property
     def loaded(self) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from precompute.models import Lazy, load_pretrained, model_revision, resolve_device, resolve_dtype
+from precompute.models import Lazy, load_with_processor, model_revision
 from precompute.runner import add_model_options, add_run_options, parse_shard, run_stage
 from tamscope.metrics import iou, otsu
 from tamscope.schema import SEGMENTABLE, ModelRef, PaintingRecord, SamResult
@@ -37,12 +37,9 @@ class Segmenter:
     def _load(self):
         from transformers import Sam3Model, Sam3Processor
 
-        device = resolve_device(self.args.device)
-        kw = {"revision": self.args.revision} if self.args.revision else {}
-        processor = load_pretrained(Sam3Processor.from_pretrained, self.args.model, "segmenter", **kw)
-        model = load_pretrained(Sam3Model.from_pretrained, self.args.model, "segmenter",
-                                dtype=resolve_dtype(self.args.dtype, device), **kw).to(device).eval()
-        return processor, model
+        a = self.args
+        return load_with_processor(Sam3Processor.from_pretrained, Sam3Model.from_pretrained, a.model, "segmenter",
+                                   a.device, a.dtype, a.revision)
 
     @property
     def loaded(self) -> bool:

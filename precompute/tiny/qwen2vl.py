@@ -53,16 +53,17 @@ CORPUS = [
 ]
 
 
-def build_tokenizer():
+def build_tokenizer(extra_texts: tuple[str, ...] = (), vocab_size: int = 700):
+    """A byte-level BPE trained in-process on CORPUS (+ extra_texts), Qwen specials first."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Qwen2TokenizerFast
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=SPECIALS, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    bpe.train_from_iterator(CORPUS, trainer)
+    bpe.train_from_iterator(CORPUS + list(extra_texts), trainer)
     model = json.loads(bpe.to_str())["model"]
     tok = Qwen2TokenizerFast(vocab=model["vocab"], merges=[tuple(m) for m in model["merges"]], unk_token=None,
                              bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")

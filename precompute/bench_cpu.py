@@ -51,6 +51,8 @@ import time
 from argparse import Namespace
 from pathlib import Path
 
+from precompute import procmem
+
 THREADS = 2
 GIB = 1024**3
 
@@ -86,30 +88,6 @@ ANNOTATIONS = {"title": "Village under Stars", "artist": "Test Painter", "year":
 
 
 # --- measuring ------------------------------------------------------------------------------
-
-def meminfo(field: str) -> float:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return float("nan")
-
-
-def status(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return float("nan")
-
-
-def reset_peak() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # VmHWM := VmRSS
-    except OSError:
-        pass
-
 
 def free_memory() -> None:
     gc.collect()
@@ -155,7 +133,7 @@ class Stage:
 
     def __enter__(self):
         gc.collect()
-        reset_peak()
+        procmem.reset_peak()
         self.t0, self.cpu0 = time.perf_counter(), os.times()
         return self
 
@@ -164,7 +142,7 @@ class Stage:
         wall = t1 - self.t0
         cpu = (cpu1.user - self.cpu0.user) + (cpu1.system - self.cpu0.system)
         self.results[self.name] = {"seconds": wall, "cpu_over_wall": cpu / wall if wall else 0.0,
-                                   "peak_rss": status("VmHWM"), "load": os.getloadavg()[0],
+                                   "peak_rss": procmem.process("VmHWM"), "load": os.getloadavg()[0],
                                    **self.results.get(self.name, {})}
         return False
 
@@ -198,7 +176,7 @@ def params(model) -> int:
 def build(cls, cfg, dtype, results: dict, key: str, need_bytes: float):
     import torch
 
-    available = meminfo("MemAvailable")
+    available = procmem.system("MemAvailable")
     t0 = time.perf_counter()
     model = cls._from_config(cfg, dtype=dtype).eval()
     torch.set_grad_enabled(False)
@@ -421,9 +399,9 @@ def run_text_llm(args, dataset, record, results: dict):
         cfg.hidden_size * cfg.head_dim * (cfg.num_attention_heads * 2 + cfg.num_key_value_heads * 2)
         + 3 * cfg.hidden_size * cfg.intermediate_size))
     dtype = getattr(torch, args.text_llm_dtype)
-    if dtype == torch.float32 and meminfo("MemAvailable") < need + 1.5 * GIB:
+    if dtype == torch.float32 and procmem.system("MemAvailable") < need + 1.5 * GIB:
         print(f"text LLM: {need / GIB:.1f} GiB in float32 does not fit in the "
-              f"{meminfo('MemAvailable') / GIB:.1f} GiB available: measuring bfloat16 instead", flush=True)
+              f"{procmem.system('MemAvailable') / GIB:.1f} GiB available: measuring bfloat16 instead", flush=True)
         dtype = torch.bfloat16
     model = build(Qwen3ForCausalLM, cfg, dtype, results, "text_llm", need)
     llm = TextLLM(DEFAULT_MODEL, "cpu", "float32", None, n_span, stage="spans")
@@ -561,11 +539,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "threads": torch.get_num_threads(),
-                     "cpus": os.cpu_count(), "ram": meminfo("MemTotal"), "torch": torch.__version__,
+                     "cpus": os.cpu_count(), "ram": procmem.system("MemTotal"), "torch": torch.__version__,
                      "transformers": transformers.__version__, "load_start": load, "tiny": args.tiny}
     print(f"tamscope CPU benchmark{' (TINY configs: numbers meaningless)' if args.tiny else ''}: real "
           f"architectures, random weights, float32, {results['threads']} torch threads, {results['cpus']} CPUs, "
-          f"{results['ram'] / GIB:.1f} GiB RAM ({meminfo('MemAvailable') / GIB:.1f} available), torch "
+          f"{results['ram'] / GIB:.1f} GiB RAM ({procmem.system('MemAvailable') / GIB:.1f} available), torch "
           f"{torch.__version__}, transformers {transformers.__version__}; load average {load}", flush=True)
     with tempfile.TemporaryDirectory(prefix="tamscope-bench-cpu-") as tmp:
         dataset, record = run_captioner(args, Path(tmp), results)

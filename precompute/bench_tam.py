@@ -16,6 +16,8 @@ import statistics
 import sys
 import time
 
+from precompute import procmem
+
 D, V, GRID, P, T = 1536, 151936, (32, 32), 10, 256
 TARGET_SPEEDUP, TARGET_MB = 100, 100
 
@@ -37,20 +39,6 @@ def build_inputs(seed: int = 0):
     return hidden, weight, ids, image_pos, GRID, prompt_pos, gen_pos
 
 
-def _status(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024  # kB -> MB
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak() -> float:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the current RSS
-    return _status("VmRSS")
-
-
 def _measure(which: str, queue) -> None:
     import numpy as np
     import torch
@@ -61,7 +49,7 @@ def _measure(which: str, queue) -> None:
         from precompute.tam import compute_tam
 
         compute_tam(*inputs)  # warm-up: first-call allocations are not the engine's working set
-        base = _reset_peak()
+        base = procmem.reset_peak()
         times = []
         for _ in range(5):
             t0 = time.perf_counter()
@@ -75,12 +63,12 @@ def _measure(which: str, queue) -> None:
         hidden, weight, ids, image_pos, grid, prompt_pos, gen_pos = inputs
         args = (hidden.numpy(), weight.numpy(), ids.numpy(), image_pos.tolist(), grid,
                 prompt_pos.tolist(), gen_pos.tolist())
-        base = _reset_peak()
+        base = procmem.reset_peak()
         t0 = time.perf_counter()
         ref = reference_tam(*args, dtype=np.float32)
         elapsed = time.perf_counter() - t0
         out = np.stack([r["u8"] for r in ref])
-    queue.put((which, elapsed, _status("VmHWM") - base, out))
+    queue.put((which, elapsed, (procmem.process("VmHWM") - base) / 2**20, out))  # MB
 
 
 def run_isolated(which: str):

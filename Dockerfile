@@ -16,6 +16,8 @@ WORKDIR /app
 # which find them relative to their own files: hence the editable install from /app.
 COPY pyproject.toml README.md ./
 COPY tamscope tamscope
+COPY contract contract
+COPY sources sources
 COPY backend backend
 COPY precompute precompute
 COPY frontend frontend

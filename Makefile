@@ -56,17 +56,17 @@ smoke-dataset: setup ## rebuild the embedded smoke dataset byte-for-byte
 bench: bench-tam bench-server bench-explorer ## every benchmark
 
 bench-tam: setup ## TAM engine vs loop reference at Qwen2-VL-2B sizes
-	$(BIN)/python -m precompute.bench_tam
+	$(BIN)/python -m bench.tam
 
 bench-server: setup wrk ## load benchmark of the data server (real server, wrk, 32 connections)
-	$(BIN)/python -m backend.bench
+	$(BIN)/python -m bench.server
 
 bench-explorer: setup chromium ## explorer timings in headless Chromium
-	$(BIN)/python -m tests.e2e.bench_explorer
+	$(BIN)/python -m bench.explorer
 
 # not part of `bench`: it builds the real-size models (up to 17 GB of RAM) and takes ~15 min on 2 cores
 bench-cpu: setup ## CPU time per painting of every stage, real model architectures with random weights (slow: ~15 min, 17 GB RAM)
-	$(BIN)/python -m precompute.bench_cpu --json build/bench-cpu.json
+	$(BIN)/python -m bench.cpu --json build/bench-cpu.json
 
 site: setup ## static site of DATASET into build/site
 	$(BIN)/tamscope export-site $(DATASET) build/site

@@ -29,15 +29,14 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from backend import errors
+from backend import FRONTEND, errors
 from backend import openapi as oa
 from backend.blobs import Blob, FileCache
 from backend.catalog import Painting, ServedDataset, load_catalog
 from backend.http import IMMUTABLE, REVALIDATE, EdgeMiddleware, send_blob
 from backend.pages import mount_docs, mount_explorer
-from tamscope.schema import ID_PATTERN, Category
+from contract.schema import ID_PATTERN, Category
 
-FRONTEND = Path(__file__).resolve().parents[1] / "frontend"
 Id = Annotated[str, PathParam(pattern=ID_PATTERN, max_length=128)]
 Index = Annotated[int, PathParam(ge=0, le=100_000)]
 Version = Annotated[str | None, Query(max_length=64, description=(

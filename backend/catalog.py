@@ -22,9 +22,9 @@ from pathlib import Path
 import orjson
 
 from backend.blobs import Blob, content_hash
-from tamscope.schema import ID_RE, DatasetManifest, PaintingRecord
-from tamscope.store import MANIFEST, PAINTINGS, RECORD, STATS
-from tamscope.validate import validate_dataset
+from contract.schema import ID_RE, DatasetManifest, PaintingRecord
+from contract.store import MANIFEST, PAINTINGS, RECORD, STATS
+from contract.validate import validate_dataset
 
 log = logging.getLogger("tamscope.serve")
 SEARCH_CACHE = 512  # distinct listing queries kept per dataset

@@ -19,7 +19,9 @@ import os
 import sys
 from pathlib import Path
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / "data" / "smoke"
+from backend import SMOKE
+
+DEFAULT_DATA = SMOKE
 TRUE = ("1", "true", "yes", "on")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from tamscope.schema import DatasetManifest, DatasetStats, PaintingRecord, PaintingSummary
+from contract.schema import DatasetManifest, DatasetStats, PaintingRecord, PaintingSummary
 
 
 class ErrorDetail(BaseModel):

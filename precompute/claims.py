@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tamscope.schema import Category, Span
+from contract.schema import Category, Span
 
 QUOTES = "\"'“”‘’«»"
 TITLE_BEFORE = re.compile(r"\b(?:titled|entitled|called|named|known as|title)\s*[:,]?\s*[\"'“‘«]?\s*$", re.I)

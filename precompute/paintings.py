@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
-import unicodedata
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +20,10 @@ from pathlib import Path
 import orjson
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from contract.names import IMAGE_SUFFIXES, slugify
+from contract.schema import Annotations
 from precompute.runner import PaintingError
-from tamscope.schema import Annotations
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 MIN_SIDE = 28  # Qwen2-VL's resize unit: a 28x28 image is one merged vision token
 MAX_PIXELS = 100_000_000  # refuse larger images before decoding them (decompression bombs)
 ANNOTATION_FIELDS = ("title", "artist", "year", "style", "genre")
@@ -36,12 +34,6 @@ class PaintingInput:
     id: str
     path: Path
     annotations: Annotations
-
-
-def slugify(stem: str) -> str:
-    text = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
-    text = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")
-    return (text or "painting")[:120]
 
 
 def load_annotations(folder: Path) -> dict[str, Annotations]:

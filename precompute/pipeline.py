@@ -24,9 +24,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from contract.store import Dataset
 from precompute.runner import in_shard, parse_shard
 from tamscope.cli import COMMANDS
-from tamscope.store import Dataset
 
 DEFAULT_CAPTIONER = "Qwen/Qwen2-VL-2B-Instruct"
 DEFAULT_TEXT_LLM = "Qwen/Qwen3-4B-Instruct-2507"

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from tamscope.schema import Failure, PaintingRecord, StageStamp
-from tamscope.store import Dataset, utcnow
+from contract.schema import Failure, PaintingRecord, StageStamp
+from contract.store import Dataset, utcnow
 
 StageFn = Callable[[PaintingRecord], PaintingRecord]
 

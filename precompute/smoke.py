@@ -29,7 +29,7 @@ from pathlib import Path
 import orjson
 from PIL import Image, ImageDraw
 
-from tamscope.store import atomic_write_bytes
+from contract.store import atomic_write_bytes
 
 LABEL = "Produced by random-weight test models: captions and spans are noise by design."
 EPOCH = "1767225600"  # 2026-01-01T00:00:00Z, the timestamp of every smoke record
@@ -176,7 +176,7 @@ def scrub_paths(dataset_dir: Path, tmp: str) -> None:
 
 def finish_manifest(dataset_dir: Path, models: dict[str, Path]) -> None:
     """Label the dataset and replace temporary model folders by stable names."""
-    from tamscope.store import Dataset
+    from contract.store import Dataset
 
     ds = Dataset(dataset_dir)
     manifest = ds.manifest()

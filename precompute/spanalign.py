@@ -18,9 +18,9 @@ is exactly caption[start:end] with their token indices, or precise reasons.
 
 from __future__ import annotations
 
+from contract.schema import Category
+from contract.textmatch import phrase_occurrences
 from precompute.llmjson import MalformedAnswer, extract_json
-from tamscope.schema import Category
-from tamscope.textmatch import phrase_occurrences
 
 CATEGORIES = {c.value for c in Category}
 

@@ -4,8 +4,8 @@ answering greedily."""
 
 from __future__ import annotations
 
+from contract.schema import ModelRef
 from precompute.models import Lazy, load_with_processor, model_revision
-from tamscope.schema import ModelRef
 
 DEFAULT_MODEL = "Qwen/Qwen3-4B-Instruct-2507"
 NO_LLM = "lexicon"  # the model name that means "no LLM": the built-in baselines run instead

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-TAMART_SAMPLE = SHARED / "reference" / "tamart-site-sample"
+from testkit import REPO, SHARED, TAMART_SAMPLE  # noqa: F401 (re-exported for the tests)
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +31,7 @@ def tamart_dataset(tamart_sample, tmp_path_factory) -> Path:
     """The 30 published paintings imported once per session (with stats)."""
     import argparse
 
-    from tamscope.importers import tamart
+    from sources import tamart_import as tamart
 
     out = tmp_path_factory.mktemp("tamart") / "tamart"
     assert tamart.run(argparse.Namespace(site=tamart_sample, out=out, no_stats=False)) == 0

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_tiny_run_times_every_stage(tmp_path):
     out = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, "-m", "precompute.bench_cpu", "--tiny", "--json", str(out)],
+    done = subprocess.run([sys.executable, "-m", "bench.cpu", "--tiny", "--json", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     for stage in ("describe", "reliance", "spans", "spanmaps", "sam", "metadata"):

@@ -20,12 +20,14 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 
-from tamscope import cli, demo
-from tamscope.download import ContentError, Fetcher, HTTPStatusError, Unreachable
-from tamscope.store import Dataset
-from tamscope.tamart_download import MARKER, SiteMirror
-from tamscope.validate import validate_dataset
-from tests.localhttp import LocalServer, closed_port
+from backend import demo
+from contract.store import Dataset
+from contract.validate import validate_dataset
+from sources.download import ContentError, Fetcher, HTTPStatusError, Unreachable
+from sources.tamart_site import MARKER, SiteMirror
+from tamscope import cli
+from testkit.net import free_port
+from tests.localhttp import LocalServer
 
 IMG = "assets/img/0010_impression-sunrise.jpg"
 JSON = "assets/data/paintings/0010_impression-sunrise.json"
@@ -279,7 +281,7 @@ def test_offline_says_so_in_one_line_and_serves_the_smoke_dataset(tmp_path, monk
     smoke = tmp_path / "smoke"
     smoke.mkdir()
     monkeypatch.setattr(demo, "SMOKE", smoke)
-    url = f"http://127.0.0.1:{closed_port()}/tamart/"
+    url = f"http://127.0.0.1:{free_port()}/tamart/"
     code, output = run_demo("--base-url", url, "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out"))
     assert code == 0
     lines = output.splitlines()

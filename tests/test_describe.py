@@ -18,9 +18,9 @@ import pytest
 import torch
 from PIL import Image
 
+from contract.store import Dataset, read_png_u8
+from contract.validate import validate_dataset
 from precompute.stages import describe
-from tamscope.store import Dataset, read_png_u8
-from tamscope.validate import validate_dataset
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tamscope.importers.tamart import SiteError, import_tamart, locate_spans
-from tamscope.store import Dataset, read_png_u8
-from tamscope.textmatch import find_phrase
-from tamscope.validate import validate_dataset
+from contract.store import Dataset, read_png_u8
+from contract.textmatch import find_phrase
+from contract.validate import validate_dataset
+from sources.tamart_import import LayoutError, import_tamart, locate_spans
 
 
 def test_sample_imports_valid_and_faithful(tamart_dataset, tamart_sample):
@@ -79,9 +79,9 @@ def test_find_phrase(caption, phrase, want):
 
 
 def test_malformed_site(tmp_path):
-    with pytest.raises(SiteError, match="index.json is missing"):
+    with pytest.raises(LayoutError, match="index.json is missing"):
         import_tamart(tmp_path, tmp_path / "out")
-    with pytest.raises(SiteError, match="segments do not rebuild"):
+    with pytest.raises(LayoutError, match="segments do not rebuild"):
         locate_spans({"stem": "x", "caption": "abc", "segments": [{"t": "ab", "s": -1}], "spans": []})
 
 

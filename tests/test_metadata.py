@@ -7,14 +7,14 @@ import argparse
 
 import pytest
 
+from contract.schema import Annotations, PaintingRecord, Span
+from contract.store import Dataset
+from contract.textmatch import artist_matches, title_matches
 from precompute.claims import claims_from_spans
 from precompute.llmjson import MalformedAnswer
 from precompute.runner import run_stage
 from precompute.stages import metadata
-from tamscope.schema import Annotations, PaintingRecord, Span
-from tamscope.store import Dataset
-from tamscope.textmatch import artist_matches, title_matches
-from tests.fixtures import make_dataset
+from testkit.fixture_dataset import make_dataset
 
 
 @pytest.mark.parametrize("claimed, truth, same", [

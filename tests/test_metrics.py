@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tamscope.metrics import gini, iou, otsu, span_map, spatial_entropy, top_mass
+from contract.metrics import gini, iou, otsu, span_map, spatial_entropy, top_mass
 
 
 def test_entropy_bounds_and_known_value():

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
+from contract.store import Dataset
+from contract.validate import validate_dataset
 from precompute.models import ModelNotAvailable, load_captioner, offline_mode, resolve_device, resolve_dtype
 from precompute.stages import describe
-from tamscope.store import Dataset
-from tamscope.validate import validate_dataset
 
 torch.set_num_threads(1)
 

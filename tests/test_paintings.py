@@ -6,7 +6,8 @@ import zlib
 import pytest
 from PIL import Image
 
-from precompute.paintings import fit, load_annotations, load_painting, scan_input, slugify
+from contract.names import slugify
+from precompute.paintings import fit, load_annotations, load_painting, scan_input
 from precompute.runner import PaintingError
 
 

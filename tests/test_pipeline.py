@@ -17,12 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from precompute import pipeline
+from contract.metrics import gini, iou, otsu, span_map, spatial_entropy, top_mass
+from contract.store import Dataset, read_png_u8
+from contract.validate import validate_dataset
+from precompute import merge, pipeline
 from precompute.smoke import write_smoke_paintings
-from tamscope import merge
-from tamscope.metrics import gini, iou, otsu, span_map, spatial_entropy, top_mass
-from tamscope.store import Dataset, read_png_u8
-from tamscope.validate import validate_dataset
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -143,8 +142,8 @@ def test_sam_union_scores_and_iou(reference, tiny_sam3_dir):
 def test_no_detection_is_recorded_as_such(reference, tiny_sam3_dir, tmp_path, capsys):
     import shutil
 
+    from contract.stats import compute
     from precompute.stages import sam
-    from tamscope.stats import compute
 
     root = tmp_path / "ds"
     shutil.copytree(reference, root)

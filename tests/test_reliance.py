@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
+from contract.store import Dataset
+from contract.validate import validate_dataset
 from precompute.captioner_inputs import prompt_inputs, teacher_forced_inputs
 from precompute.models import load_captioner
 from precompute.stages import describe, reliance
-from tamscope.store import Dataset
-from tamscope.validate import validate_dataset
 
 torch.set_num_threads(1)
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from contract.schema import PaintingRecord
+from contract.store import Dataset
 from precompute.runner import PaintingError, in_shard, parse_shard, run_stage
-from tamscope.schema import PaintingRecord
-from tamscope.store import Dataset
 
 
 def _dataset(tmp_path: Path, n: int = 4) -> Dataset:
@@ -89,7 +89,7 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     must be readable, so atomic writes use the umask's mode like an ordinary open()."""
     import os
 
-    from tamscope.store import atomic_write_bytes
+    from contract.store import atomic_write_bytes
 
     atomic_write_bytes(tmp_path / "a.json", b"{}")
     (tmp_path / "b.json").write_bytes(b"{}")

@@ -19,7 +19,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend import cli
-from tests.fixtures import make_dataset
+from testkit.fixture_dataset import make_dataset
+from testkit.net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = ["TAMSCOPE_DATA", "TAMSCOPE_HOST", "TAMSCOPE_PORT", "TAMSCOPE_WORKERS", "TAMSCOPE_SKIP_BAD",
@@ -119,12 +120,6 @@ def test_workers_rebuild_the_app_from_the_environment(monkeypatch, data, uvicorn
 
 
 # --- the real server process --------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def tamscope_command() -> list[str]:
     script = Path(sys.executable).parent / "tamscope"

@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from backend.app import create_app
 from backend.catalog import StartupError
 from backend.http import IMMUTABLE
-from tamscope.schema import PaintingRecord
-from tests.fixtures import make_dataset
+from contract.schema import PaintingRecord
+from testkit.fixture_dataset import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 P = "/api/datasets/fixture/paintings"
@@ -125,7 +125,7 @@ def test_listing_category_counts_spans(tmp_path):
     for k, span in enumerate(record["spans"]):
         span["index"] = k
     record_path.write_text(json.dumps(record))
-    from tamscope.store import Dataset
+    from contract.store import Dataset
     Dataset(root).refresh_manifest(name="cats")
     client = TestClient(create_app([root]))
     assert [i["id"] for i in client.get("/api/datasets/cats/paintings?category=AFFECT").json()["items"]] == [

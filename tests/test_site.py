@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from backend.site import FRONTEND, ExportError, build_assets, export_site
 from tamscope.cli import main
-from tamscope.site import FRONTEND, SiteError, build_assets, export_site
-from tests.fixtures import make_dataset
+from testkit.fixture_dataset import make_dataset
 
 IMPORTS = re.compile(r"""(?:\bfrom\s*|\bimport\s*\(?\s*)["'](\.{1,2}/[^"']+)["']""")
 
@@ -77,14 +77,14 @@ def test_broken_import_and_cycle_stop_the_export(tmp_path):
     front = tmp_path / "front"
     (front / "js").mkdir(parents=True)
     (front / "js/a.js").write_text('import { b } from "./b.js";\n')
-    with pytest.raises(SiteError, match="does not name a file"):
+    with pytest.raises(ExportError, match="does not name a file"):
         build_assets(front)
     (front / "js/b.js").write_text('import { a } from "./a.js";\nexport const b = 1;\n')
-    with pytest.raises(SiteError, match="import cycle"):
+    with pytest.raises(ExportError, match="import cycle"):
         build_assets(front)
     (front / "js/b.js").write_text('export const b = "../../etc/passwd";\n')
     (front / "js/c.js").write_text('import "../../outside.js";\n')
-    with pytest.raises(SiteError, match="outside the explorer"):
+    with pytest.raises(ExportError, match="outside the explorer"):
         build_assets(front)
 
 
@@ -103,12 +103,12 @@ def test_refuses_to_clobber_and_replaces_own_export(dataset, tmp_path, capsys):
 
 
 def test_refuses_invalid_dataset_and_non_dataset(dataset, tmp_path):
-    with pytest.raises(SiteError, match="not a dataset folder"):
+    with pytest.raises(ExportError, match="not a dataset folder"):
         export_site(tmp_path / "nothing", tmp_path / "out")
     broken = tmp_path / "broken"
     shutil.copytree(dataset, broken)
     (broken / "paintings/painting-0/spans/2.png").unlink()
-    with pytest.raises(SiteError, match="invalid"):
+    with pytest.raises(ExportError, match="invalid"):
         export_site(broken, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

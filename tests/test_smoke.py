@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from contract.store import Dataset
+from contract.validate import validate_dataset
 from precompute import smoke
-from tamscope.store import Dataset
-from tamscope.validate import validate_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "data" / "smoke"

@@ -8,12 +8,12 @@ import argparse
 
 import pytest
 
+from contract.schema import PaintingRecord
+from contract.store import Dataset
 from precompute.runner import PaintingError, run_stage
 from precompute.spanalign import MalformedAnswer, align_spans, parse_span_answer
 from precompute.stages import spans
-from tamscope.schema import PaintingRecord
-from tamscope.store import Dataset
-from tests.fixtures import CAPTION, make_dataset, words
+from testkit.fixture_dataset import CAPTION, make_dataset, words
 
 GOOD = '[{"text": "a small village", "category": "CVO"}, {"text": "Vibrant brushstrokes", "category": "STYLE"}]'
 
@@ -146,7 +146,7 @@ def test_stage_records_failures_and_goes_on(tmp_path):
     assert [s.text for s in ok.spans] == ["calm water"]
     assert ok.provenance["span_classifier"]["rejected"] == [{"text": "the moon", "category": "CVO",
                                                             "reason": "not in the caption"}]
-    from tamscope.stats import span_matching
+    from contract.stats import span_matching
 
     assert span_matching(ds.records()) == {"proposed": 4, "exact": 3, "repaired": 0, "rejected": 1,
                                            "paintings": 2, "match_rate": 0.75}

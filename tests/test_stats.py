@@ -6,9 +6,9 @@ import json
 import pytest
 from scipy import stats as st
 
-from tamscope.stats import cliffs_delta, compare_groups, compute, holm, run
-from tamscope.store import Dataset
-from tests.fixtures import make_dataset
+from contract.stats import cliffs_delta, compare_groups, compute, holm, run
+from contract.store import Dataset
+from testkit.fixture_dataset import make_dataset
 
 
 def test_holm_by_hand():

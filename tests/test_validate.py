@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tamscope.store import encode_png
-from tamscope.validate import validate_dataset
-from tests.fixtures import make_dataset
+from contract.store import encode_png
+from contract.validate import validate_dataset
+from testkit.fixture_dataset import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,9 +17,10 @@ import orjson
 import pytest
 from PIL import Image
 
+from contract.names import slugify
+from sources.download import Fetcher, retry_after_seconds
+from sources.wikiart import fetch_wikiart, image_urls
 from tamscope import cli
-from tamscope.download import Fetcher, retry_after_seconds
-from tamscope.wikiart import fetch_wikiart, image_urls, slugify
 from tests.localhttp import LocalServer
 
 API = "en/api/2/"

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from contract.schema import Grid, ImageRef, MapRef, ModelRef, PaintingRecord, Token
+from contract.store import Dataset, atomic_write_bytes, encode_png
 from precompute.captioner_inputs import prompt_inputs, teacher_forced_inputs
 from precompute.models import Lazy, load_captioner
 from precompute.paintings import PaintingInput, fit, jpeg_bytes, load_painting, scan_input
@@ -45,8 +47,6 @@ from precompute.runner import (
     record_failure,
     stamp,
 )
-from tamscope.schema import Grid, ImageRef, MapRef, ModelRef, PaintingRecord, Token
-from tamscope.store import Dataset, atomic_write_bytes, encode_png
 
 STAGE = "describe"
 DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"

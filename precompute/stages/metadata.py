@@ -8,7 +8,7 @@ Per painting with META spans:
    is not in the caption is discarded with a reason and that claim falls back to the heuristics.
    Without a valid answer (no LLM, `--model lexicon`, or malformed output) the claims come from
    the heuristics of precompute.claims ("titled ...", quotes, "by ...").
-2. Deterministic string match, always (tamscope.textmatch): titles equal word for word
+2. Deterministic string match, always (contract.textmatch): titles equal word for word
    ignoring case, accents, punctuation and a leading article (or the truth's parenthesised
    alternative); artists as word sets in any order ("van Gogh Vincent" = "Vincent van Gogh"),
    extra descriptive words allowed, or a part of the true name.
@@ -26,13 +26,13 @@ import argparse
 import json
 from pathlib import Path
 
+from contract.schema import Category, MetadataVerdict, PaintingRecord
+from contract.store import Dataset
+from contract.textmatch import artist_matches, find_phrase, title_matches
 from precompute.claims import claims_from_spans
 from precompute.llmjson import MalformedAnswer, extract_json
 from precompute.runner import PaintingError, add_model_options, add_run_options, parse_shard, run_stage
 from precompute.textllm import DEFAULT_MODEL, NO_LLM, TextLLM
-from tamscope.schema import Category, MetadataVerdict, PaintingRecord
-from tamscope.store import Dataset
-from tamscope.textmatch import artist_matches, find_phrase, title_matches
 
 STAGE = "metadata"
 NO_JUDGE = {NO_LLM, "none"}

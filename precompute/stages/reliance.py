@@ -36,11 +36,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from contract.schema import PaintingRecord
+from contract.store import Dataset
 from precompute.captioner_inputs import prompt_inputs, teacher_forced_inputs
 from precompute.models import Lazy, load_captioner
 from precompute.runner import PaintingError, add_model_options, add_run_options, parse_shard, run_stage
-from tamscope.schema import PaintingRecord
-from tamscope.store import Dataset
 
 STAGE = "reliance"
 DEFAULT_THRESHOLD = 1.0  # nats

@@ -5,7 +5,7 @@ Sam3Processor; any id or folder) is prompted with the span's text. Instances sco
 `--threshold` (0.5; score = sigmoid(query logit) x sigmoid(presence logit)) are kept, their
 masks (`--mask-threshold` 0.5 on the sigmoid, after bilinear resizing to the canvas) are
 united and stored as sam/<i>.png (canvas size, 0/255) with the instance count and scores;
-the IoU with the span's Otsu mask (tamscope.metrics, the same mask the explorer draws) is
+the IoU with the span's Otsu mask (contract.metrics, the same mask the explorer draws) is
 recorded. An instance whose mask is empty at canvas size does not count. No instance is
 recorded as such (instances 0, no mask, no IoU). The image is encoded once per painting and
 reused for every phrase.
@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from contract.metrics import iou, otsu
+from contract.schema import SEGMENTABLE, ModelRef, PaintingRecord, SamResult
+from contract.store import Dataset, atomic_write_bytes, encode_png, read_png_u8
 from precompute.models import Lazy, load_with_processor, model_revision
 from precompute.runner import add_model_options, add_run_options, parse_shard, run_stage
-from tamscope.metrics import iou, otsu
-from tamscope.schema import SEGMENTABLE, ModelRef, PaintingRecord, SamResult
-from tamscope.store import Dataset, atomic_write_bytes, encode_png, read_png_u8
 
 STAGE = "sam"
 DEFAULT_MODEL = "facebook/sam3"

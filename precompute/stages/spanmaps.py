@@ -3,7 +3,7 @@
 A span's map is the mean (default, the paper's choice) or the max (`--how max`) of its
 tokens' maps: the filtered float maps in [0, 1] from tam_raw.safetensors when present, else
 the 8-bit token PNGs / 255. It is min-max stretched to 0..255 like the published maps and
-stored as spans/<i>.png with its float range. Metrics (tamscope.metrics) are computed on that
+stored as spans/<i>.png with its float range. Metrics (contract.metrics) are computed on that
 8-bit map: entropy, Gini, top-10% mass, and the Otsu threshold on the map resized to the
 canvas. Spans without tokens but with a map (imported data) keep their map and get their
 metrics recomputed. No torch here.
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.metrics import gini, otsu, span_map, spatial_entropy, top_mass
+from contract.schema import MapRef, PaintingRecord, SpanMetrics
+from contract.store import Dataset, atomic_write_bytes, encode_png, read_png_u8
 from precompute.runner import add_run_options, parse_shard, run_stage
-from tamscope.metrics import gini, otsu, span_map, spatial_entropy, top_mass
-from tamscope.schema import MapRef, PaintingRecord, SpanMetrics
-from tamscope.store import Dataset, atomic_write_bytes, encode_png, read_png_u8
 
 STAGE = "spanmaps"
 

@@ -24,12 +24,12 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from contract.schema import ModelRef, PaintingRecord, Span
+from contract.stats import span_matching
+from contract.store import Dataset
 from precompute.runner import PaintingError, add_model_options, add_run_options, parse_shard, run_stage
 from precompute.spanalign import MalformedAnswer, align_spans, parse_span_answer
 from precompute.textllm import DEFAULT_MODEL, NO_LLM, TextLLM
-from tamscope.schema import ModelRef, PaintingRecord, Span
-from tamscope.stats import span_matching
-from tamscope.store import Dataset
 
 STAGE = "spans"
 LEXICON_ID = NO_LLM

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import ARTIFACTS, api_server, chromium, chromium_path
-from tests.fixtures import make_dataset
+from testkit.fixture_dataset import make_dataset
+from testkit.harness import ARTIFACTS, api_server, chromium, chromium_path
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """The explorer in headless Chromium against the real server (issue 5).
 
-Fixture dataset (tests/fixtures.py): paintings painting-0..3, caption 'This painting titled
+Fixture dataset (testkit/fixture_dataset.py): paintings painting-0..3, caption 'This painting titled
 "Night Harbour" by Anna Vermeer shows a small village beside calm water under a starry sky.
 Vibrant brushstrokes create a sense of calm.', spans 0..6 = Night Harbour (META), Anna Vermeer
 (META), a small village (CVO, SAM mask), calm water (CVO, SAM found nothing), a starry sky

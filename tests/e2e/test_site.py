@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from tamscope.site import export_site
+from backend.site import export_site
+from testkit.harness import static_server
 from tests.e2e.conftest import close_tab, open_tab
 from tests.e2e.explorer import luminance, read_overlay, span_button, wait_drawn
-from tests.e2e.harness import static_server
 
 pytestmark = pytest.mark.e2e
 

@@ -36,10 +36,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from tamscope.schema import ID_RE, DatasetManifest, PaintingRecord
-from tamscope.store import MANIFEST, PAINTINGS, RECORD, STATS
+from backend import FRONTEND
+from contract.schema import ID_RE, DatasetManifest, PaintingRecord
+from contract.store import MANIFEST, PAINTINGS, RECORD, STATS
 
-FRONTEND = Path(__file__).resolve().parents[1] / "frontend"
 MARKER = ".tamscope-site"
 HASH_LEN = 10
 SKIP = {"tests", "package.json", "node_modules"}
@@ -51,7 +51,7 @@ IMPORT_RE = re.compile(r"""(\bfrom\s*|\bimport\s*\(?\s*)(["'])(\.{1,2}/[^"'\s]+)
 CSS_URL_RE = re.compile(r"""url\(\s*(["']?)(?!data:|https?:|/)([^"')\s]+)\1\s*\)""")
 
 
-class SiteError(RuntimeError):
+class ExportError(RuntimeError):
     """The export cannot be made; the message says why."""
 
 
@@ -111,20 +111,20 @@ def build_assets(frontend: Path) -> tuple[dict[str, str], dict[str, bytes]]:
         for part in target.split("/"):
             if part == "..":
                 if not parts:
-                    raise SiteError(f"{importer}: {spec!r} points outside the explorer")
+                    raise ExportError(f"{importer}: {spec!r} points outside the explorer")
                 parts.pop()
             elif part not in ("", "."):
                 parts.append(part)
         target = "/".join(parts)
         if target not in files:
-            raise SiteError(f"{importer}: {spec!r} does not name a file of the explorer ({target})")
+            raise ExportError(f"{importer}: {spec!r} does not name a file of the explorer ({target})")
         return target
 
     def visit(rel: str) -> str:
         if rel in names:
             return names[rel]
         if rel in visiting:
-            raise SiteError("import cycle: " + " -> ".join([*visiting[visiting.index(rel):], rel]))
+            raise ExportError("import cycle: " + " -> ".join([*visiting[visiting.index(rel):], rel]))
         visiting.append(rel)
         body = files[rel].read_bytes()
         if rel.endswith((".js", ".mjs", ".css")):
@@ -154,14 +154,14 @@ def rewrite_index(html: str, names: dict[str, str]) -> str:
     def swap(m: re.Match) -> str:
         rel = m.group(2)
         if rel not in names:
-            raise SiteError(f"index.html names static/{rel}, which is not a file of the explorer")
+            raise ExportError(f"index.html names static/{rel}, which is not a file of the explorer")
         return f'{m.group(1)}"static/{names[rel]}"'
 
     html = re.sub(r'((?:src|href)=)"static/([^"]+)"', swap, html)
     meta = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
     html, n = re.subn(r'(<meta charset="utf-8">)', r"\1\n  " + meta, html, count=1)
     if n != 1:
-        raise SiteError('index.html has no <meta charset="utf-8"> to put the CSP after')
+        raise ExportError('index.html has no <meta charset="utf-8"> to put the CSP after')
     return html
 
 
@@ -182,9 +182,9 @@ def dataset_files(root: Path) -> tuple[DatasetManifest, list[tuple[str, Path]]]:
         for rel in dict.fromkeys(rels):
             src = folder / rel
             if not src.resolve().is_relative_to(folder.resolve()):  # validated already; never copy outside
-                raise SiteError(f"{folder}/{RECORD} names {rel}, outside the painting folder")
+                raise ExportError(f"{folder}/{RECORD} names {rel}, outside the painting folder")
             if not src.is_file():
-                raise SiteError(f"{folder}/{RECORD} names {rel}, which does not exist")
+                raise ExportError(f"{folder}/{RECORD} names {rel}, which does not exist")
             wanted.append((f"{PAINTINGS}/{summary.id}/{rel}", src))
     return manifest, wanted
 
@@ -206,24 +206,24 @@ def export_site(dataset: Path, out: Path, ds_id: str | None = None, force: bool 
                 frontend: Path = FRONTEND) -> Report:
     dataset, out = Path(dataset), Path(out)
     if not (dataset / MANIFEST).is_file():
-        raise SiteError(f"{dataset} is not a dataset folder (no {MANIFEST})")
-    from tamscope.validate import validate_dataset
+        raise ExportError(f"{dataset} is not a dataset folder (no {MANIFEST})")
+    from contract.validate import validate_dataset
 
     violations = validate_dataset(dataset)
     if violations:
         lines = "\n  ".join(str(v) for v in violations[:20])
-        raise SiteError(f"dataset {dataset} is invalid (`tamscope validate` lists everything):\n  {lines}")
+        raise ExportError(f"dataset {dataset} is invalid (`tamscope validate` lists everything):\n  {lines}")
     ds_id = ds_id or re.sub(r"[^A-Za-z0-9._-]+", "-", dataset.resolve().name).strip("-._") or "dataset"
     if not ID_RE.match(ds_id):
-        raise SiteError(f"dataset id {ds_id!r} is not a valid id (letters, digits, . _ -)")
+        raise ExportError(f"dataset id {ds_id!r} is not a valid id (letters, digits, . _ -)")
     if out.exists() and not out.is_dir():
-        raise SiteError(f"{out} exists and is not a folder")
+        raise ExportError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists() and not force:
-        raise SiteError(f"{out} is not empty and is not a previous export: choose another folder or pass --force")
+        raise ExportError(f"{out} is not empty and is not a previous export: choose another folder or pass --force")
 
     index = frontend / "index.html"
     if not index.is_file():
-        raise SiteError(f"the explorer is missing: no {index}")
+        raise ExportError(f"the explorer is missing: no {index}")
     names, assets = build_assets(frontend)
     manifest, data = dataset_files(dataset)
 
@@ -273,7 +273,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         report = export_site(args.dataset, args.out, ds_id=args.ds_id, force=args.force)
-    except SiteError as exc:
+    except ExportError as exc:
         print(f"export-site: {exc}", file=sys.stderr)
         return 1
     print(report.text())

@@ -7,7 +7,7 @@ Their project page (repository nicolafan/tamart, branch gh-pages, MIT licence) h
     assets/masks/<stem>__<k>.png       SAM 3 union mask of span k, RGBA (mask = alpha > 0)
 We keep their maps, spans, masks and verdicts, and record where everything came from.
 - Spans keep their published order and index (so span k is their `<stem>__<k>.png` mask).
-- Span offsets: a span's `word` is found in the caption (tamscope.textmatch: exactly, or
+- Span offsets: a span's `word` is found in the caption (contract.textmatch: exactly, or
   repaired for dropped punctuation and split words), nearest to its highlighted segment;
   their segments often miss the words. A word the caption does not contain (35 of the 449
   spans of the sample) is kept, with its map, metrics and mask, but without offsets
@@ -17,7 +17,7 @@ We keep their maps, spans, masks and verdicts, and record where everything came 
 - Span maps: their base64 grid maps are already min-max stretched to 0..255 (lo=0, hi=1).
 - Masks: converted to 0/255 grayscale PNGs at canvas size. CVO/ICON spans without a mask
   are recorded as "SAM 3 found nothing" (instances 0).
-- Metrics (entropy, Gini, top-10%, Otsu, IoU) are recomputed with tamscope.metrics.
+- Metrics (entropy, Gini, top-10%, Otsu, IoU) are recomputed with contract.metrics.
 - Ground-truth artist names carry trailing spaces in their data ("van Gogh Vincent "):
   stripped. No token data was published, so records have no tokens.
 """
@@ -33,8 +33,8 @@ import orjson
 from PIL import Image
 from tqdm import tqdm
 
-from tamscope.metrics import gini, iou, otsu, spatial_entropy, top_mass
-from tamscope.schema import (
+from contract.metrics import gini, iou, otsu, spatial_entropy, top_mass
+from contract.schema import (
     ID_RE,
     SEGMENTABLE,
     Annotations,
@@ -50,8 +50,8 @@ from tamscope.schema import (
     Span,
     SpanMetrics,
 )
-from tamscope.store import Dataset, atomic_write_bytes, encode_png, read_png_u8, utcnow
-from tamscope.textmatch import find_phrase
+from contract.store import Dataset, atomic_write_bytes, encode_png, read_png_u8, utcnow
+from contract.textmatch import find_phrase
 
 SOURCE = {"repository": "nicolafan/tamart", "branch": "gh-pages", "licence": "MIT",
           "paper": "Understanding How MLLMs Describe Artworks Using Token Activation Maps"}
@@ -61,7 +61,7 @@ MODELS = {"captioner": ModelRef(id="Qwen/Qwen2-VL-2B-Instruct"),
 PROMPT = "Describe the content and style of this image."
 
 
-class SiteError(ValueError):
+class LayoutError(ValueError):
     """The folder is not in the project-page layout (the message says what is missing)."""
 
 
@@ -76,7 +76,7 @@ def locate_spans(data: dict) -> tuple[list[tuple[int, int] | None], dict[str, in
 
     Their segments come from token indices the span LLM returned, which often miss the
     words ("motion and dynamism." highlighted for "sense of motion and dynamism"), so the
-    word is authoritative: tamscope.textmatch finds it (exactly, or repaired for dropped
+    word is authoritative: contract.textmatch finds it (exactly, or repaired for dropped
     punctuation and split words), nearest to its segment.
     """
     caption, seg_start, seg_text, at = data["caption"], {}, {}, 0
@@ -86,7 +86,7 @@ def locate_spans(data: dict) -> tuple[list[tuple[int, int] | None], dict[str, in
             seg_text.setdefault(seg["s"], seg["t"])
         at += len(seg["t"])
     if at != len(caption):
-        raise SiteError(f"{data.get('stem')}: segments do not rebuild the caption")
+        raise LayoutError(f"{data.get('stem')}: segments do not rebuild the caption")
     offsets: list[tuple[int, int] | None] = []
     counts = {"exact": 0, "repaired": 0, "outside_segment": 0, "not_in_caption": 0}
     for idx, span in enumerate(data.get("spans", [])):
@@ -106,7 +106,7 @@ def locate_spans(data: dict) -> tuple[list[tuple[int, int] | None], dict[str, in
 def import_painting(site: Path, data: dict, ds: Dataset) -> PaintingRecord:
     stem = data["stem"]
     if not ID_RE.match(stem):
-        raise SiteError(f"painting stem {stem!r} is not a valid id")
+        raise LayoutError(f"painting stem {stem!r} is not a valid id")
     folder = ds.painting_dir(stem)
     image_path = site / data["image"]
     atomic_write_bytes(folder / "canvas.jpg", image_path.read_bytes())
@@ -120,14 +120,14 @@ def import_painting(site: Path, data: dict, ds: Dataset) -> PaintingRecord:
         thumb.save(buf, format="JPEG", quality=85)
         atomic_write_bytes(folder / "thumb.jpg", buf.getvalue())
     if (w, h) != (data["w"], data["h"]):
-        raise SiteError(f"{stem}: image is {w}x{h}, the data says {data['w']}x{data['h']}")
+        raise LayoutError(f"{stem}: image is {w}x{h}, the data says {data['w']}x{data['h']}")
     gh, gw = data["grid_h"], data["grid_w"]
     offsets, counts = locate_spans(data)
     spans = []
     for k, (where, raw) in enumerate(zip(offsets, data.get("spans", []), strict=True)):
         grid_map = np.frombuffer(base64.b64decode(raw["map"]), dtype=np.uint8)
         if grid_map.size != gh * gw:
-            raise SiteError(f"{stem}: span map of {grid_map.size} values for a {gh}x{gw} grid")
+            raise LayoutError(f"{stem}: span map of {grid_map.size} values for a {gh}x{gw} grid")
         grid_map = grid_map.reshape(gh, gw)
         png = f"spans/{k}.png"
         atomic_write_bytes(folder / png, encode_png(grid_map))
@@ -138,7 +138,7 @@ def import_painting(site: Path, data: dict, ds: Dataset) -> PaintingRecord:
             if raw.get("sam"):
                 sam_mask = read_png_u8(site / "assets" / "masks" / raw["sam"]) > 0
                 if sam_mask.shape != (h, w):
-                    raise SiteError(f"{stem}: mask {raw['sam']} is not {w}x{h}")
+                    raise LayoutError(f"{stem}: mask {raw['sam']} is not {w}x{h}")
                 atomic_write_bytes(folder / f"sam/{k}.png", encode_png(sam_mask.astype(np.uint8) * 255))
                 sam = SamResult(mask=f"sam/{k}.png", instances=int(raw.get("sam_n") or 1),
                                 iou=iou(otsu_mask, sam_mask))
@@ -174,7 +174,7 @@ def import_tamart(site: Path, out: Path) -> Dataset:
     site, ds = Path(site), Dataset(out)
     index_path = site / "assets" / "data" / "index.json"
     if not index_path.is_file():
-        raise SiteError(f"{site} is not a project-page folder: {index_path} is missing")
+        raise LayoutError(f"{site} is not a project-page folder: {index_path} is missing")
     index = orjson.loads(index_path.read_bytes())
     stems = [p["stem"] for p in index.get("paintings", [])]
     not_in_caption, failed = 0, {}
@@ -182,10 +182,10 @@ def import_tamart(site: Path, out: Path) -> Dataset:
         path = site / "assets" / "data" / "paintings" / f"{stem}.json"
         try:
             if not path.is_file():
-                raise SiteError(f"{path.name} is missing (listed in index.json)")
+                raise LayoutError(f"{path.name} is missing (listed in index.json)")
             record = import_painting(site, orjson.loads(path.read_bytes()), ds)
-        except (SiteError, OSError, ValueError, KeyError, TypeError) as exc:  # one bad painting is data
-            failed[stem] = str(exc) if isinstance(exc, SiteError) else f"{type(exc).__name__}: {exc}"
+        except (LayoutError, OSError, ValueError, KeyError, TypeError) as exc:  # one bad painting is data
+            failed[stem] = str(exc) if isinstance(exc, LayoutError) else f"{type(exc).__name__}: {exc}"
             if ID_RE.match(stem):
                 ds.save_record(PaintingRecord(id=stem, failures=[
                     Failure(stage="import-tamart", error=failed[stem], time=utcnow())]))
@@ -212,14 +212,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         ds = import_tamart(args.site, args.out)
-    except SiteError as exc:
+    except LayoutError as exc:
         print(f"import-tamart: {exc}")
         return 1
     if not args.no_stats:
-        from tamscope import stats
+        from contract import stats
 
         stats.run(argparse.Namespace(dataset=args.out, json=False, quiet=True))
-    from tamscope.validate import run as validate
+    from contract.validate import run as validate
 
     valid = validate(argparse.Namespace(dataset=ds.root))
     return 1 if valid or ds.manifest().provenance.get("import_failures") else 0

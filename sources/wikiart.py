@@ -30,7 +30,6 @@ import argparse
 import io
 import re
 import sys
-import unicodedata
 from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
@@ -38,7 +37,9 @@ import orjson
 from PIL import Image
 from tqdm import tqdm
 
-from tamscope.download import (
+from contract.names import IMAGE_SUFFIXES, slugify
+from contract.store import atomic_write_json, utcnow
+from sources.download import (
     USER_AGENT,
     ContentError,
     DownloadError,
@@ -46,24 +47,16 @@ from tamscope.download import (
     HTTPStatusError,
     Unreachable,
 )
-from tamscope.store import atomic_write_json, utcnow
 
 DEFAULT_API = "https://www.wikiart.org/en/api/2/"
 STATE = "wikiart.json"
 ANNOTATIONS = "annotations.json"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")  # what precompute reads
 IMAGE_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF", "BMP", "MPO"}  # MPO: a JPEG with extra frames
 SIZE_TOKEN = re.compile(r"^(?P<original>.+?\.(?:jpe?g|png|webp|tiff?|bmp|gif))![^/]*$", re.IGNORECASE)
 
 
 class QuotaExceeded(DownloadError):
     pass
-
-
-def slugify(text: str) -> str:
-    """The painting id alphabet of the input folder ([A-Za-z0-9._-]), as precompute derives ids."""
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")[:120] or "painting"
 
 
 def to_uri(url: str) -> str:

@@ -28,8 +28,8 @@ import numpy as np
 import orjson
 from scipy import stats as st
 
-from tamscope.schema import Category, DatasetStats, PaintingRecord
-from tamscope.store import Dataset
+from contract.schema import Category, DatasetStats, PaintingRecord
+from contract.store import Dataset
 
 METRICS = ("entropy", "gini", "top10", "iou", "reliance")
 MATCH_KEYS = ("proposed", "exact", "repaired", "rejected")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tamscope import stats, validate
-from tamscope.store import Dataset
+from contract import stats, validate
+from contract.store import Dataset
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

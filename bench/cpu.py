@@ -4,7 +4,7 @@ architectures (random weights: nothing can be downloaded) in float32 on 2 torch 
 Not part of `make bench`: it builds Qwen2-VL-2B (2.2 B parameters), Qwen3-4B-Instruct-2507
 (4.0 B, 16 GB in float32) and SAM 3 (840 M) in memory, one at a time (each is freed before the
 next is built), and runs one synthetic painting through them: about 15 minutes and 17 GB of RAM
-on a 2-core machine. Run it as `.venv/bin/python -m precompute.bench_cpu` (`--json FILE` keeps
+on a 2-core machine. Run it as `.venv/bin/python -m bench.cpu` (`--json FILE` keeps
 the numbers, `--tiny` checks the code path in seconds with tiny configs, numbers meaningless).
 
 What runs is the stages' own code, on a 1024x768 painting drawn by code (the canvas size of
@@ -51,7 +51,7 @@ import time
 from argparse import Namespace
 from pathlib import Path
 
-from precompute import procmem
+from bench import procmem
 
 THREADS = 2
 GIB = 1024**3
@@ -282,7 +282,7 @@ def caption_pieces(n: int) -> list[str]:
 def with_caption(record):
     """The record's tokens (ids, maps) carrying CAPTION's text: the caption a real model writes,
     for the stages that read words (random weights decode to nonsense)."""
-    from tamscope.schema import Token
+    from contract.schema import Token
 
     pieces = caption_pieces(len(record.tokens))
     tokens, start = [], 0
@@ -316,13 +316,13 @@ def run_captioner(args, work: Path, results: dict):
         Qwen2VLVideoProcessor,
     )
 
+    from contract.schema import Annotations
+    from contract.store import Dataset
     from precompute.models import Captioner, Lazy
     from precompute.paintings import PaintingInput
     from precompute.smoke import draw_painting
     from precompute.stages import describe, reliance
     from precompute.tiny.qwen2vl import CHAT_TEMPLATE, build_tokenizer
-    from tamscope.schema import Annotations
-    from tamscope.store import Dataset
 
     tok = build_tokenizer()
     cfg = captioner_config(tok, args.tiny)
@@ -518,7 +518,7 @@ def report(results: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m precompute.bench_cpu", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.cpu", description=__doc__.split("\n")[0])
     parser.add_argument("--width", type=int, default=1024, help="width of the synthetic painting")
     parser.add_argument("--height", type=int, default=768, help="height of the synthetic painting")
     parser.add_argument("--max-side", type=int, default=1024, help="describe's --max-side")

@@ -1,6 +1,6 @@
 """Explorer timings in headless Chromium (`make bench-explorer`): a benchmark, not a test.
 
-Against the real server over the fixture dataset (tests/fixtures.py, 12 paintings), and the
+Against the real server over the fixture dataset (testkit/fixture_dataset.py, 12 paintings), and the
 imported reference sample too when ../shared has it (real 1000 px canvases):
 - first painting: navigation start -> the painting's image decoded in the painting view, from
   a deep link in a fresh browser context (cold HTTP cache), median of several loads;
@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.e2e.harness import api_server, chromium
+from testkit.harness import api_server, chromium
 
 TARGETS = {"overlay": 50.0, "first painting": 1000.0}
 CLICK = """async ([sel, prefix]) => {
@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paintings", type=int, default=12, help="fixture paintings")
     parser.add_argument("--runs", type=int, default=7, help="cold page loads for the first-painting time")
     args = parser.parse_args(argv)
-    from tests.conftest import TAMART_SAMPLE
-    from tests.fixtures import make_dataset
+    from testkit import TAMART_SAMPLE
+    from testkit.fixture_dataset import make_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         import contextlib
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             datasets = {"fixture": make_dataset(Path(tmp) / "fixture", n_paintings=args.paintings)}
             if (TAMART_SAMPLE / "assets" / "data" / "index.json").is_file():
-                from tamscope.importers import tamart
+                from sources import tamart_import as tamart
 
                 out = Path(tmp) / "tamart"
                 if tamart.run(argparse.Namespace(site=TAMART_SAMPLE, out=out, no_stats=False)) == 0:

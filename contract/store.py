@@ -1,4 +1,4 @@
-"""Reading and writing a dataset folder (the contract is in tamscope.schema).
+"""Reading and writing a dataset folder (the contract is in contract.schema).
 
 Every write is atomic: bytes go to a temporary file in the same folder, are flushed to disk
 and renamed over the target, so a crash leaves either the old file or the new one, never a
@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 from PIL import Image
 
-from tamscope.schema import (
+from contract.schema import (
     ID_RE,
     DatasetManifest,
     DatasetStats,

@@ -32,8 +32,8 @@ import orjson
 from PIL import Image
 from tqdm import tqdm
 
-from tamscope.download import ContentError, Fetcher
-from tamscope.store import atomic_write_json, utcnow
+from contract.store import atomic_write_json, utcnow
+from sources.download import ContentError, Fetcher
 
 DEFAULT_BASE_URL = "https://nicolafan.github.io/tamart/"
 INDEX = "assets/data/index.json"

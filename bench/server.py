@@ -9,7 +9,7 @@ reported (the machine is shared: another job's burst spoils single runs). Prints
 (>= 1500 req/s for a painting record with p99 < 50 ms and zero errors at 32 connections) and
 exits 1 if it is missed.
 
-    python -m backend.bench [--workers 2] [--connections 32] [--duration 5] [--runs 3] [--tool auto|wrk|python]
+    python -m bench.server [--workers 2] [--connections 32] [--duration 5] [--runs 3] [--tool auto|wrk|python]
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from testkit.net import free_port
 
 TARGET_RPS, TARGET_P99_MS = 1500, 50.0
 RECORD = "/api/datasets/fixture/paintings/painting-1"
@@ -43,12 +44,6 @@ done = function(summary, latency, requests)
     latency:percentile(50) / 1000, latency:percentile(99) / 1000))
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(dataset: Path, port: int, workers: int, log: Path) -> subprocess.Popen:
@@ -139,7 +134,7 @@ def summary(runs: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m backend.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2, help="server worker processes (default 2: one per core)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per run (default 5)")
@@ -150,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     if tool == "wrk" and not shutil.which("wrk"):
         raise SystemExit("bench: wrk is not installed (`make wrk`, or --tool python)")
 
-    from tests.fixtures import make_dataset  # the fixture dataset, built in code like the tests do
+    from testkit.fixture_dataset import make_dataset  # the fixture dataset, built in code like the tests do
 
     urls = {"painting record": RECORD, "map PNG": PNG}
     with tempfile.TemporaryDirectory(prefix="tamscope-bench-") as tmp:

@@ -1,7 +1,7 @@
 """`tamscope demo` (`make demo`): the paper authors' published dataset, explored.
 
 1. Mirror their project page (150 paintings, ~40 MB) into --cache, once: see
-   tamscope.tamart_download. A complete cache is used without contacting the server.
+   sources.tamart_site. A complete cache is used without contacting the server.
 2. Import it with import-tamart into --out when the mirrored content differs from what was
    imported last (a stamp in the cache records the digest), or when --out is missing or
    invalid. The import goes to a temporary sibling folder that replaces --out only when
@@ -20,12 +20,11 @@ from pathlib import Path
 
 import orjson
 
-from tamscope.download import DownloadError, Fetcher, Unreachable
-from tamscope.store import atomic_write_json
-from tamscope.tamart_download import DEFAULT_BASE_URL, MirrorResult, SiteMirror
+from backend import SMOKE
+from contract.store import atomic_write_json
+from sources.download import DownloadError, Fetcher, Unreachable
+from sources.tamart_site import DEFAULT_BASE_URL, MirrorResult, SiteMirror
 
-# the embedded dataset, where `tamscope serve` finds it (backend/cli.py DEFAULT_DATA)
-SMOKE = Path(__file__).resolve().parents[1] / "data" / "smoke"
 IMPORT_STAMP = ".tamscope-imported.json"
 
 
@@ -48,9 +47,9 @@ def _say(text: str) -> None:
 
 def import_if_changed(mirror: MirrorResult, out: Path) -> bool:
     """Import the mirror into out unless out already holds exactly this content; True if imported."""
-    from tamscope import stats
-    from tamscope.importers.tamart import import_tamart
-    from tamscope.validate import validate_dataset
+    from contract import stats
+    from contract.validate import validate_dataset
+    from sources.tamart_import import import_tamart
 
     stamp_path = mirror.site / IMPORT_STAMP
     stamp = {"dataset": str(out.resolve()), "digest": mirror.digest}

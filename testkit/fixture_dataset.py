@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from tamscope.schema import (
+from contract.schema import (
     Annotations,
     Grid,
     ImageRef,
@@ -25,7 +25,7 @@ from tamscope.schema import (
     SpanMetrics,
     Token,
 )
-from tamscope.store import Dataset, atomic_write_bytes, encode_png
+from contract.store import Dataset, atomic_write_bytes, encode_png
 
 CAPTION = ('This painting titled "Night Harbour" by Anna Vermeer shows a small village beside calm water '
            "under a starry sky. Vibrant brushstrokes create a sense of calm.")
@@ -94,7 +94,7 @@ def make_painting(ds: Dataset, i: int, rng: np.random.Generator) -> PaintingReco
 
 
 def make_dataset(root: Path, n_paintings: int = 3, seed: int = 0, with_stats: bool = True,
-                 label: str | None = "Fixture dataset built by tests/fixtures.py") -> Path:
+                 label: str | None = "Fixture dataset built by testkit/fixture_dataset.py") -> Path:
     rng = np.random.default_rng(seed)
     ds = Dataset(root)
     for i in range(n_paintings):
@@ -103,7 +103,7 @@ def make_dataset(root: Path, n_paintings: int = 3, seed: int = 0, with_stats: bo
                         prompt="Describe the content and style of this image.")
     if with_stats:
         try:
-            from tamscope import stats
+            from contract import stats
         except ImportError:
             return root
         stats.run(argparse.Namespace(dataset=root, json=False))

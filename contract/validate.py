@@ -1,6 +1,6 @@
 """`tamscope validate DATASET`: list every violation of the contract, with its location.
 
-Checks the JSON against the pydantic models (tamscope.schema) and then what JSON Schema
+Checks the JSON against the pydantic models (contract.schema) and then what JSON Schema
 cannot see: that every referenced file exists inside its folder, that PNG maps have the
 grid's size, masks the canvas size, and that the manifest and the records agree.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 
-from tamscope.schema import ID_RE, DatasetManifest, DatasetStats, PaintingRecord
-from tamscope.store import MANIFEST, PAINTINGS, RECORD, STATS
+from contract.schema import ID_RE, DatasetManifest, DatasetStats, PaintingRecord
+from contract.store import MANIFEST, PAINTINGS, RECORD, STATS
 
 
 @dataclass(frozen=True)

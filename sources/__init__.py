@@ -1,0 +1,4 @@
+"""Data in, other than the model pipeline: downloads and importers that write input folders
+or datasets (docs/data-in.md). download (one careful HTTP fetcher), tamart_site (mirror of
+the paper authors' project page), tamart_import (their data as a dataset), wikiart (an input
+folder of WikiArt's most viewed paintings)."""

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from backend import FRONTEND
+from backend.http import CSP as SERVER_CSP
 from contract.schema import ID_RE, DatasetManifest, PaintingRecord
 from contract.store import MANIFEST, PAINTINGS, RECORD, STATS
 
@@ -44,8 +45,8 @@ MARKER = ".tamscope-site"
 HASH_LEN = 10
 SKIP = {"tests", "package.json", "node_modules"}
 # The server's policy (backend/http.py) minus frame-ancestors, which a <meta> cannot carry.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'")
+# the server's policy, as a <meta> (which cannot carry frame-ancestors: browsers ignore it there)
+META_CSP = "; ".join(d for d in SERVER_CSP.split("; ") if not d.startswith("frame-ancestors"))
 # import x from "./a.js" | export {y} from "../b.js" | import "./c.js" | import("./d.js")
 IMPORT_RE = re.compile(r"""(\bfrom\s*|\bimport\s*\(?\s*)(["'])(\.{1,2}/[^"'\s]+)\2""")
 CSS_URL_RE = re.compile(r"""url\(\s*(["']?)(?!data:|https?:|/)([^"')\s]+)\1\s*\)""")
@@ -158,7 +159,7 @@ def rewrite_index(html: str, names: dict[str, str]) -> str:
         return f'{m.group(1)}"static/{names[rel]}"'
 
     html = re.sub(r'((?:src|href)=)"static/([^"]+)"', swap, html)
-    meta = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{META_CSP}">'
     html, n = re.subn(r'(<meta charset="utf-8">)', r"\1\n  " + meta, html, count=1)
     if n != 1:
         raise ExportError('index.html has no <meta charset="utf-8"> to put the CSP after')

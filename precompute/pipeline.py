@@ -25,61 +25,109 @@ from pathlib import Path
 from tqdm import tqdm
 
 from contract.store import Dataset
-from precompute.runner import in_shard, parse_shard
+from precompute.runner import add_model_options, add_run_options, in_shard, parse_shard
 from tamscope.cli import COMMANDS
 
-DEFAULT_CAPTIONER = "Qwen/Qwen2-VL-2B-Instruct"
-DEFAULT_TEXT_LLM = "Qwen/Qwen3-4B-Instruct-2507"
-DEFAULT_SEGMENTER = "facebook/sam3"
+STAGES = ("describe", "reliance", "spans", "spanmaps", "sam", "metadata")
+# Each stage calls its model --model; the pipeline names the model by its role.
+ROLES = {"describe": "captioner", "reliance": "captioner", "spans": "text-llm", "metadata": "text-llm",
+         "sam": "segmenter"}
+ROLE_HELP = {"captioner": "Qwen2-VL / Qwen2.5-VL hub id or folder (describe, reliance)",
+             "text-llm": "span classifier and metadata judge (hub id or folder, or 'lexicon')",
+             "segmenter": "SAM 3 hub id or folder"}
+UNPREFIXED = "describe"  # the captioning stage's options keep their names: --prompt, --max-new-tokens, ...
+
+
+def stage_parser(stage: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"tamscope {stage}")
+    importlib.import_module(COMMANDS[stage][0]).configure(parser)
+    return parser
+
+
+def common_dests() -> set[str]:
+    """Options every stage declares through the runner's shared helpers (--device, --shard, ...):
+    one pipeline option each, passed to every stage that takes it. --revision is per model."""
+    parser = argparse.ArgumentParser()
+    add_model_options(parser)
+    add_run_options(parser)
+    return {a.dest for a in parser._actions if a.option_strings and a.dest not in ("help", "revision")}
+
+
+def pipeline_flag(stage: str, action: argparse.Action, common: set[str]) -> str:
+    """The pipeline's name for one option of one stage (docs/precompute.md, "Options")."""
+    own = max(action.option_strings, key=len)  # "--max-new-tokens"
+    if action.dest in common:
+        return own
+    if action.dest == "model":
+        return f"--{ROLES[stage]}"
+    if action.dest == "revision":
+        return f"--{ROLES[stage]}-revision"
+    return own if stage == UNPREFIXED else f"--{stage}-{own[2:]}"
+
+
+def stage_options(stage: str) -> list[argparse.Action]:
+    return [a for a in stage_parser(stage)._actions if a.option_strings and a.dest != "help"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """Every option of every stage, declared once by the stage itself and exposed here under its
+    pipeline name; an option the user does not give is not passed, so the stage's default holds."""
     parser.add_argument("input", type=Path, help="folder of paintings (images + optional annotations.json/csv)")
     parser.add_argument("dataset", type=Path, help="dataset folder to write (created, or resumed)")
-    parser.add_argument("--captioner", default=DEFAULT_CAPTIONER, help="Qwen2-VL / Qwen2.5-VL hub id or folder")
-    parser.add_argument("--text-llm", default=DEFAULT_TEXT_LLM, help="span classifier and metadata judge")
-    parser.add_argument("--segmenter", default=DEFAULT_SEGMENTER, help="SAM 3 hub id or folder")
-    parser.add_argument("--prompt", default=None, help="captioning prompt (default: the paper's)")
-    parser.add_argument("--max-new-tokens", type=int, default=None)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
-    parser.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16")
-    parser.add_argument("--sam-threshold", type=float, default=None, help="SAM 3 score threshold (default 0.5)")
-    parser.add_argument("--reliance-threshold", type=float, default=None,
-                        help="visual reliance threshold in nats (default 1.0)")
-    parser.add_argument("--shard", default=None, help="K/N: process shard K of N, then `tamscope merge`")
-    parser.add_argument("--force", action="store_true", help="redo stages already done")
-    parser.add_argument("--name", default=None, help="dataset name for the manifest")
     parser.add_argument("--only", default=None, help="comma-separated stages to run (default: all)")
+    shared = parser.add_argument_group("models, and options of every stage")
+    for stage, role in ROLES.items():  # the model of each role, always passed: the pipeline owns it
+        if f"--{role}" not in parser._option_string_actions:
+            model = next(a for a in stage_options(stage) if a.dest == "model")
+            shared.add_argument(f"--{role}", default=model.default, help=f"{ROLE_HELP[role]} (default {model.default})")
+            shared.add_argument(f"--{role}-revision", default=argparse.SUPPRESS, help=f"{role} model revision")
+    generic = argparse.ArgumentParser(add_help=False)
+    add_model_options(generic)
+    add_run_options(generic, "stages already done with the same settings")
+    common = common_dests()
+    for action in generic._actions:
+        if action.dest in common:
+            _declare(shared, max(action.option_strings, key=len), action)
+    for stage in STAGES:
+        group = None
+        for action in stage_options(stage):
+            flag = pipeline_flag(stage, action, common)
+            if flag not in parser._option_string_actions:
+                group = group or parser.add_argument_group(f"{stage} options (`tamscope {stage} --help`)")
+                _declare(group, flag, action)
+
+
+def _declare(group, flag: str, action: argparse.Action) -> None:
+    """A stage option under its pipeline name, with no default of its own (SUPPRESS)."""
+    default = "" if action.default in (None, False) else f" (default {action.default})"
+    kw: dict = {"dest": flag[2:].replace("-", "_"), "default": argparse.SUPPRESS,
+                "help": (action.help or "") + default}
+    kind = type(action).__name__
+    if kind == "_StoreTrueAction":
+        kw["action"] = "store_true"
+    elif kind == "_StoreAction" and action.nargs is None:
+        kw.update(type=action.type, choices=action.choices, metavar=action.metavar)
+    else:
+        raise TypeError(f"option {flag}: the pipeline cannot pass a {kind} through")
+    group.add_argument(flag, **kw)
 
 
 def stage_argvs(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
-    """The command line of every stage, in order."""
-    ds = str(args.dataset)
-    common = ["--device", args.device, "--dtype", args.dtype]
-    per_painting = (["--shard", args.shard] if args.shard else []) + (["--force"] if args.force else [])
-    describe = [str(args.input), ds, "--model", args.captioner, *common, *per_painting]
-    if args.prompt:
-        describe += ["--prompt", args.prompt]
-    if args.max_new_tokens:
-        describe += ["--max-new-tokens", str(args.max_new_tokens)]
-    if args.name:
-        describe += ["--name", args.name]
-    reliance = [ds, "--model", args.captioner, *common, *per_painting]
-    if args.reliance_threshold is not None:
-        reliance += ["--threshold", str(args.reliance_threshold)]
-    sam = [ds, "--model", args.segmenter, *common, *per_painting]
-    if args.sam_threshold is not None:
-        sam += ["--threshold", str(args.sam_threshold)]
-    stages = [
-        ("describe", describe),
-        ("reliance", reliance),
-        ("spans", [ds, "--model", args.text_llm, *common, *per_painting]),
-        ("spanmaps", [ds, *per_painting]),
-        ("sam", sam),
-        ("metadata", [ds, "--model", args.text_llm, *common, *per_painting]),
-    ]
-    if not args.shard:
-        stages.append(("stats", [ds]))
+    """The command line of every stage, in order: its positionals and the options given."""
+    common = common_dests()
+    stages = []
+    for stage in STAGES:
+        argv = [str(args.input), str(args.dataset)] if stage == "describe" else [str(args.dataset)]
+        for action in stage_options(stage):
+            flag = pipeline_flag(stage, action, common)
+            value = getattr(args, flag[2:].replace("-", "_"), None)
+            own = max(action.option_strings, key=len)
+            if value is None or value is False:
+                continue
+            argv += [own] if value is True else [own, str(value)]
+        stages.append((stage, argv))
+    if not getattr(args, "shard", None):
+        stages.append(("stats", [str(args.dataset)]))
     if args.only:
         wanted = {name.strip() for name in args.only.split(",")}
         unknown = wanted - {name for name, _ in stages}
@@ -96,7 +144,7 @@ def run_command(name: str, argv: list[str]) -> int:
     return int(module.run(parser.parse_args(argv)) or 0)
 
 
-PER_PAINTING = ("describe", "reliance", "spans", "spanmaps", "sam", "metadata")
+PER_PAINTING = STAGES
 
 
 def summary(dataset_dir: Path, shard: tuple[int, int] | None, stages: list[str]) -> list[str]:
@@ -118,7 +166,7 @@ def summary(dataset_dir: Path, shard: tuple[int, int] | None, stages: list[str])
 
 
 def run(args: argparse.Namespace) -> int:
-    shard = parse_shard(args.shard)  # fail early on a malformed --shard
+    shard = parse_shard(getattr(args, "shard", None))  # fail early on a malformed --shard
     stages = stage_argvs(args)
     codes: dict[str, int] = {}
     start = time.monotonic()
@@ -131,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     print("\n".join(summary(args.dataset, shard, list(codes))))
     for name in (n for n in codes if n not in PER_PAINTING):
         print(f"  {name:<9} {'ok' if codes[name] == 0 else f'exit {codes[name]}'}")
-    if args.shard:
+    if shard:
         print(f"shard {args.shard} done; after every shard: tamscope merge {args.dataset}")
         return 0 if not any(codes.values()) else 1
     valid = run_command("validate", [str(args.dataset)])

@@ -144,7 +144,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"judge: causal LM id or folder; '{NO_LLM}' or 'none' for the string match only")
-    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="answer length limit of the judge")
     add_model_options(parser)
     add_run_options(parser)
 

@@ -101,7 +101,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--model", default=DEFAULT_MODEL, help="SAM 3 hub id or folder")
     parser.add_argument("--threshold", type=float, default=0.5, help="instance score threshold")
-    parser.add_argument("--mask-threshold", type=float, default=0.5)
+    parser.add_argument("--mask-threshold", type=float, default=0.5, help="mask probability threshold")
     add_model_options(parser)
     add_run_options(parser)
 

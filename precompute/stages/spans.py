@@ -126,7 +126,7 @@ def process(generate: Callable[[list[dict]], str] | None, retries: int, totals: 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"causal LM id or folder, or '{LEXICON_ID}'")
-    parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument("--max-new-tokens", type=int, default=512, help="answer length limit of the span classifier")
     parser.add_argument("--retries", type=int, default=2, help="retries after a malformed answer")
     add_model_options(parser)
     add_run_options(parser)

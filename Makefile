@@ -4,24 +4,38 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BASE_STAMP := $(VENV)/.installed-base
 DATASET ?= data/smoke
 PAINTINGS ?= data/smoke-paintings
 
-.PHONY: help setup test test-fast test-e2e test-js demo serve precompute bench bench-tam bench-server bench-explorer bench-cpu site lint smoke-dataset chromium wrk clean
+.PHONY: help setup setup-serve test test-fast test-e2e test-js demo serve precompute bench bench-tam bench-server bench-explorer bench-cpu site lint smoke-dataset chromium wrk clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
+# Two installs into one .venv: the base package (server, explorer, importer: no torch) for `make
+# demo`/`serve`/`site`, and the model stack + dev tools for `make test`/`precompute`/`bench`.
 # pip's "Location ... is ignored" lines are noise from this machine's local indexes
-$(STAMP): pyproject.toml
+PIP_QUIET = 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+$(BASE_STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
-	set -o pipefail; $(BIN)/pip install --quiet -e '.[precompute,dev]' 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+	set -o pipefail; $(BIN)/pip install --quiet -e . $(PIP_QUIET)
+	touch $(BASE_STAMP)
+
+$(STAMP): $(BASE_STAMP)
+	set -o pipefail; $(BIN)/pip install --quiet -e '.[precompute,dev]' $(PIP_QUIET)
 	touch $(STAMP)
 
-setup: $(STAMP) ## create .venv with the tamscope console script, the model stack and dev tools
+setup-serve: $(BASE_STAMP) ## create .venv with the tamscope command for serving (no torch)
 
+setup: $(STAMP) ## create .venv with the tamscope command, the model stack and dev tools
+
+# the browser tests use the system Chromium (TAMSCOPE_CHROMIUM, or `chromium` on PATH); only
+# when there is none is it installed from Debian, which needs root
 chromium: ## install Debian's Chromium for the browser tests if it is missing
-	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	@if [ -n "$$TAMSCOPE_CHROMIUM" ] && [ -x "$$TAMSCOPE_CHROMIUM" ] || command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	else echo "no Chromium: install Debian's (sudo apt-get install chromium) or set TAMSCOPE_CHROMIUM" >&2; exit 1; fi
 
 wrk: ## install Debian's wrk for the server benchmark if it is missing
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) \
@@ -41,10 +55,10 @@ test-js: setup ## unit tests of the pure JS modules (node's built-in runner), ch
 	$(BIN)/python -m tests.js_golden
 	node --test frontend/tests/
 
-demo: setup ## open the explorer on the published dataset (or the embedded smoke dataset offline)
+demo: setup-serve ## open the explorer on the published dataset (or the embedded smoke dataset offline)
 	$(BIN)/tamscope demo
 
-serve: setup ## serve the embedded dataset on 127.0.0.1:8000
+serve: setup-serve ## serve the embedded dataset on 127.0.0.1:8000
 	$(BIN)/tamscope serve --data $(DATASET)
 
 precompute: setup ## run every precompute stage over PAINTINGS into OUT
@@ -68,7 +82,7 @@ bench-explorer: setup chromium ## explorer timings in headless Chromium
 bench-cpu: setup ## CPU time per painting of every stage, real model architectures with random weights (slow: ~15 min, 17 GB RAM)
 	$(BIN)/python -m bench.cpu --json build/bench-cpu.json
 
-site: setup ## static site of DATASET into build/site
+site: setup-serve ## static site of DATASET into build/site
 	$(BIN)/tamscope export-site $(DATASET) build/site
 
 lint: setup ## ruff

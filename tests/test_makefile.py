@@ -1,0 +1,77 @@
+"""The Makefile's promises to a newcomer (README, first screen): `make demo` installs the
+serve-only package (no torch, no dev tools); `make test` adds the model stack; the browser
+tests use a Chromium that is already there without asking for root."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from testkit import REPO
+
+MAKE = shutil.which("make")
+pytestmark = pytest.mark.skipif(MAKE is None, reason="make is not installed")
+
+
+def dry_run(target: str, venv: Path) -> list[str]:
+    """The commands `make TARGET` would run on a fresh machine (no .venv yet)."""
+    out = subprocess.run([MAKE, "-n", target, f"VENV={venv}"], cwd=REPO, capture_output=True, text=True, check=True)
+    return out.stdout.splitlines()
+
+
+def pip_installs(lines: list[str]) -> list[str]:
+    """What gets installed, each once (a recursive make prints its own plan again)."""
+    found = [m.group(1) for line in lines if (m := re.search(r"pip install (?:--quiet )?-e (\S+)", line))]
+    return list(dict.fromkeys(found))
+
+
+def test_demo_installs_the_serve_only_package(tmp_path):
+    lines = dry_run("demo", tmp_path / ".venv")
+    assert pip_installs(lines) == ["."]  # the base package: no [precompute] (torch), no [dev]
+    assert lines[-1].endswith("tamscope demo")
+    assert pip_installs(dry_run("serve", tmp_path / ".venv")) == ["."]
+
+
+def test_test_and_precompute_add_the_model_stack(tmp_path):
+    for target in ("test", "precompute"):
+        assert pip_installs(dry_run(target, tmp_path / ".venv")) == [".", "'.[precompute,dev]'"], target
+
+
+def fake_tools(folder: Path) -> Path:
+    """A PATH holding only `id` and an apt-get that leaves a mark (and would need root)."""
+    folder.mkdir()
+    os.symlink(shutil.which("id"), folder / "id")
+    (folder / "apt-get").write_text(f"#!/bin/sh\ntouch {folder}/apt-get-ran\nexit 100\n")
+    (folder / "apt-get").chmod(0o755)
+    return folder
+
+
+def make_chromium(env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([MAKE, "--no-print-directory", "chromium"], cwd=REPO, env=env, capture_output=True,
+                          text=True)
+
+
+def test_an_existing_chromium_needs_no_install(tmp_path):
+    tools = fake_tools(tmp_path / "bin")
+    fake = tmp_path / "bin" / "chromium"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    assert make_chromium({"PATH": str(tools)}).returncode == 0  # on PATH
+    fake.rename(tmp_path / "elsewhere-chromium")
+    assert make_chromium({"PATH": str(tools), "TAMSCOPE_CHROMIUM": str(tmp_path / "elsewhere-chromium")}).returncode == 0
+    assert not (tools / "apt-get-ran").exists()
+
+
+def test_no_chromium_without_root_says_what_to_do(tmp_path):
+    tools = fake_tools(tmp_path / "bin")
+    (tools / "id").unlink()
+    (tools / "id").write_text("#!/bin/sh\necho 1000\n")  # a user without root, whoever runs the test
+    (tools / "id").chmod(0o755)
+    done = make_chromium({"PATH": str(tools)})
+    assert done.returncode != 0 and "TAMSCOPE_CHROMIUM" in done.stderr and "apt-get install chromium" in done.stderr
+    assert not (tools / "apt-get-ran").exists()

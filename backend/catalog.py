@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 
 from backend.blobs import Blob, content_hash
-from contract.schema import ID_RE, DatasetManifest, PaintingRecord
+from contract.schema import DatasetManifest, PaintingRecord, is_valid_id
 from contract.store import MANIFEST, PAINTINGS, RECORD, STATS
 from contract.validate import validate_dataset
 
@@ -88,7 +88,7 @@ class ServedDataset:
 
 def dataset_id(root: Path, taken: set[str]) -> str:
     base = re.sub(r"[^A-Za-z0-9._-]+", "-", root.resolve().name).strip("-._") or "dataset"
-    base = base if ID_RE.match(base) else "dataset"
+    base = base if is_valid_id(base) else "dataset"
     candidate, n = base, 1
     while candidate in taken:
         n += 1

@@ -1,7 +1,9 @@
 """`tamscope demo` (`make demo`): the paper authors' published dataset, explored.
 
 1. Mirror their project page (150 paintings, ~40 MB) into --cache, once: see
-   sources.tamart_site. A complete cache is used without contacting the server.
+   sources.tamart_site. A complete cache is used without contacting the server. A file that
+   cannot be fetched does not stop the download: the paintings that need it are left out
+   (one line says which and why; the next run tries them again) and the others are served.
 2. Import it with import-tamart into --out when the mirrored content differs from what was
    imported last (a stamp in the cache records the digest), or when --out is missing or
    invalid. The import goes to a temporary sibling folder that replaces --out only when
@@ -61,7 +63,7 @@ def import_if_changed(mirror: MirrorResult, out: Path) -> bool:
         return False
     tmp, old = out.with_name(f".{out.name}.importing"), out.with_name(f".{out.name}.old")
     shutil.rmtree(tmp, ignore_errors=True)
-    ds = import_tamart(mirror.site, tmp)
+    ds = import_tamart(mirror.site, tmp, left_out=mirror.left_out)
     ds.save_stats(stats.compute(ds))
     problems = validate_dataset(tmp)
     if problems:
@@ -73,6 +75,15 @@ def import_if_changed(mirror: MirrorResult, out: Path) -> bool:
     shutil.rmtree(old, ignore_errors=True)
     atomic_write_json(stamp_path, stamp)
     return True
+
+
+def left_out_summary(mirror: MirrorResult, show: int = 3) -> str:
+    """One line: how many paintings are left out, and why for the first few."""
+    reasons = [f"{stem} ({why})" for stem, why in list(mirror.left_out.items())[:show]]
+    more = len(mirror.left_out) - len(reasons)
+    return (f"{len(mirror.left_out)} of {mirror.paintings} paintings left out, their download failed: "
+            + "; ".join(reasons) + (f"; and {more} more" if more > 0 else "")
+            + " (run the same command again to retry them)")
 
 
 def prepare(args: argparse.Namespace) -> tuple[int, list[Path]]:
@@ -97,11 +108,16 @@ def prepare(args: argparse.Namespace) -> tuple[int, list[Path]]:
         return 1, []
     if mirror.fetched:
         _say(f"downloaded {mirror.fetched} files ({mirror.bytes / 1e6:.1f} MB) into {args.cache}")
-    else:
+    elif not mirror.left_out:
         _say(f"the published dataset is already downloaded in {args.cache} ({mirror.paintings} paintings)")
+    if mirror.left_out:
+        _say(left_out_summary(mirror))
+    if len(mirror.left_out) >= mirror.paintings:
+        _say("no painting could be downloaded completely; run the same command again to retry")
+        return 1, []
     try:
         imported = import_if_changed(mirror, args.out)
-    except (ValueError, OSError) as exc:  # SiteError is a ValueError
+    except (ValueError, OSError) as exc:  # LayoutError is a ValueError
         _say(f"import failed: {exc}")
         return 1, []
     _say(f"{'imported' if imported else 'up to date'}: {args.out}")

@@ -38,7 +38,7 @@ from pathlib import Path, PurePosixPath
 
 from backend import FRONTEND
 from backend.http import CSP as SERVER_CSP
-from contract.schema import ID_RE, DatasetManifest, PaintingRecord
+from contract.schema import DatasetManifest, PaintingRecord, is_valid_id
 from contract.store import MANIFEST, PAINTINGS, RECORD, STATS
 
 MARKER = ".tamscope-site"
@@ -215,7 +215,7 @@ def export_site(dataset: Path, out: Path, ds_id: str | None = None, force: bool 
         lines = "\n  ".join(str(v) for v in violations[:20])
         raise ExportError(f"dataset {dataset} is invalid (`tamscope validate` lists everything):\n  {lines}")
     ds_id = ds_id or re.sub(r"[^A-Za-z0-9._-]+", "-", dataset.resolve().name).strip("-._") or "dataset"
-    if not ID_RE.match(ds_id):
+    if not is_valid_id(ds_id):
         raise ExportError(f"dataset id {ds_id!r} is not a valid id (letters, digits, . _ -)")
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a folder")

@@ -1,5 +1,5 @@
 """Names that cross the boundary between input folders and datasets: which files are
-paintings, and how a file name becomes a painting id (the id rule is contract.schema.ID_PATTERN)."""
+paintings, and how a file name becomes a painting id (the id rule is contract.schema.is_valid_id)."""
 
 from __future__ import annotations
 

@@ -36,17 +36,26 @@ from pydantic import (
 SCHEMA_VERSION = 1
 
 # Ids name folders and appear in URLs: a conservative alphabet, no leading dot (so never "..").
+# ID_PATTERN is for pydantic, FastAPI and JavaScript, whose `$` is the end of the text. In
+# Python `$` also matches before a final "\n", so Python code checks ids with is_valid_id
+# (a full match), never with re.match.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-ID_RE = re.compile(ID_PATTERN)
+_ID_RE = re.compile(ID_PATTERN)
 PaintingId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
-_REL_PATH_RE = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
+
+def is_valid_id(value: object) -> bool:
+    """The id rule: a string of 1-128 characters of [A-Za-z0-9._-], not starting with . _ -."""
+    return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
+
+
+_REL_PATH_RE = re.compile(r"[A-Za-z0-9._/-]{1,255}")
 
 
 def _relative_path(value: str) -> str:
     """A relative POSIX path inside its folder: no "..", no absolute root, no backslash."""
     parts = value.split("/")
-    if not _REL_PATH_RE.match(value) or value.startswith("/") or ".." in parts or "" in parts:
+    if not _REL_PATH_RE.fullmatch(value) or value.startswith("/") or ".." in parts or "" in parts:
         raise ValueError(f"{value!r} is not a relative path inside the folder")
     return value
 

@@ -14,19 +14,20 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import orjson
 from PIL import Image
 
+from contract.images import open_image
 from contract.schema import (
-    ID_RE,
     DatasetManifest,
     DatasetStats,
     Failure,
     PaintingRecord,
     PaintingSummary,
+    is_valid_id,
 )
 
 MANIFEST = "manifest.json"
@@ -86,9 +87,10 @@ def write_png(path: Path, array: np.ndarray) -> None:
     atomic_write_bytes(path, encode_png(array))
 
 
-def read_png_u8(path: Path) -> np.ndarray:
-    """PNG -> (H, W) uint8. RGBA masks (the published SAM masks) become their alpha > 0."""
-    with Image.open(path) as im:
+def read_png_u8(source: Path | IO[bytes]) -> np.ndarray:
+    """PNG (a path or a file object) -> (H, W) uint8. RGBA masks (the published SAM masks) become
+    their alpha > 0. Refuses other formats and images over the pixel limit (contract.images)."""
+    with open_image(source, formats=("PNG",)) as im:
         if im.mode in ("RGBA", "LA"):
             return (np.asarray(im.getchannel("A")) > 0).astype(np.uint8) * 255
         return np.asarray(im.convert("L"))
@@ -102,7 +104,7 @@ class Dataset:
 
     # paths -------------------------------------------------------------------------------
     def painting_dir(self, pid: str) -> Path:
-        if not ID_RE.match(pid):
+        if not is_valid_id(pid):
             raise ValueError(f"invalid painting id {pid!r}")
         return self.root / PAINTINGS / pid
 
@@ -131,7 +133,7 @@ class Dataset:
         base = self.root / PAINTINGS
         if not base.is_dir():
             return []
-        return sorted(p.name for p in base.iterdir() if ID_RE.match(p.name) and (p / RECORD).is_file())
+        return sorted(p.name for p in base.iterdir() if is_valid_id(p.name) and (p / RECORD).is_file())
 
     def records(self) -> Iterator[PaintingRecord]:
         for pid in self.painting_ids():

@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 
-from contract.schema import ID_RE, DatasetManifest, DatasetStats, PaintingRecord
+from contract.schema import DatasetManifest, DatasetStats, PaintingRecord, is_valid_id
 from contract.store import MANIFEST, PAINTINGS, RECORD, STATS
 
 
@@ -105,7 +105,7 @@ def validate_dataset(root: Path) -> list[Violation]:
     on_disk = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
     for name in on_disk:
         where = f"{PAINTINGS}/{name}/{RECORD}"
-        if not ID_RE.match(name):
+        if not is_valid_id(name):
             out.append(Violation(f"{PAINTINGS}/{name}", "folder name is not a valid painting id"))
             continue
         try:

@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import csv
 import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from contract.images import MAX_PIXELS, ImageTooLarge, open_image
 from contract.names import IMAGE_SUFFIXES, slugify
 from contract.schema import Annotations
 from precompute.runner import PaintingError
 
 MIN_SIDE = 28  # Qwen2-VL's resize unit: a 28x28 image is one merged vision token
-MAX_PIXELS = 100_000_000  # refuse larger images before decoding them (decompression bombs)
 ANNOTATION_FIELDS = ("title", "artist", "year", "style", "genre")
 
 
@@ -87,18 +86,12 @@ def load_painting(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     if not data:
         raise PaintingError(f"{name} is an empty file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:  # the header alone claims a giant image
-        raise PaintingError(f"{name} is too large to decode safely, over the {max_pixels / 1e6:.0f} MP "
-                            f"limit ({exc})") from None
-    except UnidentifiedImageError:
-        raise PaintingError(f"{name} is not an image (or a format Pillow cannot read)") from None
+        im = open_image(io.BytesIO(data), max_pixels=max_pixels)  # the size is checked from the header
+    except ImageTooLarge as exc:
+        raise PaintingError(f"{name}: {exc}; downscale it first") from None
+    except UnidentifiedImageError as exc:
+        raise PaintingError(f"{name} is {exc}") from None
     w, h = im.size
-    if w * h > max_pixels:
-        raise PaintingError(f"{name} is {w}x{h} = {w * h / 1e6:.0f} megapixels, more than the "
-                            f"{max_pixels / 1e6:.0f} MP limit; downscale it first")
     if min(w, h) < MIN_SIDE:
         raise PaintingError(f"{name} is {w}x{h} pixels; the captioner needs at least {MIN_SIDE}x{MIN_SIDE}")
     try:

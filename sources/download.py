@@ -5,7 +5,8 @@ Standard library only (urllib), so the server install needs nothing more. One `F
   content that fails its check; honours Retry-After; gives up at once on other 4xx;
 - `download()` writes to `<name>.part` in the target folder and renames it over the final name
   only after the size check (Content-Length / Content-Range) and the caller's content check
-  pass, so a final name never holds half a file. A dropped transfer resumes with an HTTP Range
+  pass, so a final name never holds half a file. A file over the caller's `max_bytes` is
+  refused as soon as its announced size or the bytes received exceed it, and not retried. A dropped transfer resumes with an HTTP Range
   request (guarded by If-Range with the ETag the first response carried, kept next to the part
   file so a re-run resumes too); a server that ignores Range answers 200 and we restart;
 - a minimum delay between request starts (politeness towards public APIs);
@@ -65,6 +66,10 @@ class HTTPStatusError(DownloadError):
 
 class ContentError(DownloadError):
     """Bytes arrived but are wrong: short, too long, or failing the caller's content check."""
+
+
+class TooLarge(ContentError):
+    """The file is larger than the caller accepts: retrying cannot help."""
 
 
 class _Dropped(DownloadError):
@@ -164,6 +169,8 @@ class Fetcher:
                 if exc.status not in RETRY_STATUS:
                     raise HTTPStatusError(f"{label}: {exc}", exc.status, exc.retry_after, exc.body) from None
                 last = exc
+            except TooLarge as exc:
+                raise TooLarge(f"{label}: {exc}") from None
             except DownloadError as exc:
                 last = exc
             if attempt < self.retries:
@@ -181,12 +188,12 @@ class Fetcher:
 
     # whole bodies (API calls, small JSON) ---------------------------------------------------
     def get(self, url: str, *, label: str | None = None, check: Callable[[bytes], None] | None = None,
-            retry_unreachable: bool = True, timeout: float | None = None) -> bytes:
+            retry_unreachable: bool = True, timeout: float | None = None, max_bytes: int | None = None) -> bytes:
         """The body of url; `check(body)` raises ContentError for a wrong body (retried)."""
 
         def attempt() -> bytes:
             with self.open(url, timeout=timeout) as resp:
-                body = _read_all(resp)
+                body = _read_all(resp, max_bytes)
             if check:
                 check(body)
             return body
@@ -196,7 +203,7 @@ class Fetcher:
     # files --------------------------------------------------------------------------------
     def download(self, url: str, dest: Path, *, label: str | None = None,
                  check: Callable[[Path], None] | None = None, on_bytes: Callable[[int], None] | None = None,
-                 retry_unreachable: bool = True, timeout: float | None = None) -> int:
+                 retry_unreachable: bool = True, timeout: float | None = None, max_bytes: int | None = None) -> int:
         """Fetch url into dest atomically; returns the bytes transferred.
 
         `check(path)` inspects the complete part file and raises ContentError when its content
@@ -209,7 +216,7 @@ class Fetcher:
         moved = [0]
 
         def attempt() -> int:
-            _fetch_into(self, url, part, tag, moved, on_bytes, timeout)
+            _fetch_into(self, url, part, tag, moved, on_bytes, timeout, max_bytes)
             if check:
                 try:
                     check(part)
@@ -225,12 +232,20 @@ class Fetcher:
         return self._retry(label or dest.name, attempt, retry_unreachable)
 
 
-def _read_all(resp: http.client.HTTPResponse) -> bytes:
+def _too_large(size: int, max_bytes: int | None) -> None:
+    if max_bytes is not None and size > max_bytes:
+        raise TooLarge(f"larger than the {max_bytes:,}-byte limit ({size:,} bytes or more)")
+
+
+def _read_all(resp: http.client.HTTPResponse, max_bytes: int | None = None) -> bytes:
     expected = resp.headers.get("Content-Length")
+    if expected is not None and expected.isdigit():
+        _too_large(int(expected), max_bytes)
     try:
-        body = resp.read()
+        body = resp.read() if max_bytes is None else resp.read(max_bytes + 1)
     except (http.client.IncompleteRead, ConnectionError, TimeoutError) as exc:
         raise _Dropped(f"transfer interrupted ({exc.__class__.__name__})") from None
+    _too_large(len(body), max_bytes)
     if expected is not None and expected.isdigit() and len(body) != int(expected):
         raise _Dropped(f"got {len(body)} of {expected} bytes")
     return body
@@ -253,7 +268,7 @@ def _content_range(value: str | None) -> tuple[int, int | None] | None:
 
 
 def _fetch_into(fetcher: Fetcher, url: str, part: Path, tag: Path, moved: list[int],
-                on_bytes: Callable[[int], None] | None, timeout: float | None) -> None:
+                on_bytes: Callable[[int], None] | None, timeout: float | None, max_bytes: int | None) -> None:
     """One attempt: (re)start or resume part; raise _Dropped when it stays short."""
     have = part.stat().st_size if part.is_file() else 0
     headers = {}
@@ -286,6 +301,9 @@ def _fetch_into(fetcher: Fetcher, url: str, part: Path, tag: Path, moved: list[i
                 tag.unlink(missing_ok=True)
         else:
             raise DownloadError(f"unexpected HTTP {resp.status}")
+        if total is not None and max_bytes is not None and total > max_bytes:
+            _discard(part, tag)
+            _too_large(total, max_bytes)
         size = have
         with open(part, mode) as f:
             try:
@@ -295,10 +313,15 @@ def _fetch_into(fetcher: Fetcher, url: str, part: Path, tag: Path, moved: list[i
                     moved[0] += len(chunk)
                     if on_bytes:
                         on_bytes(len(chunk))
+                    if max_bytes is not None and size > max_bytes:  # no Content-Length, or a lying one
+                        break
             except (http.client.IncompleteRead, ConnectionError, TimeoutError) as exc:
                 raise _Dropped(f"transfer interrupted at byte {size} ({exc.__class__.__name__})") from None
             finally:
                 f.flush()
+    if max_bytes is not None and size > max_bytes:
+        _discard(part, tag)
+        _too_large(size, max_bytes)
     # http.client returns b"" (no error) when the peer closes early: the size check catches it
     if total is not None and size < total:
         raise _Dropped(f"connection closed at byte {size} of {total}")

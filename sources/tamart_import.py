@@ -20,25 +20,38 @@ We keep their maps, spans, masks and verdicts, and record where everything came 
 - Metrics (entropy, Gini, top-10%, Otsu, IoU) are recomputed with contract.metrics.
 - Ground-truth artist names carry trailing spaces in their data ("van Gogh Vincent "):
   stripped. No token data was published, so records have no tokens.
+
+The folder is untrusted input (a download). Its JSON is read through sources.tamart_format
+(ids by the full id rule, plain file names, bounded numbers, one entry per stem up to case)
+and every file through read_site_file: it must resolve inside SITE after following symlinks,
+be a regular file and stay under a size limit; images open only as JPEG/PNG under the pixel
+limit of contract.images. A painting is built in memory and written only when all of it is
+good. One that fails for any reason is recorded as a failure and the import goes on: as a
+failure record when its stem is a valid id of its own, otherwise (an invalid stem, or one
+that collides with an earlier painting) in the manifest's provenance only, since a folder
+for it would be wrong or would overwrite the other painting.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import io
+import os
+import stat
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import orjson
 from PIL import Image
 from tqdm import tqdm
 
+from contract.images import open_image
 from contract.metrics import gini, iou, otsu, spatial_entropy, top_mass
 from contract.schema import (
-    ID_RE,
     SEGMENTABLE,
     Annotations,
-    Category,
     Failure,
     Grid,
     ImageRef,
@@ -52,6 +65,16 @@ from contract.schema import (
 )
 from contract.store import Dataset, atomic_write_bytes, encode_png, read_png_u8, utcnow
 from contract.textmatch import find_phrase
+from sources.tamart_format import (
+    INDEX,
+    MASKS,
+    MAX_FILE_BYTES,
+    Verdicts,
+    painting_json,
+    read_index,
+    read_painting,
+    safe_asset_path,
+)
 
 SOURCE = {"repository": "nicolafan/tamart", "branch": "gh-pages", "licence": "MIT",
           "paper": "Understanding How MLLMs Describe Artworks Using Token Activation Maps"}
@@ -67,6 +90,32 @@ class LayoutError(ValueError):
 
 def _clean(text):
     return text.strip() if isinstance(text, str) else text
+
+
+def read_site_file(site: Path, rel: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of the file `rel` names inside `site` (an absolute, resolved folder).
+
+    `rel` must be a plain path under assets/; what it leads to, after following every symlink
+    on the way, must be inside site (a symlinked file or folder leading elsewhere is refused)
+    and a regular file (a FIFO would block the import, a device never end) of at most `limit`
+    bytes. The file is opened without following a symlink swapped in after the check.
+    """
+    safe_asset_path(rel)
+    path = (site / rel).resolve()
+    if not path.is_relative_to(site):
+        raise LayoutError(f"{rel} leads outside the site folder (through a symlink)")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise LayoutError(f"{rel} is missing") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise LayoutError(f"{rel} is not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise LayoutError(f"{rel} is larger than the {limit / 2**20:.0f} MB limit")
+    return data
 
 
 def locate_spans(data: dict) -> tuple[list[tuple[int, int] | None], dict[str, int]]:
@@ -103,103 +152,132 @@ def locate_spans(data: dict) -> tuple[list[tuple[int, int] | None], dict[str, in
     return offsets, counts
 
 
-def import_painting(site: Path, data: dict, ds: Dataset) -> PaintingRecord:
-    stem = data["stem"]
-    if not ID_RE.match(stem):
-        raise LayoutError(f"painting stem {stem!r} is not a valid id")
-    folder = ds.painting_dir(stem)
-    image_path = site / data["image"]
-    atomic_write_bytes(folder / "canvas.jpg", image_path.read_bytes())
-    with Image.open(image_path) as im:
-        w, h = im.size
+def import_painting(site: Path, stem: str) -> tuple[PaintingRecord, dict[str, bytes]]:
+    """The record of painting `stem` and its files ({path in the painting folder: bytes}),
+    built in memory: nothing is written unless all of it is good."""
+    data_file = read_site_file(site, painting_json(stem))
+    with _reading(painting_json(stem)):
+        data = read_painting(stem, data_file)
+    image = read_site_file(site, data.image)
+    with _reading(data.image), open_image(io.BytesIO(image), formats=("JPEG", "PNG")) as im:
+        im.load()  # decodes everything: a truncated file fails here
+        canvas, (w, h) = ("canvas.png" if im.format == "PNG" else "canvas.jpg"), im.size
         thumb = im.convert("RGB")
-        thumb.thumbnail((256, 256))
-        from io import BytesIO
-
-        buf = BytesIO()
-        thumb.save(buf, format="JPEG", quality=85)
-        atomic_write_bytes(folder / "thumb.jpg", buf.getvalue())
-    if (w, h) != (data["w"], data["h"]):
-        raise LayoutError(f"{stem}: image is {w}x{h}, the data says {data['w']}x{data['h']}")
-    gh, gw = data["grid_h"], data["grid_w"]
-    offsets, counts = locate_spans(data)
+    thumb.thumbnail((256, 256))
+    files = {canvas: image, "thumb.jpg": _jpeg(thumb)}
+    if (w, h) != (data.w, data.h):
+        raise LayoutError(f"{stem}: image is {w}x{h}, the data says {data.w}x{data.h}")
+    gh, gw = data.grid_h, data.grid_w
+    offsets, counts = locate_spans(data.model_dump())
     spans = []
-    for k, (where, raw) in enumerate(zip(offsets, data.get("spans", []), strict=True)):
-        grid_map = np.frombuffer(base64.b64decode(raw["map"]), dtype=np.uint8)
+    for k, (where, raw) in enumerate(zip(offsets, data.spans, strict=True)):
+        grid_map = np.frombuffer(base64.b64decode(raw.map, validate=True), dtype=np.uint8)
         if grid_map.size != gh * gw:
             raise LayoutError(f"{stem}: span map of {grid_map.size} values for a {gh}x{gw} grid")
         grid_map = grid_map.reshape(gh, gw)
         png = f"spans/{k}.png"
-        atomic_write_bytes(folder / png, encode_png(grid_map))
+        files[png] = encode_png(grid_map)
         threshold, otsu_mask = otsu(grid_map, (w, h))
-        category = Category(raw["cat"])
         sam = None
-        if category in SEGMENTABLE:
-            if raw.get("sam"):
-                sam_mask = read_png_u8(site / "assets" / "masks" / raw["sam"]) > 0
+        if raw.cat in SEGMENTABLE:
+            if raw.sam:
+                mask_file = read_site_file(site, f"{MASKS}/{raw.sam}")
+                with _reading(f"{MASKS}/{raw.sam}"):
+                    sam_mask = read_png_u8(io.BytesIO(mask_file)) > 0
                 if sam_mask.shape != (h, w):
-                    raise LayoutError(f"{stem}: mask {raw['sam']} is not {w}x{h}")
-                atomic_write_bytes(folder / f"sam/{k}.png", encode_png(sam_mask.astype(np.uint8) * 255))
-                sam = SamResult(mask=f"sam/{k}.png", instances=int(raw.get("sam_n") or 1),
-                                iou=iou(otsu_mask, sam_mask))
+                    raise LayoutError(f"{stem}: mask {raw.sam} is not {w}x{h}")
+                files[f"sam/{k}.png"] = encode_png(sam_mask.astype(np.uint8) * 255)
+                sam = SamResult(mask=f"sam/{k}.png", instances=raw.sam_n or 1, iou=iou(otsu_mask, sam_mask))
             else:
                 sam = SamResult(instances=0)
         start, end = where if where is not None else (None, None)
-        text = data["caption"][start:end] if where is not None else raw.get("word", "")
-        spans.append(Span(index=k, text=text, start=start, end=end, category=category,
+        text = data.caption[start:end] if where is not None else raw.word
+        spans.append(Span(index=k, text=text, start=start, end=end, category=raw.cat,
                           map=MapRef(png=png, lo=0.0, hi=1.0), otsu_threshold=threshold,
                           metrics=SpanMetrics(entropy=spatial_entropy(grid_map), gini=gini(grid_map),
                                               top10_mass=top_mass(grid_map)), sam=sam))
-    meta = data.get("meta") or {}
-    return PaintingRecord(
-        id=stem, source_file=Path(data["image"]).name,
-        annotations=Annotations(title=_clean(data.get("gt_title")), artist=_clean(data.get("gt_artist")),
-                                year=data.get("year"), style=_clean(data.get("style")), genre=_clean(data.get("genre"))),
-        canvas=ImageRef(path="canvas.jpg", width=w, height=h),
+    meta = data.meta or Verdicts()
+    record = PaintingRecord(
+        id=stem, source_file=Path(data.image).name,
+        annotations=Annotations(title=_clean(data.gt_title), artist=_clean(data.gt_artist),
+                                year=data.year, style=_clean(data.style), genre=_clean(data.genre)),
+        canvas=ImageRef(path=canvas, width=w, height=h),
         thumb=ImageRef(path="thumb.jpg", width=thumb.width, height=thumb.height),
-        grid=Grid(h=gh, w=gw), prompt=PROMPT, caption=data["caption"], spans=spans,
-        metadata=MetadataVerdict(title_claimed=meta.get("title_pred"), artist_claimed=meta.get("artist_pred"),
-                                 title_correct=meta.get("title_correct"), artist_correct=meta.get("artist_correct"),
+        grid=Grid(h=gh, w=gw), prompt=PROMPT, caption=data.caption, spans=spans,
+        metadata=MetadataVerdict(title_claimed=meta.title_pred, artist_claimed=meta.artist_pred,
+                                 title_correct=meta.title_correct, artist_correct=meta.artist_correct,
                                  source="tamart"),
         stages={"import-tamart": {"finished": utcnow(), "settings": {"source": "tamart"}}},
-        provenance={"source": SOURCE, "file": f"assets/data/paintings/{stem}.json",
+        provenance={"source": SOURCE, "file": painting_json(stem),
                     "span_matching": counts,
-                    "published_span_count": len(data.get("spans", []))},
+                    "published_span_count": len(data.spans)},
     )
+    return record, files
 
 
-def import_tamart(site: Path, out: Path) -> Dataset:
-    """Import every painting of index.json. A painting that cannot be imported (missing or
-    malformed file) is recorded as a failed painting and the import goes on."""
-    site, ds = Path(site), Dataset(out)
-    index_path = site / "assets" / "data" / "index.json"
-    if not index_path.is_file():
-        raise LayoutError(f"{site} is not a project-page folder: {index_path} is missing")
-    index = orjson.loads(index_path.read_bytes())
-    stems = [p["stem"] for p in index.get("paintings", [])]
-    not_in_caption, failed = 0, {}
+def _jpeg(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+def _reason(exc: Exception) -> str:
+    # our checks raise ValueErrors that say what is wrong; anything else a library raises on a
+    # hostile file (Pillow: SyntaxError, struct.error, EOFError ...) is named by its type too
+    return str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+
+
+@contextmanager
+def _reading(rel: str) -> Iterator[None]:
+    """Name the file when decoding it fails."""
+    try:
+        yield
+    except LayoutError:
+        raise
+    except Exception as exc:
+        raise LayoutError(f"{rel}: {_reason(exc)}") from exc
+
+
+def import_tamart(site: Path, out: Path, left_out: Mapping[str, str] | None = None) -> Dataset:
+    """Import every painting of index.json, except those in `left_out` ({stem: why}, kept in
+    the provenance: `tamscope demo` leaves out paintings whose download failed). A painting
+    that cannot be imported is recorded as a failure and the import goes on (module docstring)."""
+    site, ds, left_out = Path(site).resolve(), Dataset(out), dict(left_out or {})
+    try:
+        index = read_site_file(site, INDEX)
+        with _reading(INDEX):
+            stems, refused = read_index(index)
+    except ValueError as exc:
+        raise LayoutError(f"{site} is not a project-page folder: {exc}") from None
+    failed, not_in_caption, imported = dict(refused), 0, 0
     for stem in tqdm(stems, desc="import-tamart", unit="painting", dynamic_ncols=True):
-        path = site / "assets" / "data" / "paintings" / f"{stem}.json"
-        try:
-            if not path.is_file():
-                raise LayoutError(f"{path.name} is missing (listed in index.json)")
-            record = import_painting(site, orjson.loads(path.read_bytes()), ds)
-        except (LayoutError, OSError, ValueError, KeyError, TypeError) as exc:  # one bad painting is data
-            failed[stem] = str(exc) if isinstance(exc, LayoutError) else f"{type(exc).__name__}: {exc}"
-            if ID_RE.match(stem):
-                ds.save_record(PaintingRecord(id=stem, failures=[
-                    Failure(stage="import-tamart", error=failed[stem], time=utcnow())]))
+        if stem in left_out:
             continue
-        not_in_caption += record.provenance["span_matching"]["not_in_caption"]
+        try:
+            record, files = import_painting(site, stem)
+        except Exception as exc:  # one bad painting is data, whatever the library that choked on it
+            failed[stem] = _reason(exc)
+            ds.save_record(PaintingRecord(id=stem, failures=[
+                Failure(stage="import-tamart", error=failed[stem], time=utcnow())]))
+            continue
+        folder = ds.painting_dir(stem)
+        for rel, data in files.items():
+            atomic_write_bytes(folder / rel, data)
         ds.save_record(record)
+        not_in_caption += record.provenance["span_matching"]["not_in_caption"]
+        imported += 1
     ds.refresh_manifest(
         name="tamart", label=None, prompt=PROMPT, models=MODELS,
         description=("The paper authors' published results: Qwen2-VL-2B captions, spans typed by Qwen3-4B, "
                      "TAM span maps and SAM 3 masks (imported from their project page)."),
-        provenance={**SOURCE, "imported": utcnow(), "paintings": len(stems), "spans_not_in_caption": not_in_caption,
-                    "import_failures": failed})
-    for stem, error in failed.items():
-        print(f"import-tamart: {stem}: {error}")
+        provenance={**SOURCE, "imported": utcnow(), "paintings": len(stems) + len(refused),
+                    "spans_not_in_caption": not_in_caption,
+                    "import_failures": failed, "left_out": left_out})
+    print(f"import-tamart: {imported} of {len(stems) + len(refused)} paintings imported"
+          + (f"; {len(left_out)} left out (listed in the manifest's provenance)" if left_out else "")
+          + (f"; {len(failed)} failed:" if failed else ""))
+    for what, error in failed.items():
+        print(f"  {what}: {error}")
     return ds
 
 

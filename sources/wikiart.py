@@ -34,9 +34,9 @@ from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import orjson
-from PIL import Image
 from tqdm import tqdm
 
+from contract.images import open_image
 from contract.names import IMAGE_SUFFIXES, slugify
 from contract.store import atomic_write_json, utcnow
 from sources.download import (
@@ -51,7 +51,6 @@ from sources.download import (
 DEFAULT_API = "https://www.wikiart.org/en/api/2/"
 STATE = "wikiart.json"
 ANNOTATIONS = "annotations.json"
-IMAGE_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF", "BMP", "MPO"}  # MPO: a JPEG with extra frames
 SIZE_TOKEN = re.compile(r"^(?P<original>.+?\.(?:jpe?g|png|webp|tiff?|bmp|gif))![^/]*$", re.IGNORECASE)
 
 
@@ -81,13 +80,10 @@ def image_suffix(url: str) -> str:
 
 def check_image(path: Path) -> None:
     try:
-        with Image.open(io.BytesIO(path.read_bytes())) as im:
+        with open_image(io.BytesIO(path.read_bytes())) as im:  # only the formats precompute reads
             im.load()
-            fmt = im.format
     except Exception as exc:
         raise ContentError(f"not a readable image ({exc})") from None
-    if fmt not in IMAGE_FORMATS:
-        raise ContentError(f"image format {fmt} is not one precompute reads")
 
 
 def check_json(body: bytes) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import shutil
 import socket
 import sys
 from pathlib import Path
@@ -23,12 +22,16 @@ import pytest
 from backend import demo
 from contract.store import Dataset
 from contract.validate import validate_dataset
-from sources.download import ContentError, Fetcher, HTTPStatusError, Unreachable
-from sources.tamart_site import MARKER, SiteMirror
+from sources import tamart_site
+from sources.download import Fetcher, TooLarge, Unreachable
+from sources.tamart_site import SiteMirror, check_cache
 from tamscope import cli
 from testkit.net import free_port
 from tests.localhttp import LocalServer
+from tests.sitecopy import mini_site
 
+STARRY, SUNRISE = "0002_the-starry-night-1889", "0010_impression-sunrise"
+INDEX = "assets/data/index.json"
 IMG = "assets/img/0010_impression-sunrise.jpg"
 JSON = "assets/data/paintings/0010_impression-sunrise.json"
 MASK = "assets/masks/0010_impression-sunrise__1.png"
@@ -69,22 +72,6 @@ class Site:
                                               "Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"})
         stop = fault[1] if isinstance(fault, tuple) and fault[0] == "drop" else None
         return h.send(200, data, {"ETag": etag}, stop_after=stop)
-
-
-def mini_site(sample: Path, dest: Path, stems: list[str]) -> Path:
-    """A copy of the sample reduced to a few paintings (fast tests of one behaviour)."""
-    index = orjson.loads((sample / "assets/data/index.json").read_bytes())
-    index["paintings"] = [p for p in index["paintings"] if p["stem"] in stems]
-    (dest / "assets/data/paintings").mkdir(parents=True)
-    (dest / "assets/img").mkdir()
-    (dest / "assets/masks").mkdir()
-    (dest / "assets/data/index.json").write_bytes(orjson.dumps(index))
-    for stem in stems:
-        shutil.copy(sample / f"assets/data/paintings/{stem}.json", dest / f"assets/data/paintings/{stem}.json")
-        shutil.copy(sample / f"assets/img/{stem}.jpg", dest / f"assets/img/{stem}.jpg")
-        for mask in (sample / "assets/masks").glob(f"{stem}__*.png"):
-            shutil.copy(mask, dest / "assets/masks" / mask.name)
-    return dest
 
 
 def site_files(root: Path) -> dict[str, bytes]:
@@ -220,40 +207,143 @@ def test_bad_answer_once_is_retried(mini, fault):
     assert (mini.cache / IMG).read_bytes() == (mini.root / IMG).read_bytes()
 
 
+# one bad file: recorded, the rest goes on ------------------------------------------------------
+def files_of(root: Path, stem: str) -> dict[str, bytes]:
+    return {rel: data for rel, data in site_files(root).items() if stem in rel}
+
+
 @pytest.mark.parametrize("path, fault, reason", [
     (IMG, "truncate", "not a readable image"),
     (MASK, "garbage", "not a readable image"),
     (JSON, "badjson", "not valid JSON"),
+    (MASK, 500, "HTTP 500"),
 ])
-def test_corrupt_file_fails_clearly_naming_it(mini, path, fault, reason):
+def test_a_bad_file_is_recorded_and_the_rest_is_downloaded(mini, path, fault, reason):
     site = Site(mini.root)
     site.faults[path] = [fault] * 10
-    with LocalServer(site) as srv, pytest.raises(ContentError) as err:
-        SiteMirror(srv.url + "tamart/", mini.cache, fast_fetcher(retries=2)).run()
-    message = str(err.value)
-    assert message.startswith(path) and reason in message and "after 3 attempts" in message
-    assert len(site.requests_for(path)) == 3
-    assert not (mini.cache / path).exists() and not list(mini.cache.rglob("*.part"))
-    assert not (mini.cache / MARKER).exists()
+    with LocalServer(site) as srv:
+        result = SiteMirror(srv.url + "tamart/", mini.cache, fast_fetcher(retries=2)).run()
+        assert list(result.left_out) == [SUNRISE]
+        why = result.left_out[SUNRISE]
+        assert why.startswith(path) and reason in why and "after 3 attempts" in why, why
+        assert len(site.requests_for(path)) == 3
+        assert not (mini.cache / path).exists() and not list(mini.cache.rglob("*.part"))
+        # the other painting is complete, byte for byte, and is what the result lists
+        starry = files_of(mini.root, STARRY)
+        assert files_of(mini.cache, STARRY) == starry
+        assert set(result.files) == {INDEX, *starry}
+        assert check_cache(mini.cache, srv.url + "tamart/")[0] is None  # not complete: no request-free start
+
+        # the next run fetches what is still missing, and only that
+        site.faults.clear()
+        cached = set(site_files(mini.cache))
+        before = len(site.log)
+        again = SiteMirror(srv.url + "tamart/", mini.cache, fast_fetcher()).run()
+    assert again.left_out == {} and site_files(mini.cache) == site_files(mini.root)
+    assert {rel for rel, _ in site.log[before:]} == set(site_files(mini.root)) - cached
 
 
-def test_file_named_by_a_painting_but_missing_is_named(mini):
+def test_a_missing_file_is_named_with_the_painting_json_that_names_it(mini):
     (mini.root / MASK).unlink()
     site = Site(mini.root)
-    with LocalServer(site) as srv, pytest.raises(HTTPStatusError) as err:
-        SiteMirror(srv.url + "tamart/", mini.cache, fast_fetcher()).run()
-    assert str(err.value).startswith(f"{MASK} (named by {JSON}): HTTP 404")
+    with LocalServer(site) as srv:
+        result = SiteMirror(srv.url + "tamart/", mini.cache, fast_fetcher()).run()
+    assert list(result.left_out) == [SUNRISE]
+    assert result.left_out[SUNRISE].startswith(f"{MASK} (named by {JSON}): HTTP 404")
     assert len(site.requests_for(MASK)) == 1  # a 404 is not retried
+    assert files_of(mini.cache, STARRY) == files_of(mini.root, STARRY)
 
 
-def test_demo_reports_a_corrupt_file_and_stops(mini, tmp_path):
+def test_a_file_over_the_size_limit_is_refused_without_retrying(mini, monkeypatch):
+    starry_image = f"assets/img/{STARRY}.jpg"
+    limit = 200_000
+    sizes = {rel: len(data) for rel, data in site_files(mini.root).items()}
+    assert sizes[starry_image] > limit and max(v for k, v in sizes.items() if k != starry_image) <= limit
+    monkeypatch.setattr(tamart_site, "MAX_FILE_BYTES", limit)
+    site = Site(mini.root)
+    with LocalServer(site) as srv:
+        result = SiteMirror(srv.url + "tamart/", mini.cache, fast_fetcher()).run()
+    assert list(result.left_out) == [STARRY]
+    assert "larger than the 200,000-byte limit" in result.left_out[STARRY]
+    assert len(site.requests_for(starry_image)) == 1
+    assert not list(mini.cache.rglob("*.part*")) and not (mini.cache / starry_image).exists()
+    assert files_of(mini.cache, SUNRISE) == files_of(mini.root, SUNRISE)
+
+
+def test_a_body_without_length_is_cut_at_the_size_limit(tmp_path):
+    def endless(h):  # no Content-Length: the body ends when the server closes the connection
+        h.send_response(200)
+        h.end_headers()
+        for _ in range(100):
+            h.wfile.write(b"x" * 10_000)
+        h.close_connection = True
+
+    fetcher = fast_fetcher()
+    with LocalServer(endless) as srv, pytest.raises(TooLarge, match="10,000-byte limit"):
+        fetcher.download(srv.url + "big", tmp_path / "big", max_bytes=10_000)
+    assert fetcher.requests == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_a_cached_file_whose_bytes_changed_is_fetched_again(mini):
+    site = Site(mini.root)
+    with LocalServer(site) as srv:
+        SiteMirror(srv.url + "tamart/", mini.cache, fast_fetcher()).run()
+        damaged = bytearray((mini.cache / IMG).read_bytes())
+        damaged[5000:5010] = bytes(10)  # same size, other bytes: only the SHA-256 tells
+        (mini.cache / IMG).write_bytes(bytes(damaged))
+        before = len(site.log)
+        result = SiteMirror(srv.url + "tamart/", mini.cache, fast_fetcher()).run()
+    assert [rel for rel, _ in site.log[before:]] == [IMG]
+    assert site_files(mini.cache) == site_files(mini.root) and result.left_out == {}
+
+
+def test_index_entries_that_are_not_ids_do_not_stop_the_download(mini, tmp_path):
+    index = orjson.loads((mini.root / INDEX).read_bytes())
+    index["paintings"] += [{"stem": "../../x"}, {"stem": STARRY + "\n"}, {"stem": STARRY.upper()}]
+    (mini.root / INDEX).write_bytes(orjson.dumps(index))
+    site = Site(mini.root)
+    with LocalServer(site) as srv:
+        code, output = run_demo("--base-url", srv.url + "tamart/", "--cache", str(mini.cache),
+                                "--out", str(tmp_path / "out"))
+    assert code == 0, output
+    assert {rel for rel, _ in site.log} == set(site_files(mini.root))  # nothing else was asked for
+    assert Dataset(tmp_path / "out").painting_ids() == [STARRY, SUNRISE]
+    assert "3 failed:" in output and "'../../x' is not a valid painting id" in output
+
+
+def test_demo_serves_the_complete_paintings_and_names_the_ones_left_out(mini, tmp_path):
     site = Site(mini.root)
     site.faults[JSON] = ["badjson"] * 10
+    out = tmp_path / "out"
+    args = ("--base-url", None, "--cache", str(mini.cache), "--out", str(out), "--retries", "0")
+    with LocalServer(site) as srv:
+        args = (args[0], srv.url + "tamart/", *args[2:])
+        code, output = run_demo(*args)
+        assert code == 0, output
+        summary = [line for line in output.splitlines() if line.startswith("demo:") and "left out" in line]
+        assert len(summary) == 1, output
+        assert summary[0].startswith(f"demo: 1 of 2 paintings left out, their download failed: {SUNRISE} "
+                                     f"({JSON}: not valid JSON (")
+        assert summary[0].endswith("(after 1 attempt)) (run the same command again to retry them)")
+        assert Dataset(out).painting_ids() == [STARRY] and validate_dataset(out) == []
+        assert list(Dataset(out).manifest().provenance["left_out"]) == [SUNRISE]
+        assert output.splitlines()[-1] == f"demo: --no-serve: would serve {out} and {demo.SMOKE}"
+
+        site.faults.clear()  # the server is well again: the painting arrives
+        code, output = run_demo(*args)
+    assert code == 0 and "left out" not in output and f"imported: {out}" in output, output
+    assert Dataset(out).painting_ids() == [STARRY, SUNRISE] and validate_dataset(out) == []
+
+
+def test_demo_with_no_complete_painting_fails(mini, tmp_path):
+    site = Site(mini.root)
+    for stem in (STARRY, SUNRISE):
+        site.faults[f"assets/data/paintings/{stem}.json"] = ["badjson"] * 10
     with LocalServer(site) as srv:
         code, output = run_demo("--base-url", srv.url + "tamart/", "--cache", str(mini.cache),
                                 "--out", str(tmp_path / "out"), "--retries", "0")
     assert code == 1
-    assert f"demo: download failed: {JSON}: not valid JSON" in output and "again to resume" in output
+    assert "2 of 2 paintings left out" in output and "no painting could be downloaded completely" in output
     assert not (tmp_path / "out").exists()
 
 
@@ -271,8 +361,9 @@ def test_unsafe_names_in_the_data_are_refused(mini):
     data = orjson.loads((mini.root / JSON).read_bytes())
     data["spans"][1]["sam"] = "../../../escape.png"
     (mini.root / JSON).write_bytes(orjson.dumps(data))
-    with LocalServer(Site(mini.root)) as srv, pytest.raises(ContentError, match="not a plain path"):
-        SiteMirror(srv.url + "tamart/", mini.cache, fast_fetcher(retries=0)).run()
+    with LocalServer(Site(mini.root)) as srv:
+        result = SiteMirror(srv.url + "tamart/", mini.cache, fast_fetcher(retries=0)).run()
+    assert list(result.left_out) == [SUNRISE] and "is not a plain name" in result.left_out[SUNRISE]
     assert not (mini.cache.parent / "escape.png").exists()
 
 

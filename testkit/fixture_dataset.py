@@ -1,8 +1,12 @@
 """A small valid dataset built from code (no models): for validate, server, site and browser tests.
 
-Deterministic: synthetic canvases with shapes, a caption with exact token offsets, spans of
-every category with blob-shaped grid maps, SAM masks for some CVO/ICON spans (one CVO span
-with no detection), metadata verdicts and statistics computed from the records.
+Deterministic: synthetic canvases with shapes, a caption with exact token offsets, one
+blob-shaped grid map per token, spans of every category, SAM masks (rectangles) for the CVO
+and ICON spans but one ("calm water": SAM 3 found nothing), metadata claims and statistics.
+The inputs are made up; everything derived from them is computed as the pipeline computes it
+(contract.metrics, contract.textmatch): a span's map is the mean of its tokens' maps, and its
+metrics, Otsu threshold and IoU with the SAM mask are measured on that map. So the numbers a
+dashboard test reads are those of the PNGs it can open, and tests derive them independently.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from contract.metrics import gini, iou, otsu, span_map, spatial_entropy, top_mass
 from contract.schema import (
+    SEGMENTABLE,
     Annotations,
     Grid,
     ImageRef,
@@ -26,6 +32,7 @@ from contract.schema import (
     Token,
 )
 from contract.store import Dataset, atomic_write_bytes, encode_png
+from contract.textmatch import artist_matches, title_matches
 
 CAPTION = ('This painting titled "Night Harbour" by Anna Vermeer shows a small village beside calm water '
            "under a starry sky. Vibrant brushstrokes create a sense of calm.")
@@ -56,40 +63,48 @@ def make_painting(ds: Dataset, i: int, rng: np.random.Generator) -> PaintingReco
     canvas.save(folder / "canvas.jpg", quality=90)
     thumb = canvas.resize((w // 2, h // 2))
     thumb.save(folder / "thumb.jpg", quality=85)
-    tokens = []
+    tokens, token_maps = [], []
     for k, (a, b) in enumerate(words(CAPTION)):
         png = f"tokens/{k}.png"
-        atomic_write_bytes(folder / png, encode_png(blob(GRID, rng.uniform(0, 5), rng.uniform(0, 7), 1.5)))
+        token_maps.append(blob(GRID, rng.uniform(0, 5), rng.uniform(0, 7), 1.5))
+        atomic_write_bytes(folder / png, encode_png(token_maps[-1]))
         tokens.append(Token(index=k, id=100 + k, text=CAPTION[a:b], start=a, end=b, map=MapRef(png=png, lo=0, hi=3.5),
                             reliance=float(rng.normal(0.5, 1)), visual=bool(rng.random() > 0.5)))
+    maps = np.stack(token_maps) / 255.0  # (T, gh, gw), as the spanmaps stage reads token PNGs
     spans = []
     for k, (text, cat) in enumerate(SPANS):
         start = CAPTION.index(text)
         covered = [t.index for t in tokens if t.start < start + len(text) and t.end > start]
         png = f"spans/{k}.png"
-        atomic_write_bytes(folder / png, encode_png(blob(GRID, 3 + (k % 3) - 1, 2 + k % 5, 0.8 + k * 0.4)))
+        u8, lo, hi = span_map(maps[covered])
+        atomic_write_bytes(folder / png, encode_png(u8))
+        threshold, otsu_mask = otsu(u8, (w, h))
         sam = None
-        if cat in ("CVO", "ICON"):
+        if cat in SEGMENTABLE:
             if text == "calm water":
                 sam = SamResult(instances=0)  # SAM 3 found nothing
             else:
                 mask = np.zeros((h, w), np.uint8)
                 mask[h // 3: 2 * h // 3, w // 4: w // 2 + 20 * k] = 255
                 atomic_write_bytes(folder / f"sam/{k}.png", encode_png(mask))
-                sam = SamResult(mask=f"sam/{k}.png", instances=1 + k % 2, scores=[0.9], iou=round(0.2 + 0.1 * k, 3))
+                sam = SamResult(mask=f"sam/{k}.png", instances=1 + k % 2, scores=[0.9] * (1 + k % 2),
+                                iou=iou(otsu_mask, mask > 0))
         spans.append(Span(index=k, text=text, start=start, end=start + len(text), category=cat, tokens=covered,
-                          map=MapRef(png=png, lo=0.1, hi=0.9), otsu_threshold=100 + k,
-                          metrics=SpanMetrics(entropy=round(0.5 + 0.06 * k, 3), gini=0.4, top10_mass=0.3), sam=sam))
+                          map=MapRef(png=png, lo=lo, hi=hi), otsu_threshold=threshold,
+                          metrics=SpanMetrics(entropy=spatial_entropy(u8), gini=gini(u8), top10_mass=top_mass(u8)),
+                          sam=sam))
+    title, artist = ["Night Harbour", "Blue Hour", "Quiet Bay", "Dusk"][i % 4], ["Anna Vermeer", "Piet Blauw"][i % 2]
+    claims = {"title_claimed": "Night Harbour", "artist_claimed": "Anna Vermeer"}  # what CAPTION names
+    title_ok, artist_ok = title_matches(claims["title_claimed"], title), artist_matches(claims["artist_claimed"], artist)
     return PaintingRecord(
-        id=pid, annotations=Annotations(title=["Night Harbour", "Blue Hour", "Quiet Bay", "Dusk"][i % 4],
-                                        artist=["Anna Vermeer", "Piet Blauw"][i % 2], year=1880 + i,
+        id=pid, annotations=Annotations(title=title, artist=artist, year=1880 + i,
                                         style=["Impressionism", "Realism"][i % 2], genre="marina"),
         canvas=ImageRef(path="canvas.jpg", width=w, height=h), thumb=ImageRef(path="thumb.jpg", width=w // 2,
                                                                                height=h // 2),
         grid=Grid(h=GRID[0], w=GRID[1]), prompt="Describe the content and style of this image.", caption=CAPTION,
         tokens=tokens, spans=spans,
-        metadata=MetadataVerdict(title_claimed="Night Harbour", artist_claimed="Anna Vermeer",
-                                 title_correct=i % 4 == 0, artist_correct=i % 2 == 0),
+        metadata=MetadataVerdict(**claims, title_correct=title_ok, artist_correct=artist_ok,
+                                 title_string_match=title_ok, artist_string_match=artist_ok),
         stages={"describe": {"finished": "2026-01-01T00:00:00Z"}})
 
 

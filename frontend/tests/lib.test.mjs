@@ -75,6 +75,9 @@ test("format helpers", () => {
   assert.equal(fmtPct(0.826), "83%"); assert.equal(fmtPct(undefined), "n/a");
   assert.equal(percentileRank(5, [1, 2, 5, 9]), 62.5);
   assert.equal(percentileRank(5, []), null);
+  // a span's own value against its category's values as stats.json stores them (4 decimals)
+  assert.equal(percentileRank(0.88126, [0.8, 0.8813, 0.9, 0.95], 5e-5), 37.5);
+  assert.equal(percentileRank(0.88126, [0.8, 0.8813, 0.9, 0.95]), 25);
   assert.deepEqual(quantiles([4, 1, 3, 2, 5]), { min: 1, q1: 2, median: 3, q3: 4, max: 5 });
   assert.equal(quantiles([NaN]), null);
 });

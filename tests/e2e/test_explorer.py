@@ -17,12 +17,27 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import stats as st
 
+from tests import independent
 from tests.e2e.explorer import expected_map, luminance, read_overlay, span_button, spearman, wait_drawn
 
 pytestmark = pytest.mark.e2e
 
 PAINTING = "?view=painting&dataset=fixture&painting={}"
+
+
+@pytest.fixture(scope="module")
+def measured(e2e_datasets) -> dict:
+    """(painting, span index) -> the fixture's span numbers derived from its PNGs alone
+    (tests/independent.py): what the explorer shows must be these."""
+    return {(s["painting"], s["index"]): s for s in independent.dataset_spans(e2e_datasets["fixture"])}
+
+
+def token_mean_range(folder, rec, span) -> tuple[float, float]:
+    """min and max of the mean of the span's token maps (PNG / 255): the float range its 8-bit map stretches."""
+    mean = np.mean([independent.gray(folder / rec["tokens"][t]["map"]["png"]) / 255 for t in span["tokens"]], axis=0)
+    return float(mean.min()), float(mean.max())
 
 
 def record(datasets, ds, pid):
@@ -131,26 +146,29 @@ def test_click_span_draws_the_map_and_colormap_changes_it(tab, server, e2e_datas
     page.wait_for_function("() => /map \\d/.test(document.querySelector('[data-testid=readout]').textContent)")
     shown = float(re.search(r"map (\d\.\d\d)", page.get_by_test_id("readout").inner_text()).group(1))
     assert abs(shown - want[y, x] / 255) < 0.011
-    assert "raw ≈" in page.get_by_test_id("readout").inner_text()  # lo/hi of the fixture map are 0.1..0.9
+    # at the peak the raw value is the largest mean of the span's token maps
+    lo, hi = token_mean_range(e2e_datasets["fixture"] / "paintings/painting-1", rec, rec["spans"][2])
+    raw = float(re.search(r"raw ≈ (\d\.\d{3})", page.get_by_test_id("readout").inner_text()).group(1))
+    assert abs(raw - (lo + shown * (hi - lo))) < 0.0006 and abs(raw - hi) < 0.011 * (hi - lo) + 0.0006
     tab.shot("grayscale")
 
 
-def test_otsu_and_sam_overlays_with_their_notes(tab, server, e2e_datasets):
+def test_otsu_and_sam_overlays_with_their_notes(tab, server, e2e_datasets, measured):
     page = tab.page
     open_painting(tab, server, "painting-1", "&span=2")
     rec = record(e2e_datasets, "fixture", "painting-1")
     W, H = rec["canvas"]["width"], rec["canvas"]["height"]
     folder = e2e_datasets["fixture"] / "paintings/painting-1"
-    span = rec["spans"][2]
     page.get_by_test_id("overlay-otsu").click()
     wait_drawn(page, "otsu span-2")
     assert page.get_by_test_id("overlay-otsu").get_attribute("aria-pressed") == "true"
-    grid = cv2.imread(str(folder / "spans/2.png"), cv2.IMREAD_GRAYSCALE)
-    metric_mask = cv2.resize(grid, (W, H), interpolation=cv2.INTER_LINEAR) > span["otsu_threshold"]
+    threshold, metric_mask = independent.otsu_mask(independent.gray(folder / "spans/2.png"), W, H)
+    assert threshold == measured[("painting-1", 2)]["otsu_threshold"]
     otsu = read_overlay(page)
+    # the browser resizes in floats, cv2 in fixed point: a few pixels at the threshold differ
     assert abs(otsu["opaque"] - int(metric_mask.sum())) <= 0.01 * W * H, "Otsu mask differs from the metric's"
     assert 0 < otsu["opaque"] < W * H
-    assert f"above {span['otsu_threshold']}/255" in page.get_by_test_id("overlay-note").inner_text()
+    assert f"above {threshold}/255" in page.get_by_test_id("overlay-note").inner_text()
     tab.shot("otsu")
 
     page.get_by_test_id("overlay-sam").click()
@@ -158,7 +176,8 @@ def test_otsu_and_sam_overlays_with_their_notes(tab, server, e2e_datasets):
     sam_mask = cv2.imread(str(folder / "sam/2.png"), cv2.IMREAD_GRAYSCALE) > 127
     assert read_overlay(page)["opaque"] == int(sam_mask.sum())
     note = page.get_by_test_id("overlay-note").inner_text()
-    assert "SAM 3 found 1 instance of “a small village”" in note and "IoU with the Otsu mask 0.400" in note
+    iou = independent.iou(metric_mask, sam_mask)
+    assert "SAM 3 found 1 instance of “a small village”" in note and f"IoU with the Otsu mask {iou:.3f}." in note
     assert page.get_by_test_id("num-sam").inner_text().split("\t")[1].startswith("1 instance")
     tab.shot("sam")
 
@@ -175,25 +194,26 @@ def test_otsu_and_sam_overlays_with_their_notes(tab, server, e2e_datasets):
     tab.shot("style-tam")
 
 
-def test_numbers_and_metadata_card(tab, server, e2e_datasets):
+def test_numbers_and_metadata_card(tab, server, e2e_datasets, measured):
     page = tab.page
     open_painting(tab, server, "painting-1", "&span=4")
     wait_drawn(page, "tam span-4")
-    span = record(e2e_datasets, "fixture", "painting-1")["spans"][4]
-    stats = json.loads((e2e_datasets["fixture"] / "stats.json").read_text())
+    rec = record(e2e_datasets, "fixture", "painting-1")
+    want = measured[("painting-1", 4)]
     entropy = page.get_by_test_id("num-entropy").inner_text()
-    assert f"{span['metrics']['entropy']:.3f}" in entropy
-    values = stats["ICON"]["entropy_values"]
-    rank = 100 * (sum(v < span["metrics"]["entropy"] for v in values)
-                  + sum(v == span["metrics"]["entropy"] for v in values) / 2) / len(values)
+    assert f"{want['entropy']:.3f}" in entropy
+    values = [s["entropy"] for s in measured.values() if s["category"] == "ICON"]
+    rank = 100 * (sum(v < want["entropy"] for v in values) + sum(v == want["entropy"] for v in values) / 2) / len(values)
     assert f"{round(rank)}th percentile of {len(values)} ICON spans" in entropy
-    assert "30%" in page.get_by_test_id("num-top10").inner_text()
-    assert "0.600" in page.get_by_test_id("num-iou").inner_text()
+    assert page.get_by_test_id("num-top10").inner_text().split("\t")[1] == f"{round(100 * want['top10'])}%"
+    assert page.get_by_test_id("num-iou").inner_text().split("\t")[1] == f"{want['iou']:.3f}"
     card = page.get_by_test_id("metadata-card").inner_text()
-    assert "Night Harbour" in card and "Blue Hour — Piet Blauw" in card
-    assert "✗ wrong" in page.get_by_test_id("title-claimed").inner_text()  # painting-1 is "Blue Hour"
+    claimed, truth = rec["metadata"]["title_claimed"], rec["annotations"]["title"]
+    assert claimed in card and f"{truth} — {rec['annotations']['artist']}" in card
+    assert ("✓ correct" if claimed == truth else "✗ wrong") in page.get_by_test_id("title-claimed").inner_text()
     legend = page.get_by_test_id("legend").inner_text()
-    assert "CVO" in legend and "(2)" in legend and "ICON" in legend and "(1)" in legend
+    for category in ("CVO", "ICON"):
+        assert f"{category}" in legend and f"({sum(s['category'] == category for s in rec['spans'])})" in legend
 
 
 def test_token_mode_and_visual_reliance(tab, server, e2e_datasets):
@@ -355,16 +375,42 @@ def test_export_png(tab, server, tmp_path):
     assert image.std() > 10  # painting and heatmap, not a blank
 
 
-def test_dashboard_charts_link_to_spans(tab, server, e2e_datasets):
+def test_dashboard_shows_the_fixture_figures(tab, server, e2e_datasets, measured):
+    """The category table, the entropy test and the metadata bars, against figures derived from
+    the fixture's files (PNGs measured by tests/independent.py, claims against annotations)."""
+    page = tab.page
+    page.goto(server + "?view=dashboard&dataset=fixture")
+    page.get_by_test_id("dashboard").wait_for()
+    rows = page.locator('[data-testid="category-table"] tbody tr').all_inner_texts()
+    categories = ("CVO", "ICON", "STYLE", "AFFECT", "META")
+    assert len(rows) == len(categories)
+    median = lambda xs: f"{np.median(xs):.3f}" if xs else "n/a"  # noqa: E731
+    for row, cat in zip(rows, categories, strict=True):
+        spans = [s for s in measured.values() if s["category"] == cat]
+        runs, found = sum(s["sam_run"] for s in spans), sum(s["detected"] for s in spans)
+        assert row.split("\t")[1:6] == [str(len(spans)), median([s["entropy"] for s in spans]),
+                                        median([s["top10"] for s in spans]),
+                                        median([s["iou"] for s in spans if s["detected"]]),
+                                        f"{found}/{runs}" if runs else "—"], (cat, row)
+    h, _ = st.kruskal(*[[s["entropy"] for s in measured.values() if s["category"] == c] for c in categories])
+    assert f"Kruskal–Wallis H = {h:.2f}," in page.get_by_test_id("tests-entropy").inner_text()
+    records = [record(e2e_datasets, "fixture", f"painting-{i}") for i in range(4)]
+    bars = page.get_by_test_id("metadata-accuracy").inner_text()
+    for field in ("artist", "title"):
+        right = sum(r["metadata"][f"{field}_claimed"] == r["annotations"][field] for r in records)
+        assert f"{field} right\n{round(100 * right / 4)}% ({right}/4)" in bars.replace("\t", "\n"), bars
+
+
+def test_dashboard_charts_link_to_spans(tab, server, e2e_datasets, measured):
     page = tab.page
     page.goto(server + "?view=dashboard&dataset=fixture")
     page.get_by_test_id("dashboard").wait_for()
     for chart in ("chart-entropy", "chart-iou", "chart-sam", "metadata-accuracy", "category-table", "tests-entropy"):
         assert page.get_by_test_id(chart).is_visible(), chart
     stats = json.loads((e2e_datasets["fixture"] / "stats.json").read_text())
-    # one dot per span of each category in the entropy chart
-    dots = page.locator('[data-testid="chart-entropy"] > circle').count()
-    assert dots == sum(stats[c]["entropy_n"] for c in ("CVO", "ICON", "STYLE", "AFFECT", "META"))
+    # one dot per measured span in the entropy chart, one per SAM 3 mask in the IoU chart
+    assert page.locator('[data-testid="chart-entropy"] > circle').count() == len(measured)
+    assert page.locator('[data-testid="chart-iou"] > circle').count() == sum(s["detected"] for s in measured.values())
     assert "artist right" in page.get_by_test_id("metadata-accuracy").inner_text()
     assert page.get_by_test_id("chart-example").count() > 0
     tab.shot("dashboard")

@@ -6,6 +6,7 @@ import { lut } from "../lib/colormap.js";
 import { fmtNum, fmtPct, percentileRank } from "../lib/format.js";
 
 const SVG = "http://www.w3.org/2000/svg";
+const STORED_HALF_STEP = 5e-5; // stats.json keeps a category's `<metric>_values` to 4 decimals
 const s = (tag, attrs = {}, ...kids) => {
   const el = document.createElementNS(SVG, tag);
   for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
@@ -62,7 +63,7 @@ export function numbersPanel(span, stats) {
   const cat = stats?.[span.category] || {};
   const color = CATEGORY_INFO[span.category]?.color || "#999";
   const place = (value, values, what, lowMeans) => {
-    const rank = percentileRank(value, values);
+    const rank = percentileRank(value, values, STORED_HALF_STEP);
     if (rank === null) return ["", null];
     return [`${Math.round(rank)}th percentile of ${values.length} ${span.category} spans (${lowMeans})`,
       strip(values, value, color, `${what} among ${span.category} spans`)];

@@ -3,11 +3,15 @@
 export const fmtNum = (x, digits = 2) => (typeof x === "number" && Number.isFinite(x) ? x.toFixed(digits) : "n/a");
 export const fmtPct = (x) => (typeof x === "number" && Number.isFinite(x) ? `${Math.round(x * 100)}%` : "n/a");
 
-/** Percentage of `sorted` (ascending) strictly below `value`, plus half the ties. */
-export function percentileRank(value, sorted) {
+/**
+ * Percentage of `sorted` (ascending) below `value`, plus half the ties. Values within
+ * `tolerance` of `value` are ties: stats.json stores a category's values rounded (to 1e-4), so a
+ * span's own unrounded value must tie with its rounded copy rather than fall above or below it.
+ */
+export function percentileRank(value, sorted, tolerance = 0) {
   if (!sorted || sorted.length === 0 || !Number.isFinite(value)) return null;
   let below = 0, equal = 0;
-  for (const x of sorted) { if (x < value) below++; else if (x === value) equal++; }
+  for (const x of sorted) { if (Math.abs(x - value) <= tolerance) equal++; else if (x < value) below++; }
   return (100 * (below + equal / 2)) / sorted.length;
 }
 

@@ -99,6 +99,18 @@ def test_a_tokenizer_without_the_vision_tokens_is_refused_naming_them(tiny_qwen2
     assert "weights" not in message
 
 
+def test_a_placeholder_that_is_not_an_added_token_is_refused(tiny_qwen2vl_dir, tmp_path):
+    """In the BPE vocabulary but not an added token: the text "<|image_pad|>" would be split."""
+    folder = checkpoint_without_weights(tiny_qwen2vl_dir, tmp_path / "plain-vocab")
+    drop_added_tokens(folder, {"<|image_pad|>"})
+    path = folder / "tokenizer.json"
+    data = json.loads(path.read_text())
+    data["model"]["vocab"]["<|image_pad|>"] = 151655
+    path.write_text(json.dumps(data, ensure_ascii=False))
+    with pytest.raises(ModelNotAvailable, match=r"its tokenizer splits <\|image_pad\|> \(not added tokens\)"):
+        load_captioner(str(folder), device="cpu")
+
+
 def test_config_ids_that_disagree_with_the_tokenizer_are_refused(tiny_qwen2vl_dir, tmp_path):
     folder = checkpoint_without_weights(tiny_qwen2vl_dir, tmp_path / "shifted")
     config = json.loads((folder / "config.json").read_text())

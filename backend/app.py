@@ -12,6 +12,7 @@ Routes (docs/api.md; OpenAPI at /docs and /openapi.json):
     GET /api/datasets/{ds}/paintings/{pid}/spans/{i}.png
     GET /api/datasets/{ds}/paintings/{pid}/spans/{i}/sam.png
     GET /config.json, GET /, GET /static/{path}          the explorer (backend.pages)
+    GET /openapi.json, GET /docs                         the API's schema and its reference page
 Every error is {"error": {"status", "code", "message"}} (backend.errors). Ids are checked
 against the in-memory catalog; file paths come only from the records (backend.catalog).
 Handlers are `async def` on purpose: they only look up bytes in memory, and a sync handler
@@ -20,6 +21,7 @@ would cost a thread-pool hop per request.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -27,18 +29,28 @@ import orjson
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
+from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
 from backend import FRONTEND, errors
 from backend import openapi as oa
-from backend.blobs import Blob, FileCache
-from backend.catalog import Painting, ServedDataset, load_catalog
-from backend.http import IMMUTABLE, REVALIDATE, EdgeMiddleware, send_blob
+from backend.blobs import Blob, BlobCache
+from backend.catalog import GalleryQuery, Painting, ServedDataset, load_catalog
+from backend.http import IMMUTABLE, REVALIDATE, EdgeMiddleware, relative_slash_redirects, send_blob
 from backend.pages import mount_docs, mount_explorer
 from contract.schema import ID_PATTERN, Category
 
+
+def canonical_integer(value):
+    """Only the canonical decimal form: pydantic alone also reads '+10', '1_0', '10.0' and '010' as 10."""
+    if isinstance(value, str) and not re.fullmatch(r"0|[1-9][0-9]*", value):
+        raise ValueError("must be a decimal integer without sign, leading zero or separator")
+    return value
+
+
+Integer = BeforeValidator(canonical_integer)
 Id = Annotated[str, PathParam(pattern=ID_PATTERN, max_length=128)]
-Index = Annotated[int, PathParam(ge=0, le=100_000)]
+Index = Annotated[int, Integer, PathParam(ge=0, le=100_000)]
 Version = Annotated[str | None, Query(max_length=64, description=(
     "the dataset's `version` (from /api/datasets): when it matches, the response is cached as immutable"))]
 
@@ -46,11 +58,13 @@ Version = Annotated[str | None, Query(max_length=64, description=(
 def create_app(data_dirs: list[Path], skip_bad: bool = False, frontend: Path = FRONTEND, cache_mb: int = 256):
     """The ASGI app. Raises backend.catalog.StartupError naming the problem if a dataset is broken."""
     catalog = load_catalog([Path(d) for d in data_dirs], skip_bad=skip_bad)
-    files = FileCache(cache_mb * 2**20)
+    cache = BlobCache(cache_mb * 2**20)  # dataset files and gallery pages: one budget
     app = FastAPI(title="tamscope", version="0.1.0", summary="Token Activation Maps of painting captions",
                   description="Read-only JSON API over precomputed tamscope datasets. See docs/api.md.",
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    relative_slash_redirects(app.router)
     app.state.catalog = catalog
+    app.state.cache = cache
     errors.install(app)
     datasets_blob = Blob.of(orjson.dumps({"datasets": [d.listing() for d in catalog.values()]}), "application/json")
 
@@ -73,13 +87,13 @@ def create_app(data_dirs: list[Path], skip_bad: bool = False, frontend: Path = F
         ref = painting(ds, pid).files.get(key)
         if ref is None:
             raise HTTPException(404, f"painting {pid!r} has no {what}")
-        blob = files.get(ref.path)
+        blob = cache.get(ref)
         if blob is None:
             try:
-                blob = await run_in_threadpool(files.load, ref.path)  # disk reads stay off the event loop
-            except OSError:
+                blob = await run_in_threadpool(ref.load)  # disk reads stay off the event loop
+            except OSError:  # deleted, or replaced by a link or a special file since startup
                 raise HTTPException(404, f"the {what} of painting {pid!r} is missing on the server") from None
-            files.put(ref.path, blob)
+            cache.put(ref, blob)
         # a file regenerated since startup is not the content the dataset version names
         return send_blob(request, blob, caching(ds, v) if blob.etag == ref.etag else REVALIDATE)
 
@@ -114,9 +128,13 @@ def create_app(data_dirs: list[Path], skip_bad: bool = False, frontend: Path = F
                             "exact artist, case-insensitive"))] = None,
                         style: Annotated[str | None, Query(max_length=200, description=(
                             "exact style, case-insensitive"))] = None,
-                        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-                        limit: Annotated[int, Query(ge=1, le=200)] = 50, v: Version = None):
-        blob = dataset(ds).search(q, category.value if category else None, artist, style, offset, limit)
+                        offset: Annotated[int, Integer, Query(ge=0, le=1_000_000)] = 0,
+                        limit: Annotated[int, Integer, Query(ge=1, le=200)] = 50, v: Version = None):
+        query = GalleryQuery.of(q, category.value if category else None, artist, style, offset, limit)
+        blob = cache.get((ds, query))
+        if blob is None:
+            blob = dataset(ds).search(query)
+            cache.put((ds, query), blob)
         return send_blob(request, blob, caching(ds, v))
 
     @app.get("/api/datasets/{ds}/paintings/{pid}", summary="One painting's record (docs/data-format.md)",
@@ -148,6 +166,14 @@ def create_app(data_dirs: list[Path], skip_bad: bool = False, frontend: Path = F
              responses=oa.PNG, response_class=Response)
     async def sam_mask(request: Request, ds: Id, pid: Id, i: Index, v: Version = None):
         return await painting_file(request, ds, pid, f"sam/{i}", f"SAM 3 mask for span {i}", v)
+
+    schema: list[Blob] = []  # made on first request, when every route exists
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request):
+        if not schema:
+            schema.append(Blob.of(orjson.dumps(app.openapi()), "application/json"))
+        return send_blob(request, schema[0])
 
     mount_docs(app)
     mount_explorer(app, Path(frontend).resolve())

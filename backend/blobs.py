@@ -1,9 +1,10 @@
-"""Bytes ready to send, and the bounded cache that reads dataset files into them.
+"""Bytes ready to send, and the bounded cache that keeps the ones made on demand.
 
 A `Blob` carries everything a response needs so that handlers do no work per request: the
 body, a gzip variant for text, a strong ETag (content hash) and the media type. Dataset
-files are hashed once at startup (backend.catalog); `FileCache` reads them on first use and
-keeps the most recently used ones within a byte budget.
+files are hashed once at startup (backend.catalog) and read on first use; they and the
+gallery's pages share one `BlobCache`, which keeps the most recently used within one byte
+budget (`--cache-mb`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import gzip
 import hashlib
 import logging
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePath
 
 log = logging.getLogger("tamscope.serve")
 
@@ -22,7 +24,7 @@ MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
                ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml", ".ico": "image/x-icon"}
 
 
-def media_type(path: Path) -> str:
+def media_type(path: PurePath) -> str:
     media = MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
     return media + "; charset=utf-8" if media.startswith("text/") else media
 
@@ -55,34 +57,34 @@ class Blob:
         return self.etag[:-1] + '-gz"'
 
 
-class FileCache:
-    """Dataset files read on first request, kept in LRU order within `budget` bytes.
+class BlobCache:
+    """Blobs in LRU order within `budget` bytes (bodies and gzip variants both count).
 
-    The files were hashed at startup (backend.catalog.FileRef): the caller compares that hash
-    with the loaded blob's ETag, so a file regenerated while the server runs is served under its
-    new ETag without the startup version's promise of immutability.
+    Keys say what a blob is: a dataset file (backend.catalog.FileRef, whose startup hash the
+    caller compares with the blob's ETag, so that a file regenerated while the server runs is
+    not served under the startup version's promise of immutability) or a gallery query.
     """
 
     def __init__(self, budget: int = 256 * 2**20):
         self.budget = budget
         self.size = 0
-        self.blobs: OrderedDict[Path, Blob] = OrderedDict()
+        self.blobs: OrderedDict[Hashable, Blob] = OrderedDict()
 
-    def get(self, path: Path) -> Blob | None:
-        blob = self.blobs.get(path)
+    @staticmethod
+    def cost(blob: Blob) -> int:
+        return len(blob.body) + len(blob.gzipped or b"")
+
+    def get(self, key: Hashable) -> Blob | None:
+        blob = self.blobs.get(key)
         if blob is not None:
-            self.blobs.move_to_end(path)
+            self.blobs.move_to_end(key)
         return blob
 
-    def load(self, path: Path) -> Blob:
-        """Read a file (blocking: the caller runs this off the event loop)."""
-        return Blob.of(path.read_bytes(), media_type(path))
-
-    def put(self, path: Path, blob: Blob) -> None:
-        if path in self.blobs or len(blob.body) > self.budget:
+    def put(self, key: Hashable, blob: Blob) -> None:
+        if key in self.blobs or self.cost(blob) > self.budget:
             return
-        self.blobs[path] = blob
-        self.size += len(blob.body)
+        self.blobs[key] = blob
+        self.size += self.cost(blob)
         while self.size > self.budget:
             _, old = self.blobs.popitem(last=False)
-            self.size -= len(old.body)
+            self.size -= self.cost(old)

@@ -8,6 +8,8 @@ Configuration by flags or environment variables (flags win):
     --skip-bad                TAMSCOPE_SKIP_BAD=1 serve a dataset without its invalid paintings
     --cache-mb                TAMSCOPE_CACHE_MB   default 256: dataset files kept in memory per worker
     --log-level               TAMSCOPE_LOG_LEVEL  default info: one line per request
+    --idle-timeout            TAMSCOPE_IDLE_TIMEOUT     default 10 s: a connection silent that long is closed
+    --request-timeout         TAMSCOPE_REQUEST_TIMEOUT  default 30 s: to send a whole request (backend.protocol)
 With no data folder the embedded smoke dataset (data/smoke in the checkout) is served.
 """
 
@@ -16,20 +18,34 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
 from backend import SMOKE
+from backend.protocol import Limits
 
 DEFAULT_DATA = SMOKE
 TRUE = ("1", "true", "yes", "on")
+BACKLOG = 2048  # uvicorn's default: connections the kernel queues before the server accepts them
+
+
+def seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 86400:
+        raise ValueError(text)
+    return value
+
+
+seconds.__name__ = "number of seconds"  # argparse names the type in its error message
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     env = os.environ
     parser.epilog = ("Each flag can be set by an environment variable instead: TAMSCOPE_DATA (folders separated "
                      "by ':'), TAMSCOPE_HOST, TAMSCOPE_PORT, TAMSCOPE_WORKERS, TAMSCOPE_SKIP_BAD=1, "
-                     "TAMSCOPE_CACHE_MB, TAMSCOPE_LOG_LEVEL. See docs/api.md.")
+                     "TAMSCOPE_CACHE_MB, TAMSCOPE_LOG_LEVEL, TAMSCOPE_IDLE_TIMEOUT, TAMSCOPE_REQUEST_TIMEOUT. "
+                     "See docs/api.md.")
     # string defaults go through `type`, so a bad environment value is reported like a bad flag
     parser.add_argument("--data", action="append", type=Path, default=None,
                         help="dataset folder (repeatable); default: TAMSCOPE_DATA or the embedded smoke dataset")
@@ -45,6 +61,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default=env.get("TAMSCOPE_LOG_LEVEL", "info"),
                         choices=["debug", "info", "warning", "error"], type=str.lower,
                         help="info logs one line per request; default info")
+    parser.add_argument("--idle-timeout", type=seconds, default=env.get("TAMSCOPE_IDLE_TIMEOUT", str(Limits.idle_timeout)),
+                        help="close a connection that waits for a request and sends nothing (or takes nothing of "
+                             f"its answer) for this many seconds; default {Limits.idle_timeout:g}")
+    parser.add_argument("--request-timeout", type=seconds,
+                        default=env.get("TAMSCOPE_REQUEST_TIMEOUT", str(Limits.request_timeout)),
+                        help="answer 408 and close when a request has not fully arrived this many seconds after "
+                             f"its first byte (slow headers); default {Limits.request_timeout:g}")
 
 
 def data_dirs(args_data: list[Path] | None) -> list[Path]:
@@ -70,11 +93,35 @@ def app_from_env():
                       cache_mb=int(os.environ.get("TAMSCOPE_CACHE_MB", "256")))
 
 
-def run(args: argparse.Namespace) -> int:
-    import uvicorn
+def listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound before anything says where to connect."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)  # worker processes accept on it too
+    return sock
 
+
+def serve_forever(config, sock: socket.socket) -> None:
+    """uvicorn on the bound socket: in this process, or in config.workers worker processes."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    if config.workers > 1:
+        Multiprocess(config, sockets=[sock]).run()
+    else:
+        uvicorn.Server(config).run(sockets=[sock])
+
+
+def run(args: argparse.Namespace) -> int:
     from backend.app import create_app
     from backend.catalog import StartupError
+    from backend.protocol import ServerConfig
 
     setup_logging(args.log_level)
     dirs = data_dirs(args.data)
@@ -91,16 +138,25 @@ def run(args: argparse.Namespace) -> int:
     except StartupError as exc:
         print(f"serve: {exc}", file=sys.stderr)
         return 2
+    try:
+        sock = listen(args.host, args.port)
+    except OSError as exc:  # a busy port, an address not on this machine
+        print(f"serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     for ds in app.state.catalog.values():
         print(f"serving {ds.id}: {len(ds.paintings)} paintings from {ds.root}"
               + (f" (left out: {', '.join(sorted(ds.skipped))})" if ds.skipped else ""))
     print(f"explorer: http://{args.host}:{args.port}/   API docs: http://{args.host}:{args.port}/docs", flush=True)
-    options = dict(host=args.host, port=args.port, log_level="warning", access_log=False, server_header=False)
-    if args.workers <= 1:
-        uvicorn.run(app, **options)  # the app validated above, not a second load
-        return 0
-    os.environ.update(TAMSCOPE_DATA=":".join(str(d.resolve()) for d in dirs),
-                      TAMSCOPE_SKIP_BAD="1" if args.skip_bad else "0", TAMSCOPE_CACHE_MB=str(args.cache_mb),
-                      TAMSCOPE_LOG_LEVEL=args.log_level)
-    uvicorn.run("backend.cli:app_from_env", factory=True, workers=args.workers, **options)
+    limits = Limits(idle_timeout=args.idle_timeout, request_timeout=args.request_timeout)
+    options = dict(limits=limits, host=args.host, port=args.port, log_level="warning", access_log=False,
+                   server_header=False)
+    if args.workers > 1:
+        os.environ.update(TAMSCOPE_DATA=":".join(str(d.resolve()) for d in dirs),
+                          TAMSCOPE_SKIP_BAD="1" if args.skip_bad else "0", TAMSCOPE_CACHE_MB=str(args.cache_mb),
+                          TAMSCOPE_LOG_LEVEL=args.log_level)
+        config = ServerConfig("backend.cli:app_from_env", factory=True, workers=args.workers, **options)
+    else:
+        config = ServerConfig(app, **options)  # the app validated above, not a second load
+    with sock:
+        serve_forever(config, sock)
     return 0

@@ -1,12 +1,15 @@
-"""HTTP details kept out of the routes: conditional responses, compression, the edge middleware."""
+"""HTTP details kept out of the routes: conditional responses, compression, redirects, the edge middleware."""
 
 from __future__ import annotations
 
 import logging
+import re
 import time
+from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.blobs import Blob
@@ -27,6 +30,7 @@ SECURITY_HEADERS = [
 REVALIDATE = "no-cache"  # datasets can be regenerated: clients revalidate with the ETag (cheap 304)
 IMMUTABLE = "public, max-age=31536000, immutable"  # for URLs that carry their content hash
 MAX_TARGET = 4096  # bytes of path or query string; longer requests get 414 before routing
+QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")  # RFC 9110 12.4.2
 
 
 def etag_matches(if_none_match: str, *etags: str) -> bool:
@@ -36,18 +40,64 @@ def etag_matches(if_none_match: str, *etags: str) -> bool:
     return any(tag.strip().removeprefix("W/") in etags for tag in if_none_match.split(","))
 
 
+def accepts_gzip(accept_encoding: str) -> bool:
+    """RFC 9110 12.5.3: gzip (or x-gzip, or *) listed with a q-value above 0. An item with a
+    malformed q-value is ignored. (werkzeug has such a parser but is no dependency of the server.)"""
+    named = star = None
+    for item in accept_encoding.split(","):
+        coding, *params = item.split(";")
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                q = float(value.strip()) if QVALUE.fullmatch(value.strip()) else None
+        if q is None:
+            continue
+        coding = coding.strip().lower()
+        if coding in ("gzip", "x-gzip"):
+            named = max(named or 0.0, q)
+        elif coding == "*":
+            star = q
+    q = named if named is not None else star
+    return q is not None and q > 0
+
+
 def send_blob(request: Request, blob: Blob, cache_control: str = REVALIDATE) -> Response:
-    gzipped = blob.gzipped is not None and "gzip" in request.headers.get("accept-encoding", "")
+    gzipped = blob.gzipped is not None and accepts_gzip(request.headers.get("accept-encoding", ""))
     etag = blob.etag_gzip if gzipped else blob.etag
     headers = {"etag": etag, "cache-control": cache_control}
     if blob.gzipped is not None:
         headers["vary"] = "accept-encoding"
     inm = request.headers.get("if-none-match")
-    if inm is not None and etag_matches(inm, blob.etag, blob.etag_gzip):
+    if inm is not None and etag_matches(inm, etag):  # only the variant this request would get
         return Response(status_code=304, headers=headers)
     if gzipped:
         headers["content-encoding"] = "gzip"
     return Response(blob.gzipped if gzipped else blob.body, media_type=blob.media_type, headers=headers)
+
+
+def relative_slash_redirects(router: Router) -> None:
+    """Redirect `/api/health/` to `/api/health` (and the reverse) as Starlette does, but with a
+    Location relative to the request: Starlette writes an absolute URL from the client's own
+    Host header. `../health` (or `./static/`) also stays right behind a proxy that mounts the
+    server under a sub-path. One slash only: clients resolve `..` after empty segments
+    differently (Python's urljoin drops them, browsers keep them), so `/api/health//` is 404."""
+    fallback = router.default
+
+    async def default(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        other = path[:-1] if path.endswith("/") else path + "/"
+        if scope["type"] == "http" and path != "/" and not other.endswith("//") and any(
+                route.matches(dict(scope, path=other))[0] is not Match.NONE for route in router.routes):
+            last = quote(other.rstrip("/").rsplit("/", 1)[1])
+            location = f"../{last}" if path.endswith("/") else f"./{last}/"  # "./": a ':' in `last` is no scheme
+            query = scope.get("query_string", b"").decode("latin-1")
+            await RedirectResponse(location + (f"?{query}" if query else ""))(scope, receive, send)
+            return
+        await fallback(scope, receive, send)
+
+    router.redirect_slashes = False
+    router.default = default
 
 
 class EdgeMiddleware:

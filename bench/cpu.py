@@ -50,7 +50,7 @@ import time
 from argparse import Namespace
 from pathlib import Path
 
-from bench import procmem
+from testkit import procmem
 
 THREADS = 2
 GIB = 1024**3

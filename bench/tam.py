@@ -16,7 +16,7 @@ import statistics
 import sys
 import time
 
-from bench import procmem
+from testkit import procmem
 
 D, V, GRID, P, T = 1536, 151936, (32, 32), 10, 256
 TARGET_SPEEDUP, TARGET_MB = 100, 100

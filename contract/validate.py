@@ -2,7 +2,9 @@
 
 Checks the JSON against the pydantic models (contract.schema) and then what JSON Schema
 cannot see: that every referenced file exists inside its folder, that PNG maps have the
-grid's size, masks the canvas size, and that the manifest and the records agree.
+grid's size, masks the canvas size, and that the manifest and the records agree. A dataset
+holds no symbolic links below its folder (the server follows none, backend.datafiles), so
+every link is reported: a painting folder, a record or an image that is one.
 """
 
 from __future__ import annotations
@@ -43,7 +45,25 @@ def _image_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
+LINK = "is a symbolic link (a dataset holds none: the server follows no link)"
+
+
+def _link_in(base: Path, rel: str) -> str | None:
+    """The first component of BASE/REL (below BASE) that is a symbolic link, if any."""
+    path = base
+    for part in Path(rel).parts:
+        path = path / part
+        if path.is_symlink():
+            return path.relative_to(base).as_posix()
+        if not path.exists():
+            return None
+    return None
+
+
 def _check_file(base: Path, rel: str, where: str, size: tuple[int, int] | None) -> list[Violation]:
+    link = _link_in(base, rel)
+    if link is not None:
+        return [Violation(where, f"{link} {LINK}")]
     path = (base / rel).resolve()
     if not path.is_relative_to(base.resolve()):
         return [Violation(where, f"{rel} points outside its folder")]
@@ -92,7 +112,9 @@ def validate_dataset(root: Path) -> list[Violation]:
     root = Path(root)
     if not root.is_dir():
         return [Violation(str(root), "not a folder")]
-    out: list[Violation] = []
+    out: list[Violation] = [Violation(name, LINK) for name in (MANIFEST, STATS, PAINTINGS) if (root / name).is_symlink()]
+    if out:
+        return out
     manifest = None
     try:
         manifest = DatasetManifest.model_validate_json((root / MANIFEST).read_bytes())
@@ -103,10 +125,16 @@ def validate_dataset(root: Path) -> list[Violation]:
 
     base = root / PAINTINGS
     on_disk = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+    linked = set()  # painting folders that are links, reported once
     for name in on_disk:
         where = f"{PAINTINGS}/{name}/{RECORD}"
         if not is_valid_id(name):
             out.append(Violation(f"{PAINTINGS}/{name}", "folder name is not a valid painting id"))
+            continue
+        link = _link_in(base, f"{name}/{RECORD}")
+        if link is not None:
+            out.append(Violation(f"{PAINTINGS}/{link}", LINK))
+            linked.add(f"{PAINTINGS}/{link}")
             continue
         try:
             record = PaintingRecord.model_validate_json((base / name / RECORD).read_bytes())
@@ -125,7 +153,7 @@ def validate_dataset(root: Path) -> list[Violation]:
         for pid in sorted(set(on_disk) - set(listed)):
             out.append(Violation(f"{PAINTINGS}/{pid}", "not listed in the manifest"))
         for i, summary in enumerate(manifest.paintings):
-            if summary.thumb is not None:
+            if summary.thumb is not None and _link_in(root, summary.thumb) not in linked:
                 out += _check_file(root, summary.thumb, f"{MANIFEST}:paintings.{i}.thumb", None)
 
     if (root / STATS).is_file():

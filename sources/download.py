@@ -115,17 +115,19 @@ class Fetcher:
 
     # one request ------------------------------------------------------------------------
     def _throttle(self) -> None:
-        if self.delay <= 0:
-            with self._lock:
-                self.requests += 1
-            return
+        """Wait until `delay` has passed since the previous request's actual start. The next
+        start is set when a request leaves here (not when it queues), so an oversleeping
+        thread never brings the next request closer than `delay`."""
         with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next_start)
-            self._next_start = start + self.delay
             self.requests += 1
-        if start > now:
-            self.sleep(start - now)
+        while self.delay > 0:
+            with self._lock:
+                now = time.monotonic()
+                if now >= self._next_start:
+                    self._next_start = now + self.delay
+                    return
+                wait = self._next_start - now
+            self.sleep(wait)
 
     def open(self, url: str, headers: dict[str, str] | None = None, timeout: float | None = None
              ) -> http.client.HTTPResponse:

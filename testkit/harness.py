@@ -13,11 +13,11 @@ import os
 import shutil
 import threading
 from contextlib import contextmanager
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 from testkit import REPO
-from testkit.net import free_port, wait_for_port
+from testkit.net import free_port, http_server, wait_for_port
 
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -61,16 +61,8 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 @contextmanager
 def static_server(root: Path):
     """A plain file server (python's http.server), as any static host would serve the site."""
-    port = free_port()
-    httpd = ThreadingHTTPServer(("127.0.0.1", port), functools.partial(_QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, name="static-e2e", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
+    with http_server(functools.partial(_QuietHandler, directory=str(root))) as httpd:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
 
 
 @contextmanager

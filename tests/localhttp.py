@@ -7,9 +7,11 @@ this server, which records every request and can misbehave on demand.
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from testkit.net import free_port as closed_port  # noqa: F401 (a port nobody listens on: connections are refused)
+from testkit.net import http_server
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -42,16 +44,13 @@ class LocalServer:
     """`with LocalServer(app) as srv:` — app(handler) answers each GET; srv.url ends with '/'."""
 
     def __init__(self, app: Callable[[Handler], None]):
-        handler = type("AppHandler", (Handler,), {"app": staticmethod(app)})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.serving = http_server(type("AppHandler", (Handler,), {"app": staticmethod(app)}))
+        self.url = ""
 
     def __enter__(self) -> LocalServer:
-        self.thread.start()
+        self.httpd = self.serving.__enter__()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
         return self
 
     def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.serving.__exit__(*exc)

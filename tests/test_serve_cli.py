@@ -6,8 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import re
+import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +28,7 @@ from testkit.net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = ["TAMSCOPE_DATA", "TAMSCOPE_HOST", "TAMSCOPE_PORT", "TAMSCOPE_WORKERS", "TAMSCOPE_SKIP_BAD",
-       "TAMSCOPE_CACHE_MB", "TAMSCOPE_LOG_LEVEL"]
+       "TAMSCOPE_CACHE_MB", "TAMSCOPE_LOG_LEVEL", "TAMSCOPE_IDLE_TIMEOUT", "TAMSCOPE_REQUEST_TIMEOUT"]
 
 
 @pytest.fixture(scope="module")
@@ -48,20 +51,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 @pytest.fixture
 def uvicorn_calls(monkeypatch):
-    """uvicorn.run replaced by a recorder: the tests see what `serve` would start."""
-    import uvicorn
-
+    """Binding and uvicorn replaced by recorders: the tests see the uvicorn Config `serve` would start."""
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append((app, options)))
+    monkeypatch.setattr(cli, "listen", lambda host, port: socket.socket())
+    monkeypatch.setattr(cli, "serve_forever", lambda config, sock: calls.append(config))
     return calls
 
 
 def test_no_arguments_serves_the_embedded_dataset_on_port_8000(monkeypatch, data, uvicorn_calls, capsys):
     monkeypatch.setattr(cli, "DEFAULT_DATA", data)
     assert cli.run(parse([])) == 0
-    (app, options), = uvicorn_calls
-    assert options["host"] == "127.0.0.1" and options["port"] == 8000 and "workers" not in options
-    client = TestClient(app)
+    config, = uvicorn_calls
+    assert config.host == "127.0.0.1" and config.port == 8000 and config.workers == 1
+    client = TestClient(config.app)
     assert client.get("/api/health").status_code == 200
     assert client.get("/api/health").json()["datasets"] == ["fixture"]
     assert "serving fixture: 2 paintings" in capsys.readouterr().out
@@ -113,9 +115,10 @@ def test_bad_environment_value_is_reported_like_a_bad_flag(monkeypatch, capsys):
 
 def test_workers_rebuild_the_app_from_the_environment(monkeypatch, data, uvicorn_calls):
     assert cli.run(parse(["--data", str(data), "--workers", "2", "--port", "9300", "--cache-mb", "32"])) == 0
-    (target, options), = uvicorn_calls
-    assert target == "backend.cli:app_from_env" and options["factory"] and options["workers"] == 2
-    assert options["port"] == 9300
+    config, = uvicorn_calls
+    assert config.app == "backend.cli:app_from_env" and config.factory and config.workers == 2
+    assert config.port == 9300
+    assert pickle.loads(pickle.dumps(config)).limits == config.limits  # what each worker process gets
     assert os.environ["TAMSCOPE_DATA"] == str(data.resolve()) and os.environ["TAMSCOPE_CACHE_MB"] == "32"
     assert TestClient(cli.app_from_env()).get("/api/datasets/fixture/paintings").json()["total"] == 2
 
@@ -150,7 +153,12 @@ def serve_process(argv: list[str], port: int, log: Path, env: dict | None = None
             yield server
         finally:
             server.terminate()
-            server.wait(timeout=30)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # it ignored SIGTERM: not left behind, and the test says so
+                server.kill()
+                server.wait()
+                raise AssertionError("serve did not stop within 30 s of SIGTERM") from None
 
 
 def raw_request(port: int, target: bytes, method: bytes = b"GET") -> tuple[int, bytes]:
@@ -211,6 +219,163 @@ def test_real_server_without_arguments(tmp_path):
         assert status == 200 and b'"smoke"' in body
 
 
+# --- hostile clients against the real server -----------------------------------------------------
+
+SHORT = ["--idle-timeout", "1", "--request-timeout", "3"]  # the documented 10 s and 30 s, shortened for tests
+HEAD = b"GET /api/health HTTP/1.1\r\nHost: localhost\r\n"
+
+
+def server_memory(server: subprocess.Popen, field: str) -> float:
+    """VmRSS (resident now) or VmHWM (the peak so far) of the server process, in bytes."""
+    from testkit import procmem
+
+    return procmem.process(field, server.pid)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """What the server sends before it closes the connection (a reset counts as a close)."""
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def test_silent_slow_and_stuffing_clients_are_cut_off(data, tmp_path):
+    """50 hostile connections at once: 20 silent, 20 trickling a header byte by byte (never idle,
+    never done), 10 stopping after 60 KB of headers. The server answers a normal request meanwhile
+    and closes all 50: silently when nothing was sent, with 408 when a request was begun."""
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("memory readings need Linux's /proc")
+    port = free_port()
+    with serve_process(["--data", str(data), "--port", str(port), *SHORT], port, tmp_path / "serve.log") as server:
+        assert get(port, "/api/health")[0] == 200
+        rss_before = server_memory(server, "VmRSS")
+        connect = lambda: socket.create_connection(("127.0.0.1", port), timeout=10)  # noqa: E731
+        silent = [connect() for _ in range(20)]
+        trickling = [connect() for _ in range(20)]
+        stuffing = [connect() for _ in range(10)]
+        for sock in trickling:
+            sock.sendall(HEAD + b"X-Slow: ")
+        for sock in stuffing:
+            sock.sendall(HEAD + b"X-Fill: " + b"a" * 60_000)  # under the 64 KB limit, never ended
+        assert get(port, "/api/health")[0] == 200  # served while the 50 are held
+        peak_held = server_memory(server, "VmHWM")
+        received: dict[socket.socket, bytes] = {}
+        waiting = set(silent + trickling + stuffing)
+        deadline = time.monotonic() + 30  # the server's limits are 1 s and 3 s
+        while waiting and time.monotonic() < deadline:
+            for sock in waiting & set(trickling):
+                try:
+                    sock.send(b"z")  # a byte every 0.2 s: never idle for 1 s
+                except OSError:
+                    pass
+            readable, _, _ = select.select(list(waiting), [], [], 0.2)
+            for sock in readable:
+                sock.settimeout(1)
+                received[sock] = read_until_closed(sock)  # only 408 answers are sent: short
+                waiting.discard(sock)
+        assert not waiting, f"{len(waiting)} of 50 hostile connections still open after 30 s"
+        assert all(received[sock] == b"" for sock in silent)
+        for sock in trickling + stuffing:
+            assert received[sock].startswith(b"HTTP/1.1 408 "), received[sock][:80]
+            assert b'"code":"request_timeout"' in received[sock]
+        for sock in silent + trickling + stuffing:
+            sock.close()
+        assert get(port, "/api/health")[0] == 200
+        print(f"50 hostile connections: RSS {rss_before / 2**20:.0f} MB before, peak {peak_held / 2**20:.0f} MB")
+        assert peak_held < rss_before + 50 * 2**20  # about 64 KB per connection, never the whole request
+
+
+def test_oversized_headers_are_refused_without_being_held(data, tmp_path):
+    """A head over 64 KB gets 431 (or, while the client is still sending, a reset): the server
+    never holds more of it, so its peak memory does not grow by the size of the header."""
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("memory readings need Linux's /proc")
+    port = free_port()
+    with serve_process(["--data", str(data), "--port", str(port)], port, tmp_path / "serve.log") as server:
+        assert get(port, "/api/health")[0] == 200
+        peak_before = server_memory(server, "VmHWM")
+        answers = []
+        for size in (70_000, 64 * 2**20):
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+                try:
+                    sock.sendall(HEAD + b"X-Big: " + b"a" * size + b"\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # refused while sending: the server did not read on
+                answers.append(read_until_closed(sock))
+        assert answers[0].startswith(b"HTTP/1.1 431 ") and b'"code":"header_too_large"' in answers[0]
+        assert answers[1] == b"" or answers[1].startswith(b"HTTP/1.1 431 ")
+        peak_after = server_memory(server, "VmHWM")
+        print(f"64 MB header: peak RSS {peak_before / 2**20:.0f} MB before, {peak_after / 2**20:.0f} MB after")
+        assert peak_after - peak_before < 16 * 2**20  # a held 64 MB header would add at least 64 MB
+        assert get(port, "/api/health")[0] == 200
+
+
+def test_special_files_never_block_and_links_are_not_followed(tmp_path):
+    """After startup: a FIFO at a map path (a read would block forever) and a thumbnail replaced by
+    a link to a system file. Both are 404 at once, and SIGTERM still stops the server."""
+    root = make_dataset(tmp_path / "swapped", n_paintings=1, with_stats=False)
+    port = free_port()
+    with serve_process(["--data", str(root), "--port", str(port)], port, tmp_path / "serve.log") as server:
+        folder = root / "paintings/painting-0"
+        (folder / "tokens/0.png").unlink()
+        os.mkfifo(folder / "tokens/0.png")
+        secret = tmp_path / "hostname"
+        secret.write_bytes(b"secret-host-name\n")
+        (folder / "thumb.jpg").unlink()
+        (folder / "thumb.jpg").symlink_to(secret)
+        base = b"/api/datasets/swapped/paintings/painting-0"
+        for target in (base + b"/tokens/0.png", base + b"/thumb"):
+            status, body = raw_request(port, target)  # 10 s socket timeout: a blocked read fails here
+            assert status == 404 and b"secret" not in body, (target, status)
+        assert raw_request(port, base + b"/tokens/1.png")[0] == 200
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_busy_port_is_one_error_line_and_no_url(data):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([*tamscope_command(), "serve", "--data", str(data), "--port", str(port)], cwd=REPO,
+                                capture_output=True, text=True, timeout=120,
+                                env={k: v for k, v in os.environ.items() if k not in ENV})
+    assert result.returncode == 2, result
+    assert "http://" not in result.stdout + result.stderr  # no URL to a server that never listened
+    line, = result.stderr.strip().splitlines()
+    assert line.startswith(f"serve: cannot listen on 127.0.0.1:{port}: ") and "in use" in line, line
+
+
+def test_connection_limits_default_to_the_documented_numbers(monkeypatch, data, uvicorn_calls, capsys):
+    """10 s idle, 30 s per request, 64 KB of headers: the numbers of docs/api.md, reaching uvicorn."""
+    from backend.protocol import LimitedHttpToolsProtocol
+
+    doc = (REPO / "docs" / "api.md").read_text()
+    documented = {flag: re.search(rf"^\| `{flag}[^|]*\|[^|]*\| `([0-9.]+)`", doc, flags=re.M).group(1)
+                  for flag in ("--idle-timeout", "--request-timeout")}
+    assert documented == {"--idle-timeout": "10", "--request-timeout": "30"}
+    assert "64 KB" in doc and "431" in doc and "408" in doc
+    assert cli.run(parse(["--data", str(data)])) == 0
+    config, = uvicorn_calls
+    assert (config.limits.idle_timeout, config.limits.request_timeout, config.limits.max_head_bytes) == (10, 30, 65536)
+    assert config.timeout_keep_alive == 10 and config.http is LimitedHttpToolsProtocol
+    monkeypatch.setenv("TAMSCOPE_IDLE_TIMEOUT", "2.5")
+    monkeypatch.setenv("TAMSCOPE_REQUEST_TIMEOUT", "7")
+    assert (parse([]).idle_timeout, parse([]).request_timeout) == (2.5, 7)
+    assert parse(["--idle-timeout", "4"]).idle_timeout == 4
+    for bad in ("soon", "0", "-1"):
+        with pytest.raises(SystemExit):
+            parse(["--request-timeout", bad])
+        assert "--request-timeout: invalid number of seconds value" in capsys.readouterr().err
+    help_text = subprocess.run([*tamscope_command(), "serve", "--help"], capture_output=True, text=True, cwd=REPO,
+                               check=True).stdout
+    assert "--idle-timeout" in help_text and "--request-timeout" in help_text and "TAMSCOPE_IDLE_TIMEOUT" in help_text
+
+
 # --- documentation and packaging ----------------------------------------------------------------
 
 def test_every_route_and_setting_is_documented(data):
@@ -226,7 +391,7 @@ def test_every_route_and_setting_is_documented(data):
     parser = argparse.ArgumentParser()
     cli.configure(parser)
     flags = [o for action in parser._actions for o in action.option_strings if o.startswith("--") and o != "--help"]
-    assert len(flags) == 7 and not [f for f in flags if f"`{f}" not in doc]
+    assert len(flags) == 9 and not [f for f in flags if f"`{f}" not in doc]
     env_vars = set(re.findall(r"TAMSCOPE_[A-Z_]+", (REPO / "backend" / "cli.py").read_text()))
     assert env_vars == set(ENV) and not [v for v in env_vars if f"`{v}" not in doc]
     for name in ("q", "category", "artist", "style", "offset", "limit", "v"):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 from fastapi.testclient import TestClient
@@ -206,11 +207,18 @@ def test_etag_304_and_gzip(client):
     assert zipped.json() == plain.json() and int(zipped.headers["content-length"]) < len(plain.content) / 2
     assert plain.headers["etag"] != zipped.headers["etag"]  # one strong tag per encoding
     assert plain.headers["vary"] == "accept-encoding" and plain.headers["cache-control"] == "no-cache"
-    for tag in (plain.headers["etag"], zipped.headers["etag"], "W/" + plain.headers["etag"],
-                f'"nope", {zipped.headers["etag"]}', "*"):
+    for tag in (zipped.headers["etag"], "W/" + zipped.headers["etag"], f'"nope", {zipped.headers["etag"]}', "*"):
         again = client.get(f"{P}/painting-0", headers={"if-none-match": tag, "accept-encoding": "gzip"})
         assert again.status_code == 304 and again.content == b"", tag
         assert again.headers["etag"] == zipped.headers["etag"]
+    for tag in (plain.headers["etag"], "W/" + plain.headers["etag"]):
+        assert client.get(f"{P}/painting-0", headers={"if-none-match": tag, "accept-encoding": "identity"}
+                          ).status_code == 304
+    # a tag matches only the variant it names: the client holding the other one gets the bytes
+    assert client.get(f"{P}/painting-0", headers={"if-none-match": plain.headers["etag"],
+                                                  "accept-encoding": "gzip"}).status_code == 200
+    assert client.get(f"{P}/painting-0", headers={"if-none-match": zipped.headers["etag"],
+                                                  "accept-encoding": "identity"}).status_code == 200
     assert client.get(f"{P}/painting-0", headers={"if-none-match": '"other"'}).status_code == 200
     assert client.get(f"{P}/painting-1", headers={"if-none-match": plain.headers["etag"]}).status_code == 200
     png = client.get(f"{P}/painting-0/spans/0.png")
@@ -218,6 +226,34 @@ def test_etag_304_and_gzip(client):
     assert client.get(f"{P}/painting-0/spans/0.png", headers={"if-none-match": png.headers["etag"]}).status_code == 304
     listing = client.get(f"{P}?q=harbour")
     assert client.get(f"{P}?q=harbour", headers={"if-none-match": listing.headers["etag"]}).status_code == 304
+
+
+@pytest.mark.parametrize("accept, gzip", [
+    ("gzip", True), ("GZIP;Q=0.5", True), ("deflate, gzip;q=0.001", True), ("x-gzip", True), ("*", True),
+    ("br;q=1, *;q=0.2", True), ("", False), ("identity", False), ("br, deflate", False), ("gzipfoo", False),
+    ("gzip;q=0", False), ("gzip; q=0.000", False), ("br, gzip;q=0", False), ("*;q=0", False),
+    ("gzip;q=0, *", False),  # named with q=0: the wildcard does not bring it back
+    ("gzip;q=1.5", False), ("gzip;q=abc", False),  # a malformed q-value drops its item (RFC 9110 12.4.2)
+])
+def test_accept_encoding_q_values(client, accept, gzip):
+    response = client.get(f"{P}/painting-0", headers={"accept-encoding": accept})
+    assert (response.headers.get("content-encoding") == "gzip") is gzip, accept
+    assert response.json()["id"] == "painting-0"
+
+
+def test_gzip_tag_is_no_304_for_a_client_refusing_gzip(client, data):
+    zipped = client.get(f"{P}/painting-0", headers={"accept-encoding": "gzip"})
+    refusing = client.get(f"{P}/painting-0", headers={"accept-encoding": "gzip;q=0",
+                                                      "if-none-match": zipped.headers["etag"]})
+    assert refusing.status_code == 200 and "content-encoding" not in refusing.headers
+    assert refusing.json() == json.loads((data / "paintings/painting-0/record.json").read_text())
+
+
+def test_openapi_schema_is_revalidated_with_its_etag(client):
+    first = client.get("/openapi.json", headers={"accept-encoding": "identity"})
+    assert first.status_code == 200 and first.headers["etag"] and first.headers["cache-control"] == "no-cache"
+    again = client.get("/openapi.json", headers={"accept-encoding": "identity", "if-none-match": first.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
 
 
 @pytest.mark.parametrize("url", ["/api/datasets/fixture", "/api/datasets/fixture/stats", f"{P}?style=Realism",
@@ -283,12 +319,35 @@ def test_errors_share_one_shape(client):
     assert errors.headers["cache-control"] == "no-store"
 
 
+@pytest.mark.parametrize("index", ["1_0", "+10", "10.0", "010", "1e1", "0x0a", "%2010", "10%20", "%D9%A1%D9%A0"])
+def test_token_index_is_a_canonical_decimal(client, index):
+    """docs/api.md: an index is 0-100000 in decimal; other spellings of 10 (the last: Arabic-Indic
+    digits) are 422, not token 10."""
+    assert client.get(f"{P}/painting-0/tokens/10.png").status_code == 200
+    assert_error(client.get(f"{P}/painting-0/tokens/{index}.png"), 422, "invalid")
+    assert_error(client.get(f"{P}/painting-0/spans/{index}/sam.png"), 422, "invalid")
+    assert_error(client.get(f"{P}?limit={index}"), 422, "invalid")
+
+
+@pytest.mark.parametrize("path, target", [
+    ("/api/health/", "/api/health"), ("/api/datasets/fixture/stats/?x=1", "/api/datasets/fixture/stats?x=1"),
+    ("/static", "/static/")])
+def test_trailing_slash_redirect_is_relative(client, path, target):
+    response = client.get(path, headers={"host": "attacker.example"}, follow_redirects=False)
+    assert response.status_code == 307
+    location = response.headers["location"]
+    assert "attacker" not in location and "//" not in location and not location.startswith("/")
+    assert urljoin(f"http://tamscope.test{path}", location) == f"http://tamscope.test{target}"
+    assert client.get(path).url.path == target.split("?")[0]  # followed by a client
+    assert_error(client.get("/api/health//", follow_redirects=False), 404, "not_found")
+
+
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
 @pytest.mark.parametrize("url", ["/api/health", f"{P}/painting-0", f"{P}/painting-0/canvas", "/", "/static/css/app.css"])
 def test_wrong_methods(client, method, url):
     response = client.request(method, url, content=b"x" * 100)
     assert_error(response, 405, "method_not_allowed")
-    assert "GET" in response.headers["allow"]
+    assert {m.strip() for m in response.headers["allow"].split(",")} == {"GET", "HEAD"}  # HEAD is GET without a body
 
 
 def test_head_is_get_without_body(client):
@@ -408,6 +467,74 @@ def test_startup_refuses_files_outside_the_dataset(tmp_path):
     client = TestClient(create_app([root], skip_bad=True))
     assert_error(client.get("/api/datasets/links/paintings/painting-0/canvas"), 404, "not_found")
     assert client.get("/api/datasets/links/paintings/painting-1/canvas").status_code == 200
+
+
+def test_files_replaced_by_links_after_startup_are_not_followed(tmp_path):
+    """The catalog names files at startup; what is at those names when a request comes is read
+    without following a link (to /etc, to a file of another painting, through a linked folder)."""
+    root = make_dataset(tmp_path / "changing", n_paintings=2, with_stats=False)
+    client = TestClient(create_app([root]))
+    base = "/api/datasets/changing/paintings/painting-0"
+    folder = root / "paintings/painting-0"
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"root:x:0:0 the secret")
+    (folder / "thumb.jpg").unlink()
+    (folder / "thumb.jpg").symlink_to(secret)
+    (folder / "canvas.jpg").unlink()
+    (folder / "canvas.jpg").symlink_to(root / "paintings/painting-1/canvas.jpg")  # inside the dataset: no link either
+    outside_maps = tmp_path / "maps"
+    (folder / "spans").rename(outside_maps)
+    (folder / "spans").symlink_to(outside_maps)  # a linked folder on the way
+    for url in [f"{base}/thumb", f"{base}/canvas", f"{base}/spans/2.png"]:
+        response = client.get(url)
+        assert_error(response, 404, "not_found")
+        assert b"secret" not in response.content
+    assert client.get("/api/datasets/changing/paintings/painting-1/canvas").status_code == 200
+    assert client.get(f"{base}/tokens/0.png").content == (folder / "tokens/0.png").read_bytes()
+
+
+def test_startup_refuses_a_painting_or_record_linked_out_of_the_dataset(tmp_path):
+    import shutil
+
+    root = make_dataset(tmp_path / "linked", n_paintings=3, with_stats=False)
+    outside = tmp_path / "outside"
+    shutil.copytree(root / "paintings/painting-0", outside / "painting-0")
+    shutil.rmtree(root / "paintings/painting-0")
+    (root / "paintings/painting-0").symlink_to(outside / "painting-0")
+    record = root / "paintings/painting-2/record.json"
+    (outside / "record.json").write_bytes(record.read_bytes())
+    record.unlink()
+    record.symlink_to(outside / "record.json")
+    with pytest.raises(StartupError, match="painting-0.*symbolic link"):
+        create_app([root])
+    client = TestClient(create_app([root], skip_bad=True))
+    assert [p["id"] for p in client.get("/api/datasets/linked/paintings").json()["items"]] == ["painting-1"]
+    for pid in ("painting-0", "painting-2"):
+        assert_error(client.get(f"/api/datasets/linked/paintings/{pid}"), 404, "not_found")
+        assert_error(client.get(f"/api/datasets/linked/paintings/{pid}/canvas"), 404, "not_found")
+
+
+def test_gallery_pages_and_files_share_the_cache_budget(tmp_path):
+    """`--cache-mb` bounds everything kept: gallery pages push files out like files do. Seen from
+    outside: a canvas changed on disk is served anew once enough gallery pages went through a
+    1 MB cache (while cached, the old bytes would still be served)."""
+    root = make_dataset(tmp_path / "budget", n_paintings=4, with_stats=False)
+    client = TestClient(create_app([root], cache_mb=1))
+    url = "/api/datasets/budget/paintings/painting-0/canvas"
+    canvas = root / "paintings/painting-0/canvas.jpg"
+    old = client.get(url).content
+    assert old == canvas.read_bytes() and len(old) < 2**20
+    canvas.write_bytes((root / "paintings/painting-1/canvas.jpg").read_bytes())
+    assert client.get(url).content == old  # held in the cache
+    served = 0
+    for limit in range(1, 201):
+        for q in "aeiost":
+            served += len(client.get(f"/api/datasets/budget/paintings?q={q}&limit={limit}",
+                                     headers={"accept-encoding": "identity"}).content)
+        if served > 2 * 2**20:
+            break
+    assert served > 2 * 2**20, "not enough distinct pages to fill the budget"
+    assert client.get(url).content == canvas.read_bytes() != old
 
 
 def test_startup_refuses_a_broken_manifest_even_with_skip_bad(tmp_path):

@@ -71,3 +71,32 @@ def test_cli_exit_codes(dataset, tmp_path):
     assert bad.returncode == 1 and bad.stdout.startswith("manifest.json")
     missing = subprocess.run(cmd + [str(tmp_path / "nowhere")], capture_output=True, text=True, cwd=REPO)
     assert missing.returncode == 1 and "not a folder" in missing.stdout
+
+
+def test_symbolic_links_are_violations(dataset, tmp_path):
+    """A painting folder or a record linked out of the dataset would validate as the place it
+    names; the server follows no link, so every link below the dataset folder is reported."""
+    import shutil
+
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(dataset / "paintings/painting-0", outside / "painting-0")
+    shutil.rmtree(dataset / "paintings/painting-0")
+    (dataset / "paintings/painting-0").symlink_to(outside / "painting-0")  # the whole folder, a valid copy
+    record = dataset / "paintings/painting-1/record.json"
+    (outside / "record.json").write_bytes(record.read_bytes())
+    record.unlink()
+    record.symlink_to(outside / "record.json")  # a record, identical to the one it replaces
+    found = {str(v) for v in validate_dataset(dataset)}
+    assert any(line.startswith("paintings/painting-0: ") and "symbolic link" in line for line in found), found
+    assert any(line.startswith("paintings/painting-1/record.json: ") and "symbolic link" in line for line in found)
+
+
+def test_a_linked_file_inside_its_folder_is_a_violation_too(dataset):
+    canvas = dataset / "paintings/painting-0/canvas.jpg"
+    copy = dataset / "paintings/painting-0/canvas-copy.jpg"
+    copy.write_bytes(canvas.read_bytes())
+    canvas.unlink()
+    canvas.symlink_to("canvas-copy.jpg")
+    found = [str(v) for v in validate_dataset(dataset)]
+    assert found == ["paintings/painting-0/record.json:canvas: canvas.jpg is a symbolic link (a dataset holds none: "
+                     "the server follows no link)"]

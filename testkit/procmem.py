@@ -1,4 +1,4 @@
-"""Memory readings for the benchmarks, from Linux's /proc (bytes; NaN where a field is absent)."""
+"""Memory readings for benchmarks and tests, from Linux's /proc (bytes; NaN where a field is absent)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ def _field(path: str, name: str) -> float:
     return float("nan")
 
 
-def process(name: str) -> float:
-    """A field of /proc/self/status: VmRSS (resident now), VmHWM (peak since the last reset)."""
-    return _field("/proc/self/status", name)
+def process(name: str, pid: int | str = "self") -> float:
+    """A field of /proc/<pid>/status: VmRSS (resident now), VmHWM (peak since the last reset)."""
+    return _field(f"/proc/{pid}/status", name)
 
 
 def system(name: str) -> float:

@@ -51,7 +51,7 @@ from sources.download import (
 DEFAULT_API = "https://www.wikiart.org/en/api/2/"
 STATE = "wikiart.json"
 ANNOTATIONS = "annotations.json"
-IMAGE_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF", "BMP", "MPO"}  # MPO: a JPEG with extra frames
+IMAGE_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "MPO"}  # MPO: a JPEG with extra frames
 SIZE_TOKEN = re.compile(r"^(?P<original>.+?\.(?:jpe?g|png|webp|tiff?|bmp|gif))![^/]*$", re.IGNORECASE)
 
 

@@ -66,6 +66,8 @@ def test_a_second_writer_is_refused_with_the_holders_pid(folder, tiny_qwen2vl_di
         assert message == (f"tamscope describe: {out} is being written by another tamscope run (pid {first.pid}); "
                            f"wait for it to finish, or split the work with --shard K/N")
         assert f"(pid {first.pid})" in refused([sys.executable, "-m", "tamscope.cli", "spanmaps", str(out)])
+        pipeline = refused([sys.executable, "-m", "tamscope.cli", "precompute", str(folder), str(out)])
+        assert pipeline.startswith(f"tamscope precompute: {out} is being written") and f"(pid {first.pid})" in pipeline
         assert f"(pid {first.pid})" in refused(describe(folder, out, tiny_qwen2vl_dir, "--shard", "1/2"))
     finally:
         first.send_signal(signal.SIGKILL)  # killed while holding the lock: the kernel drops it

@@ -303,10 +303,11 @@ def run_captioner(args, work: Path, results: dict):
         Qwen2VLVideoProcessor,
     )
 
+    from contract.commit import commit_painting
+    from contract.inputs import PaintingInput
     from contract.schema import Annotations
     from contract.store import Dataset
     from precompute.models import Captioner, Lazy
-    from precompute.paintings import PaintingInput
     from precompute.smoke import draw_painting
     from precompute.stages import describe, reliance
     from precompute.tiny.qwen2_tokenizer import CHAT_TEMPLATE, qwen2vl_tokenizer
@@ -338,7 +339,9 @@ def run_captioner(args, work: Path, results: dict):
     describe.build_tokens = timed(log, "tokens", real_tokens)
     try:
         with Stage("describe", results):
-            record = describe.describe_one(painting, dataset, stage_args, lazy)
+            out = describe.describe_one(painting, stage_args, lazy)
+            commit_painting(dataset, out.record, out.files)  # what the stage writes, timed with it
+            record = out.record
     finally:
         tam_module.compute_tam, describe.build_tokens = real_tam, real_tokens
         del model.generate
@@ -419,10 +422,13 @@ def run_text_llm(args, dataset, record, results: dict):
 
 
 def run_cheap(args, dataset, record, results: dict):
+    from contract.commit import commit_painting
     from precompute.stages import metadata, spanmaps, spans
 
     with Stage("spanmaps", results):
-        record = spanmaps.process(dataset, "mean")(record)
+        out = spanmaps.process(dataset, "mean")(record)
+        commit_painting(dataset, out.record, out.files)
+        record = out.record
     with Stage("spans_lexicon", results):
         spans.process(None, retries=2, totals={})(record.model_copy(deep=True))
     with Stage("metadata_lexicon", results):
@@ -434,6 +440,7 @@ def run_segmenter(args, dataset, record, results: dict):
     import torch
     from transformers import Sam3ImageProcessor, Sam3Model, Sam3Processor
 
+    from contract.commit import commit_painting
     from precompute.stages import sam
     from precompute.tiny.sam3 import build_clip_tokenizer
 
@@ -449,7 +456,9 @@ def run_segmenter(args, dataset, record, results: dict):
     vision, passes = Calls(model.vision_encoder), Calls(model)
     prompts = [s.text for s in record.spans if s.category in ("CVO", "ICON")]
     with Stage("sam", results):
-        record = sam.process(dataset, segmenter)(record)
+        out = sam.process(dataset, segmenter)(record)
+        commit_painting(dataset, out.record, out.files)
+        record = out.record
     r = results["sam"]
     r.update({"vision": vision.calls[0][1] - vision.calls[0][0], "prompts": len(prompts),
               "per_prompt": [c[1] - c[0] for c in passes.calls], "image_size": size,

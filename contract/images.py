@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 MAX_PIXELS = 100_000_000
 # the raster formats tamscope reads (Pillow's opener names; JPEG also opens MPO, the JPEG with
 # extra frames that cameras write)
-IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP")
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")  # GIF: precompute reads its first frame
 
 
 class ImageTooLarge(ValueError):

@@ -1,10 +1,14 @@
-"""`tamscope validate DATASET`: list every violation of the contract, with its location.
+"""`tamscope validate DATASET [--input FOLDER]`: list every violation of the contract, with its location.
 
 Checks the JSON against the pydantic models (contract.schema) and then what JSON Schema
 cannot see: that every referenced file exists inside its folder, that PNG maps have the
-grid's size, masks the canvas size, and that the manifest and the records agree. A dataset
-holds no symbolic links below its folder (the server follows none, backend.datafiles), so
-every link is reported: a painting folder, a record or an image that is one.
+grid's size, masks the canvas size, that the manifest and the records agree, and that no
+interrupted write left anything behind (staging folders, temporary files: the next precompute
+run repairs them). With `--input`, also that the dataset matches the input folder it was made
+from: every image described, from the same bytes, with the same annotations, and no painting
+whose input file is gone. A dataset holds no symbolic links below its folder (the server
+follows none, backend.datafiles), so every link is reported: a painting folder, a record or an
+image that is one.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 
+from contract.commit import REPLACED, STAGING, interrupted, temp_files
+from contract.inputs import fingerprint, input_of, scan_input, vanished
 from contract.schema import DatasetManifest, DatasetStats, PaintingRecord, is_valid_id
-from contract.store import MANIFEST, PAINTINGS, RECORD, STATS
+from contract.store import MANIFEST, PAINTINGS, RECORD, STATS, Dataset
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,42 @@ def check_record(folder: Path, record: PaintingRecord, where: str) -> list[Viola
     return out
 
 
-def validate_dataset(root: Path) -> list[Violation]:
+def leftover_violations(root: Path) -> list[Violation]:
+    """What a killed writer left: half-committed painting folders and temporary files."""
+    out = [Violation(f"{PAINTINGS}/{pid}", "an interrupted write left .staging/.replaced folders beside it "
+                                           "(the next precompute run finishes or undoes it)")
+           for pid in interrupted(Dataset(root))]
+    out += [Violation(p.relative_to(root).as_posix(), "temporary file of an interrupted write "
+                                                      "(the next precompute run removes it)")
+            for p in temp_files(root)]
+    return out
+
+
+def input_violations(root: Path, folder: Path) -> list[Violation]:
+    """Where the dataset does not match its input folder (contract.inputs)."""
+    inputs, dataset, out = scan_input(folder), Dataset(root), []
+    for painting in inputs.paintings:
+        where = f"{PAINTINGS}/{painting.id}/{RECORD}"
+        if not dataset.has_record(painting.id):
+            out.append(Violation(str(painting.path), f"not in the dataset (painting id {painting.id}): run precompute"))
+            continue
+        try:
+            record = dataset.record(painting.id)
+        except ValueError:
+            continue  # reported by the record checks
+        if "describe" in record.stages and (input_of(record) or {}).get("sha256") != fingerprint(painting.path):
+            out.append(Violation(f"{where}:provenance.input", f"described from other bytes than {painting.path} "
+                                                              f"holds now: run precompute again"))
+        if record.annotations != painting.annotations:
+            out.append(Violation(f"{where}:annotations", f"differ from the annotations of {painting.path.name} "
+                                                         f"in {folder}: run precompute again"))
+    for pid, name in vanished(dataset, {p.id for p in inputs.paintings}):
+        out.append(Violation(f"{PAINTINGS}/{pid}", f"its input file {name} is no longer in {folder} "
+                                                   f"(delete the folder to drop the painting)"))
+    return out
+
+
+def validate_dataset(root: Path, input_folder: Path | None = None) -> list[Violation]:
     root = Path(root)
     if not root.is_dir():
         return [Violation(str(root), "not a folder")]
@@ -124,7 +165,8 @@ def validate_dataset(root: Path) -> list[Violation]:
         out += _pydantic_violations(MANIFEST, err)
 
     base = root / PAINTINGS
-    on_disk = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+    side = {f".{pid}{kind}" for pid in interrupted(Dataset(root)) for kind in (STAGING, REPLACED)}
+    on_disk = sorted(p.name for p in base.iterdir() if p.is_dir() and p.name not in side) if base.is_dir() else []
     linked = set()  # painting folders that are links, reported once
     for name in on_disk:
         where = f"{PAINTINGS}/{name}/{RECORD}"
@@ -161,15 +203,20 @@ def validate_dataset(root: Path) -> list[Violation]:
             DatasetStats.model_validate_json((root / STATS).read_bytes())
         except ValidationError as err:
             out += _pydantic_violations(STATS, err)
+    out += leftover_violations(root)
+    if input_folder is not None:
+        out += input_violations(root, Path(input_folder))
     return out
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path, help="dataset folder")
+    parser.add_argument("--input", type=Path, default=None,
+                        help="the input folder the dataset was made from: check that they match")
 
 
 def run(args: argparse.Namespace) -> int:
-    violations = validate_dataset(args.dataset)
+    violations = validate_dataset(args.dataset, getattr(args, "input", None))
     for v in violations:
         print(v)
     if violations:

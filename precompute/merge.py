@@ -11,6 +11,7 @@ from pathlib import Path
 
 from contract import stats, validate
 from contract.store import Dataset
+from precompute.lock import writer
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +20,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     dataset = Dataset(args.dataset)
-    manifest = dataset.refresh_manifest()
-    print(f"manifest: {len(manifest.paintings)} paintings, {len(manifest.failures)} failures")
-    stats.run(argparse.Namespace(dataset=args.dataset, json=False))
-    return validate.run(argparse.Namespace(dataset=args.dataset))
+    with writer(args.dataset):  # after every shard: none may still be writing
+        manifest = dataset.refresh_manifest()
+        print(f"manifest: {len(manifest.paintings)} paintings, {len(manifest.failures)} failures")
+        stats.run(argparse.Namespace(dataset=args.dataset, json=False))
+        return validate.run(argparse.Namespace(dataset=args.dataset))

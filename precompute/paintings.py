@@ -1,85 +1,67 @@
-"""The input folder: paintings (images) plus optional annotations, and safe image loading.
+"""Loading an input painting safely: a clear PaintingError for every bad file, 8-bit RGB out.
 
-    my-paintings/
-      starry-night.jpg, impression-sunrise.png, ...
-      annotations.json   {"starry-night": {"title", "artist", "year", "style", "genre"}, ...}
-                         or [{"file": "starry-night.jpg", "title": ...}, ...]
-      annotations.csv    columns file,title,artist,year,style,genre (instead of the json)
-
-A painting's id is its file stem reduced to the id alphabet ([A-Za-z0-9._-], no leading dot).
+The input folder itself (which files, ids, annotations) is contract.inputs. Pixel depths other
+than 8 bits are converted, never clipped (clipping turned a 16-bit scan 99.6% white and a float
+TIFF black):
+- 16-bit grayscale (Pillow mode I;16*, or I with values in 0..65535): value x 255 / 65535,
+  rounded, i.e. scaled by the type's range. 16-bit RGB(A) is reduced by Pillow's decoder itself,
+  which keeps each value's high byte.
+- 32-bit float grayscale (mode F): values in [0, 1] are scaled by 255; any other range is
+  stretched from the image's own minimum and maximum to 0..255, and the record says so.
+  NaN or infinite values, and 32-bit integers outside 0..65535, are refused.
+- An animated or multi-page image (n_frames > 1) gives its first frame, and the record says so.
+What was done is returned as notes (describe keeps them in provenance.input.notes and prints them).
 """
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from contract.images import MAX_PIXELS, ImageTooLarge, open_image
-from contract.names import IMAGE_SUFFIXES, slugify
-from contract.schema import Annotations
 from precompute.runner import PaintingError
 
 MIN_SIDE = 28  # Qwen2-VL's resize unit: a 28x28 image is one merged vision token
-ANNOTATION_FIELDS = ("title", "artist", "year", "style", "genre")
+ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA", "P")  # composited on white
 
 
-@dataclass(frozen=True)
-class PaintingInput:
-    id: str
-    path: Path
-    annotations: Annotations
+@dataclass
+class LoadedPainting:
+    image: Image.Image  # RGB, EXIF-rotated
+    sha256: str  # of the bytes decoded (contract.inputs.fingerprint of the file)
+    notes: list[str] = field(default_factory=list)  # conversions worth knowing about
 
 
-def load_annotations(folder: Path) -> dict[str, Annotations]:
-    """File stem -> Annotations, from annotations.json or annotations.csv (if present)."""
-    rows: list[dict] = []
-    if (folder / "annotations.json").is_file():
-        data = orjson.loads((folder / "annotations.json").read_bytes())
-        if isinstance(data, dict):
-            rows = [{"file": stem, **fields} for stem, fields in data.items()]
-        elif isinstance(data, list):
-            rows = data
+def _to_8bit(im: Image.Image, name: str) -> tuple[Image.Image, str | None]:
+    """Grayscale of more than 8 bits -> mode L, scaled as the module docstring says."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        values = np.asarray(im).astype(np.float64)  # (H, W)
+        if im.mode == "I" and (values.min() < 0 or values.max() > 65535):
+            raise PaintingError(f"{name} holds 32-bit integer pixels outside 0..65535; "
+                                f"convert it to an 8- or 16-bit image first")
+        scaled, note = values * (255 / 65535), "16-bit grayscale scaled to 8 bits (value x 255 / 65535)"
+    elif im.mode == "F":
+        values = np.asarray(im).astype(np.float64)  # (H, W)
+        if not np.isfinite(values).all():
+            raise PaintingError(f"{name} holds NaN or infinite pixel values")
+        lo, hi = float(values.min()), float(values.max())
+        if lo >= 0 and hi <= 1:
+            scaled, note = values * 255, "float grayscale in [0, 1] scaled to 8 bits (value x 255)"
         else:
-            raise ValueError("annotations.json must be an object keyed by file stem or a list of objects")
-    elif (folder / "annotations.csv").is_file():
-        with open(folder / "annotations.csv", newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    out = {}
-    for row in rows:
-        if not isinstance(row, dict) or not row.get("file"):
-            raise ValueError(f"annotation without a 'file': {row!r}")
-        fields = {k: (row.get(k) or None) for k in ANNOTATION_FIELDS}
-        if isinstance(fields["year"], str) and fields["year"].isdigit():
-            fields["year"] = int(fields["year"])
-        out[Path(str(row["file"])).stem] = Annotations(**fields)
-    return out
+            scaled = (values - lo) * (255 / (hi - lo)) if hi > lo else np.zeros_like(values)
+            note = (f"float grayscale in [{lo:g}, {hi:g}], outside [0, 1]: stretched from its own "
+                    f"minimum and maximum to 8 bits")
+    else:
+        return im, None
+    return Image.fromarray(np.floor(scaled + 0.5).astype(np.uint8), mode="L"), note
 
 
-def scan_input(folder: Path) -> list[PaintingInput]:
-    """Every image of the folder (sorted by name) with its id and annotations."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"input folder {folder} does not exist")
-    annotations = load_annotations(folder)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                   and not p.name.startswith("."))
-    seen: dict[str, int] = {}
-    out = []
-    for path in files:
-        base = slugify(path.stem)
-        n = seen.get(base, 0)
-        seen[base] = n + 1
-        pid = base if n == 0 else f"{base}-{n + 1}"  # same stem, other suffix: numbered in name order
-        out.append(PaintingInput(pid, path, annotations.get(path.stem, Annotations())))
-    return out
-
-
-def load_painting(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def load_painting(path: Path, max_pixels: int = MAX_PIXELS) -> LoadedPainting:
     """The image as RGB, EXIF-rotated; PaintingError with a clear reason for a bad file."""
     name = path.name
     data = path.read_bytes()
@@ -94,16 +76,26 @@ def load_painting(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     w, h = im.size
     if min(w, h) < MIN_SIDE:
         raise PaintingError(f"{name} is {w}x{h} pixels; the captioner needs at least {MIN_SIDE}x{MIN_SIDE}")
+    notes = []
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:  # opened at frame 0; load() reads that frame only
+        notes.append(f"{frames} frames (animated or multi-page): the first frame is used")
     try:
         im.load()
     except (OSError, SyntaxError, ValueError) as exc:
         raise PaintingError(f"{name} is corrupt or truncated ({exc})") from None
+    im, note = _to_8bit(im, name)
+    notes += [note] if note else []
     im = ImageOps.exif_transpose(im)
-    if im.mode in ("RGBA", "LA", "P"):
+    if im.mode in ALPHA_MODES:
         im = im.convert("RGBA")
         background = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(background, im)
-    return im.convert("RGB")
+    try:
+        rgb = im.convert("RGB")
+    except ValueError as exc:
+        raise PaintingError(f"{name}: its colour mode {im.mode} cannot be converted to RGB ({exc})") from None
+    return LoadedPainting(rgb, hashlib.sha256(data).hexdigest(), notes)
 
 
 def fit(img: Image.Image, max_side: int) -> Image.Image:

@@ -5,7 +5,9 @@ exactly the options the stages take and a stage behaves the same alone or in the
 Every stage is resumable, so re-running the pipeline after a crash redoes only what is missing.
 One overall progress bar counts the stages (each stage's own bar shows its paintings), and the
 summary at the end is read from the dataset itself: per stage, how many paintings carry its
-stamp and which failed with what error, so it is right after a resume too.
+stamp and which failed with what error, so it is right after a resume too. The run holds the
+dataset's writer lock (precompute.lock) throughout, and ends with `validate --input`: a
+painting whose input changed or vanished is a violation, not a silent pass.
 
 With `--shard K/N` the per-painting stages process only shard K (a stable hash of the painting
 id) and the dataset-wide steps are left to `tamscope merge DATASET`, run once after all shards
@@ -24,7 +26,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from contract.inputs import scan_input
 from contract.store import Dataset
+from precompute.lock import writer
 from precompute.runner import add_model_options, add_run_options, in_shard, parse_shard
 from tamscope.cli import COMMANDS
 
@@ -154,9 +158,11 @@ def summary(dataset_dir: Path, shard: tuple[int, int] | None, stages: list[str])
     lines = [f"{len(records)} paintings" + (f" in shard {shard[0]}/{shard[1]}" if shard else "")]
     errors: dict[tuple[str, str], list[str]] = {}  # (stage, error) -> paintings: one line per distinct error
     for stage in (s for s in stages if s in PER_PAINTING):
-        done = sum(stage in r.stages for r in records)
         failed = [(r.id, f.error) for r in records for f in r.failures if f.stage == stage]
-        lines.append(f"  {stage:<9} {done:4d} done  {len(failed):4d} failed")
+        stamped = [r.id for r in records if stage in r.stages]
+        kept = len({pid for pid, _ in failed} & set(stamped))  # failed again, the earlier result kept
+        line = f"  {stage:<9} {len(stamped) - kept:4d} done  {len(failed):4d} failed"
+        lines.append(line + (f"  ({kept} keep an earlier result)" if kept else ""))
         for pid, error in failed:
             errors.setdefault((stage, error), []).append(pid)
     if errors:
@@ -168,6 +174,12 @@ def summary(dataset_dir: Path, shard: tuple[int, int] | None, stages: list[str])
 def run(args: argparse.Namespace) -> int:
     shard = parse_shard(getattr(args, "shard", None))  # fail early on a malformed --shard
     stages = stage_argvs(args)
+    scan_input(args.input)  # and on a malformed annotations file, before any stage starts
+    with writer(args.dataset, shard):  # one run per dataset (or per shard) at a time
+        return run_stages(args, shard, stages)
+
+
+def run_stages(args: argparse.Namespace, shard: tuple[int, int] | None, stages: list[tuple[str, list[str]]]) -> int:
     codes: dict[str, int] = {}
     start = time.monotonic()
     overall = tqdm(stages, desc="precompute", unit="stage", dynamic_ncols=True)
@@ -182,5 +194,5 @@ def run(args: argparse.Namespace) -> int:
     if shard:
         print(f"shard {args.shard} done; after every shard: tamscope merge {args.dataset}")
         return 0 if not any(codes.values()) else 1
-    valid = run_command("validate", [str(args.dataset)])
+    valid = run_command("validate", [str(args.dataset), "--input", str(args.input)])
     return 0 if valid == 0 and not any(codes.values()) else 1

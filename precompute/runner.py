@@ -1,20 +1,21 @@
 """Run one stage over the paintings of a dataset: resumable, atomic, with a progress bar.
 
-A stage is a function `record -> record`. The runner
+A stage is a function `record -> record` (or -> Output, when it also writes files). The runner
 - skips paintings whose record already carries this stage's stamp with the same settings
   (so a re-run after a crash or Ctrl-C resumes where it stopped, and changed settings redo),
-- catches a painting's error, records it in that painting's `failures` and goes on,
-- saves each record atomically right after its painting is done,
+- commits each painting's new record and files as one step right after the painting is done
+  (contract.commit: a kill leaves the old painting or the new one, never a mix),
+- catches a painting's error and appends it to that painting's `failures` in the record as it
+  is on disk: a failed re-run keeps the earlier result (caption, spans, files, stamp),
 - clears the stamps of the stages that read this one's output (DOWNSTREAM), so re-typed spans
   get new span maps, SAM masks and metadata verdicts on the next run,
 - refreshes the manifest (painting list, failures, the stage's settings) at the end.
+Stage commands hold the dataset's writer lock (precompute.lock) around all of this.
 It imports no torch: stages load their models lazily, on the first painting that needs them.
 """
 
 from __future__ import annotations
 
-import os
-import time
 import traceback
 import zlib
 from collections.abc import Callable, Iterable
@@ -22,10 +23,26 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
+from contract.commit import commit_painting
+from contract.errors import UserError
 from contract.schema import Failure, PaintingRecord, StageStamp
 from contract.store import Dataset, utcnow
 
-StageFn = Callable[[PaintingRecord], PaintingRecord]
+
+@dataclass
+class Output:
+    """What a stage made of one painting: the new record and the files it references that are
+    new or changed (relative path -> bytes). Nothing is written until the runner commits both."""
+
+    record: PaintingRecord
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+StageFn = Callable[[PaintingRecord], PaintingRecord | Output]
+
+# Called with (stage, painting id) after each painting is committed. A seam for observers:
+# tests add a sleep here to widen the window in which their kill -9 lands (tests/slow_cli.py).
+after_painting: list[Callable[[str, str], None]] = []
 
 
 class PaintingError(Exception):
@@ -55,11 +72,14 @@ class StageSummary:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already done with these settings
     failed: dict[str, str] = field(default_factory=dict)
+    kept: list[str] = field(default_factory=list)  # failed, their earlier result kept
     waiting: list[str] = field(default_factory=list)  # the stage they need has not run (or failed)
     needs: str | None = None
 
     def line(self) -> str:
         text = f"{self.stage}: {len(self.done)} done, {len(self.skipped)} already done, {len(self.failed)} failed"
+        if self.kept:
+            text += f" ({len(self.kept)} keep their earlier result)"
         if self.waiting:
             text += f", {len(self.waiting)} waiting for {self.needs}"
         by_error: dict[str, list[str]] = {}  # one line per distinct error (a missing model fails them all)
@@ -82,6 +102,10 @@ def add_run_options(parser, what: str = "paintings already done with the same se
     parser.add_argument("--force", action="store_true", help=f"redo {what}")
 
 
+class ShardError(UserError, ValueError):
+    """A malformed --shard."""
+
+
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """'K/N' (0 <= K < N) -> (K, N). Sharding splits the work of a stage over N jobs."""
     if not text:
@@ -89,9 +113,9 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     try:
         k, n = (int(part) for part in text.split("/"))
     except ValueError:
-        raise ValueError(f"--shard must look like K/N, got {text!r}") from None
+        raise ShardError(f"--shard must look like K/N, got {text!r}") from None
     if not (n >= 1 and 0 <= k < n):
-        raise ValueError(f"--shard {text}: need 0 <= K < N")
+        raise ShardError(f"--shard {text}: need 0 <= K < N")
     return k, n
 
 
@@ -118,7 +142,8 @@ def stamp(record: PaintingRecord, stage: str, settings: dict) -> PaintingRecord:
 
 
 def record_failure(record: PaintingRecord, stage: str, exc: BaseException) -> PaintingRecord:
-    record.stages.pop(stage, None)
+    """Append the failure to the record as it is: an earlier result and its stamp stay (the
+    stamp's settings say what made the data that is there; a new attempt replaces both)."""
     record.failures = [f for f in record.failures if f.stage != stage]
     record.failures.append(Failure(stage=stage, error=error_text(exc), time=utcnow()))
     if isinstance(exc, PaintingError):
@@ -129,6 +154,27 @@ def record_failure(record: PaintingRecord, stage: str, exc: BaseException) -> Pa
 def is_done(record: PaintingRecord, stage: str, settings: dict) -> bool:
     done = record.stages.get(stage)
     return done is not None and done.settings == settings
+
+
+def attempt(dataset: Dataset, stage: str, settings: dict, pid: str, work: Callable[[], PaintingRecord | Output],
+            before: Callable[[], PaintingRecord], summary: StageSummary, verbose_errors: bool = False) -> None:
+    """Do one painting's `work` and commit it stamped; on an error, commit `before()` (the record
+    as it is on disk, or a fresh one for a new painting) with the failure appended."""
+    try:
+        out = work()
+        out = out if isinstance(out, Output) else Output(out)
+        commit_painting(dataset, stamp(out.record, stage, settings), out.files)
+        summary.done.append(pid)
+    except Exception as exc:  # one painting's failure never stops the stage
+        if verbose_errors:
+            traceback.print_exc()
+        record = before()
+        commit_painting(dataset, record_failure(record, stage, exc))
+        summary.failed[pid] = error_text(exc)
+        if stage in record.stages:
+            summary.kept.append(pid)
+    for observe in after_painting:
+        observe(stage, pid)
 
 
 def run_stage(
@@ -150,7 +196,6 @@ def run_stage(
     """
     summary = StageSummary(stage, needs=needs)
     pids = [pid for pid in (ids if ids is not None else dataset.painting_ids()) if in_shard(pid, shard)]
-    slow = float(os.environ.get("TAMSCOPE_TEST_SLOW_PAINTING", "0"))  # test hook: widen the kill window
     for pid in tqdm(pids, desc=stage, unit="painting", dynamic_ncols=True, leave=False):
         record = dataset.record(pid)
         if needs and needs not in record.stages:
@@ -159,17 +204,8 @@ def run_stage(
         if not force and is_done(record, stage, settings):
             summary.skipped.append(pid)
             continue
-        try:
-            record = stamp(process(record), stage, settings)
-            summary.done.append(pid)
-        except Exception as exc:  # one painting's failure never stops the stage
-            if verbose_errors:
-                traceback.print_exc()
-            record = record_failure(dataset.record(pid), stage, exc)
-            summary.failed[pid] = error_text(exc)
-        dataset.save_record(record)
-        if slow:
-            time.sleep(slow)
+        attempt(dataset, stage, settings, pid, lambda record=record: process(record),
+                lambda pid=pid: dataset.record(pid), summary, verbose_errors)
     if refresh_manifest:
         dataset.refresh_manifest(settings={stage: settings})
     tqdm.write(summary.line())

@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from contract.errors import UserError
+
 # name -> (module, one-line help). Order is the order of `tamscope --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "precompute": ("precompute.pipeline", "run every stage over a folder of paintings"),
@@ -54,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(rest)
     try:
         return int(module.run(args) or 0)
+    except UserError as exc:
+        print(f"tamscope {name}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted: finished paintings are saved; run the same command again to resume",
               file=sys.stderr)

@@ -18,12 +18,15 @@ import pytest
 import torch
 from PIL import Image
 
+from contract.names import painting_id
 from contract.store import Dataset, read_png_u8
 from contract.validate import validate_dataset
 from precompute.stages import describe
+from tests.kill import kill_repeatedly
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
+SQUARE, WIDE = painting_id("square.png"), painting_id("wide.png")
 
 
 def args_for(input_dir, dataset, model, **over):
@@ -52,7 +55,7 @@ def described(paintings, tiny_qwen2vl_dir, tmp_path_factory):
     return Dataset(out)
 
 
-@pytest.mark.parametrize("pid, grid", [("square", (8, 8)), ("wide", (12, 16))])
+@pytest.mark.parametrize("pid, grid", [(SQUARE, (8, 8)), (WIDE, (12, 16))])
 def test_grid_tokens_offsets_maps(described, pid, grid):
     rec = described.record(pid)
     assert (rec.grid.h, rec.grid.w) == grid
@@ -74,7 +77,7 @@ def test_grid_tokens_offsets_maps(described, pid, grid):
 
 
 def test_annotations_manifest_and_validation(described):
-    assert described.record("square").annotations.artist == "A. Painter"
+    assert described.record(SQUARE).annotations.artist == "A. Painter"
     manifest = described.manifest()
     assert manifest.models["captioner"].revision == "local"
     assert manifest.settings["describe"]["max_new_tokens"] == 16
@@ -84,7 +87,7 @@ def test_annotations_manifest_and_validation(described):
 def test_identical_across_runs(described, paintings, tiny_qwen2vl_dir, tmp_path):
     assert describe.run(args_for(paintings, tmp_path / "again", tiny_qwen2vl_dir)) == 0
     again = Dataset(tmp_path / "again")
-    for pid in ("square", "wide"):
+    for pid in (SQUARE, WIDE):
         a, b = described.record(pid), again.record(pid)
         assert a.caption == b.caption and a.tokens == b.tokens
         for token in a.tokens:
@@ -128,13 +131,14 @@ def test_bad_inputs_recorded_and_stage_goes_on(paintings, tiny_qwen2vl_dir, tmp_
     out = tmp_path / "ds"
     assert describe.run(args_for(folder, out, tiny_qwen2vl_dir)) == 1
     ds = Dataset(out)
-    errors = {f.painting: f.error for f in ds.manifest().failures}
+    stems = {painting_id(p.name): p.stem for p in folder.iterdir()}
+    errors = {stems[f.painting]: f.error for f in ds.manifest().failures}
     assert set(errors) == {"empty", "words", "dot", "cut", "huge"}
     assert "empty file" in errors["empty"] and "not an image" in errors["words"] and "1x1" in errors["dot"]
     assert "corrupt or truncated" in errors["cut"]
     assert "too large" in errors["huge"] and "400000000 pixels" in errors["huge"]
     assert all(len(e) < 400 and "Traceback" not in e for e in errors.values())
-    assert ds.record("good").caption
+    assert ds.record(painting_id("good.png")).caption
     assert validate_dataset(out) == []
 
 
@@ -155,22 +159,161 @@ def test_kill_and_resume(paintings, tiny_qwen2vl_dir, tmp_path):
     for i in range(4):
         (folder / f"p{i}.png").write_bytes((paintings / "square.png").read_bytes())
     out = tmp_path / "ds"
-    cmd = [sys.executable, "-m", "tamscope.cli", "describe", str(folder), str(out), "--model", str(tiny_qwen2vl_dir),
-           "--max-new-tokens", "8", "--device", "cpu"]
-    env = {**os.environ, "TAMSCOPE_TEST_SLOW_PAINTING": "30", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = ["describe", str(folder), str(out), "--model", str(tiny_qwen2vl_dir), "--max-new-tokens", "8",
+            "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    slow = [sys.executable, "-m", "tests.slow_cli", "30"]  # a pause after each painting: the kill lands there
+    proc = subprocess.Popen(slow + args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not (out / "paintings" / "p0" / "record.json").exists() and time.monotonic() < deadline:
+    ids = [painting_id(f"p{i}.png") for i in range(4)]  # describe goes by file name
+    while not (out / "paintings" / ids[0] / "record.json").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     ds = Dataset(out)
-    assert ds.painting_ids() == ["p0"]
-    first = ds.record("p0").stages["describe"].finished
+    assert ds.painting_ids() == ids[:1]
+    first = ds.record(ids[0]).stages["describe"].finished
     assert not list(out.rglob("*.tmp"))
-    env["TAMSCOPE_TEST_SLOW_PAINTING"] = "0"
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "tamscope.cli", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 done, 1 already done, 0 failed" in done.stdout
-    assert ds.record("p0").stages["describe"].finished == first
-    assert ds.painting_ids() == ["p0", "p1", "p2", "p3"] and validate_dataset(out) == []
+    assert ds.record(ids[0]).stages["describe"].finished == first
+    assert ds.painting_ids() == sorted(ids) and validate_dataset(out) == []
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def stage_args(module, *argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    module.configure(parser)
+    return parser.parse_args([str(a) for a in argv])
+
+
+def test_a_failed_rerun_destroys_nothing(described, paintings, tmp_path, capsys):
+    """Re-running describe with a model that is not there (and another canvas size) on a finished
+    dataset with spans and span maps: every file stays byte for byte, the failure is appended."""
+    import shutil
+
+    from precompute.stages import spanmaps, spans
+
+    root = tmp_path / "ds"
+    shutil.copytree(described.root, root)
+    assert spans.run(stage_args(spans, root, "--model", "lexicon")) == 0
+    assert spanmaps.run(stage_args(spanmaps, root)) == 0
+    ds = Dataset(root)
+    before = {pid: ds.record(pid) for pid in ds.painting_ids()}
+    assert all(r.spans and r.spans[0].map for r in before.values())
+    files = {k: v for k, v in snapshot(root).items() if not k.endswith(".json")}
+    assert describe.run(args_for(paintings, root, tmp_path / "no-such-model", max_side=300)) == 1
+    assert "2 failed (2 keep their earlier result)" in capsys.readouterr().out
+    assert {k: v for k, v in snapshot(root).items() if not k.endswith(".json")} == files
+    for pid, old in before.items():
+        now = ds.record(pid)
+        assert now.model_dump(exclude={"failures"}) == old.model_dump(exclude={"failures"})
+        assert [f.stage for f in now.failures] == ["describe"] and "no-such-model" in now.failures[0].error
+    assert {f.painting for f in ds.manifest().failures} == set(before)
+    assert [p.status for p in ds.manifest().paintings] == ["ok", "ok"]
+    assert validate_dataset(root) == [] and validate_dataset(root, paintings) == []
+    from precompute.pipeline import summary
+
+    assert "  describe     0 done     2 failed  (2 keep an earlier result)" in summary(root, None, ["describe"])
+
+
+def test_resume_follows_the_input(paintings, tiny_qwen2vl_dir, tmp_path, capsys):
+    """Replace an image, edit a title, add 一.png, remove a file, then resume: each is noticed."""
+    import shutil
+
+    folder = tmp_path / "in"
+    shutil.copytree(paintings, folder)
+    out = tmp_path / "ds"
+    assert describe.run(args_for(folder, out, tiny_qwen2vl_dir)) == 0
+    ds = Dataset(out)
+    square, wide = ds.record(SQUARE), ds.record(WIDE)
+    canvas = (ds.painting_dir(WIDE) / "canvas.jpg").read_bytes()
+    assert validate_dataset(out, folder) == []
+
+    Image.fromarray(np.full((336, 448, 3), 200, np.uint8)).save(folder / "wide.png")  # other bytes
+    (folder / "annotations.json").write_text('{"square": {"title": "Square, retitled", "artist": "A. Painter"}}')
+    shutil.copy(folder / "square.png", folder / "一.png")
+    stale = [str(v) for v in validate_dataset(out, folder)]
+    assert len(stale) == 3, stale  # validate does not say "valid" for a dataset that no longer matches
+    assert any("wide" in v and "described from other bytes" in v for v in stale)
+    assert any(v.endswith("annotations: differ from the annotations of square.png in " + str(folder)
+                          + ": run precompute again") for v in stale)
+    assert any(v.startswith(str(folder / "一.png")) and "not in the dataset" in v for v in stale)
+
+    capsys.readouterr()
+    assert describe.run(args_for(folder, out, tiny_qwen2vl_dir)) == 0
+    printed = capsys.readouterr().out
+    assert "describe: 2 done, 1 already done, 0 failed" in printed  # wide.png and 一.png
+    assert "annotations changed for 1 painting(s): record updated, caption kept" in printed
+    now = ds.record(SQUARE)
+    assert now.annotations.title == "Square, retitled" and now.tokens == square.tokens
+    assert now.stages["describe"] == square.stages["describe"]  # not captioned again
+    assert (ds.painting_dir(WIDE) / "canvas.jpg").read_bytes() != canvas
+    assert ds.record(WIDE).provenance["input"]["sha256"] != wide.provenance["input"]["sha256"]
+    assert ds.record(painting_id("一.png")).caption
+    assert ds.manifest().paintings[[p.id for p in ds.manifest().paintings].index(SQUARE)].title == "Square, retitled"
+    assert validate_dataset(out, folder) == []
+
+    (folder / "wide.png").unlink()
+    assert describe.run(args_for(folder, out, tiny_qwen2vl_dir)) == 0
+    printed = capsys.readouterr().out
+    assert "1 painting(s) of the dataset have no input file any more" in printed and f"{WIDE} (wide.png)" in printed
+    assert ds.has_record(WIDE)  # reported, never deleted
+    assert [str(v) for v in validate_dataset(out, folder)] == [
+        f"paintings/{WIDE}: its input file wide.png is no longer in {folder} (delete the folder to drop the painting)"]
+
+
+def test_deep_and_animated_images_give_true_canvases(tiny_qwen2vl_dir, tmp_path, capsys):
+    """A 16-bit PNG and a float32 TIFF used to become white and black canvases; an animated GIF
+    gives its first frame. The canvas is compared with values computed from the raw arrays."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ramp = np.tile(np.linspace(0, 1, 224), (224, 1))  # (224, 224): dark left, light right
+    Image.fromarray(np.floor(ramp * 65535).astype(np.uint16)).save(folder / "deep.png")
+    Image.fromarray(ramp.astype(np.float32)).save(folder / "float.tif")
+    frames = [Image.new("RGB", (224, 224), (200, 30, 30)), Image.new("RGB", (224, 224), (30, 30, 200))]
+    frames[0].save(folder / "moving.gif", save_all=True, append_images=frames[1:])
+    out = tmp_path / "ds"
+    assert describe.run(args_for(folder, out, tiny_qwen2vl_dir)) == 0
+    printed = capsys.readouterr().out
+    assert "moving.gif: 2 frames (animated or multi-page): the first frame is used" in printed
+    assert "deep.png: 16-bit grayscale scaled to 8 bits" in printed
+    ds = Dataset(out)
+    expected = ramp * 255  # the gray level each pixel should have
+    for name in ("deep.png", "float.tif"):
+        rec = ds.record(painting_id(name))
+        canvas = np.asarray(Image.open(ds.painting_dir(rec.id) / "canvas.jpg").convert("L"), dtype=np.float64)
+        assert np.abs(canvas - expected).mean() < 2, name  # JPEG's loss only
+        assert rec.provenance["input"]["notes"]
+    gif = ds.record(painting_id("moving.gif"))
+    first = np.asarray(Image.open(ds.painting_dir(gif.id) / "canvas.jpg").convert("RGB"), dtype=np.float64)
+    assert np.abs(first - [200, 30, 30]).mean() < 4
+    assert gif.provenance["input"]["notes"] == ["2 frames (animated or multi-page): the first frame is used"]
+
+
+def test_kill_at_random_moments_then_resume(paintings, tiny_qwen2vl_dir, tmp_path, monkeypatch):
+    """kill -9 four times at random moments around the paintings' commits, then resume: every
+    file is byte-identical to an uninterrupted run's."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"p{i}.png").write_bytes((paintings / ("square.png" if i % 2 else "wide.png")).read_bytes())
+    epoch = "1767225600"
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", epoch)  # timestamps equal across runs, so bytes compare
+    reference = tmp_path / "reference" / "ds"  # the same folder name: the manifest's default name
+    assert describe.run(args_for(folder, reference, tiny_qwen2vl_dir, max_new_tokens=8)) == 0
+
+    out = tmp_path / "ds"
+    argv = [sys.executable, "-m", "tamscope.cli", "describe", str(folder), str(out), "--model", str(tiny_qwen2vl_dir),
+            "--max-new-tokens", "8", "--device", "cpu"]
+    env = {**os.environ, "SOURCE_DATE_EPOCH": epoch, "OMP_NUM_THREADS": "1"}
+    delays = kill_repeatedly(argv, env, out / "paintings", times=4, max_delay=0.6)
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert snapshot(out) == snapshot(reference), f"killed after {delays}"
+    assert validate_dataset(out, folder) == []

@@ -64,7 +64,7 @@ def test_qwen2_5_vl_describes_end_to_end(tmp_path):
     args = parser.parse_args([str(paintings), str(out), "--model", str(model_dir), "--max-new-tokens", "10",
                               "--device", "cpu"])
     assert describe.run(args) == 0
-    rec = Dataset(out).record("wide")
+    (rec,) = Dataset(out).records()
     assert (rec.grid.h, rec.grid.w) == (12, 16) and 1 <= len(rec.tokens) <= 10
     assert "".join(t.text for t in rec.tokens) == rec.caption
     assert validate_dataset(out) == []

@@ -18,10 +18,12 @@ import pytest
 import torch
 
 from contract.metrics import gini, iou, otsu, span_map, spatial_entropy, top_mass
+from contract.names import painting_id
 from contract.store import Dataset, read_png_u8
 from contract.validate import validate_dataset
 from precompute import merge, pipeline
 from precompute.smoke import write_smoke_paintings
+from tests.kill import kill_repeatedly
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -175,10 +177,10 @@ def test_two_shards_and_merge_equal_one_run(reference, paintings, tiny_qwen2vl_d
 
 def test_kill_and_resume_the_pipeline(reference, paintings, tiny_qwen2vl_dir, tiny_sam3_dir, tmp_path):
     out = tmp_path / "ds"
-    cmd = [sys.executable, "-m", "tamscope.cli", "precompute",
-           *precompute_argv(paintings, out, tiny_qwen2vl_dir, tiny_sam3_dir)]
-    env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH, "OMP_NUM_THREADS": "1", "TAMSCOPE_TEST_SLOW_PAINTING": "1"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = ["precompute", *precompute_argv(paintings, out, tiny_qwen2vl_dir, tiny_sam3_dir)]
+    env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH, "OMP_NUM_THREADS": "1"}
+    slow = [sys.executable, "-m", "tests.slow_cli", "1"]  # a pause after each painting: the kill lands mid-stage
+    proc = subprocess.Popen(slow + args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def spans_started() -> bool:
         for record in (out / "paintings").glob("*/record.json"):
@@ -200,13 +202,31 @@ def test_kill_and_resume_the_pipeline(reference, paintings, tiny_qwen2vl_dir, ti
     assert any("spans" not in s for s in stamped), "the run finished before it could be killed"
     assert not list(out.rglob("*.tmp"))
 
-    env["TAMSCOPE_TEST_SLOW_PAINTING"] = "0"
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "tamscope.cli", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "describe: 0 done, 4 already done, 0 failed" in done.stdout
     assert "reliance: 0 done, 4 already done, 0 failed" in done.stdout
     assert "describe     4 done     0 failed" in done.stdout  # the summary, read from the records
     assert_same_files(reference, out)
+
+
+def test_kill_spanmaps_at_random_moments_then_resume(reference, paintings, tiny_qwen2vl_dir, tiny_sam3_dir,
+                                                    tmp_path):
+    """spanmaps writes a PNG per span: kill -9 it four times at random moments, then finish the
+    pipeline: every file is byte-identical to the uninterrupted run's."""
+    out = tmp_path / "ds"
+    argv = precompute_argv(paintings, out, tiny_qwen2vl_dir, tiny_sam3_dir)
+    assert run_precompute([*argv, "--only", "describe,reliance,spans"]) == 0
+    env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "tests.slow_cli", "0.1@spanmaps", "spanmaps", str(out)]
+    stamped = []  # paintings with span maps after each kill
+    delays = kill_repeatedly(cmd, env, out / "paintings", times=4, max_delay=0.2,
+                             after=lambda: stamped.append(sum("spanmaps" in r.stages for r in Dataset(out).records())))
+    assert stamped[0] < 4, f"the first kill came after the stage: {delays}, {stamped}"
+    assert run_precompute(argv) == 0
+    assert_same_files(reference, out)
+    assert validate_dataset(out, paintings) == []
 
 
 def test_failures_are_summarised_and_the_run_goes_on(paintings, tiny_qwen2vl_dir, tiny_sam3_dir, tmp_path, capsys):
@@ -221,7 +241,8 @@ def test_failures_are_summarised_and_the_run_goes_on(paintings, tiny_qwen2vl_dir
     summary = printed[printed.index("== summary"):]
     assert "2 paintings" in summary and "describe     1 done     1 failed" in summary
     assert "metadata     1 done     0 failed" in summary
-    assert "failures:\n  describe: broken.jpg is not an image" in summary and "[broken]" in summary
+    assert "failures:\n  describe: broken.jpg is not an image" in summary
+    assert f"[{painting_id('broken.jpg')}]" in summary
     assert "reliance: 1 done, 0 already done, 0 failed, 1 waiting for describe" in printed
-    assert set(Dataset(out).record("good").stages) == STAGES
+    assert set(Dataset(out).record(painting_id("good.png")).stages) == STAGES
     assert validate_dataset(out) == []

@@ -102,3 +102,58 @@ def test_identical_errors_are_listed_once():
 
     summary = StageSummary("describe", failed={"a": "model X is missing", "b": "model X is missing", "c": "corrupt"})
     assert summary.line() == ("describe: 0 done, 0 already done, 3 failed\n  a, b: model X is missing\n  c: corrupt")
+
+
+def test_a_failed_rerun_keeps_the_earlier_result(tmp_path):
+    """New settings, and the stage fails: the record keeps its result and stamp, the failure is appended."""
+    ds = _dataset(tmp_path, n=2)
+    run_stage("demo", ds, {"k": 1}, lambda rec: rec.model_copy(update={"caption": "first result"}))
+    before = {pid: ds.record(pid) for pid in ds.painting_ids()}
+
+    def fail(rec):
+        rec.caption = "half-made result"  # changed in memory, then the stage fails
+        raise PaintingError("the model is missing")
+
+    summary = run_stage("demo", ds, {"k": 2}, fail)
+    assert summary.kept == ["p0", "p1"] and "2 failed (2 keep their earlier result)" in summary.line()
+    for pid, old in before.items():
+        now = ds.record(pid)
+        assert now.caption == "first result" and now.stages == old.stages
+        assert [(f.stage, f.error) for f in now.failures] == [("demo", "the model is missing")]
+    assert len(ds.manifest().failures) == 2
+
+
+def test_a_failed_spanmaps_rerun_rewrites_no_file(tmp_path):
+    """spanmaps used to write spans/<i>.png one by one and fail on a later span: the old record
+    then pointed at new maps. Nothing is written now until the whole painting succeeded."""
+    import argparse
+
+    import numpy as np
+
+    from contract.commit import commit_painting
+    from contract.schema import Grid, ImageRef, MapRef, Span, StageStamp, Token
+    from contract.store import encode_png
+    from precompute.stages import spanmaps
+
+    ds = Dataset(tmp_path / "ds")
+    tokens = [Token(index=i, id=i, text=ch, start=i, end=i + 1, map=MapRef(png=f"tokens/{i}.png", lo=0, hi=1))
+              for i, ch in enumerate("ab")]
+    spans = [Span(index=0, text="a", start=0, end=1, category="CVO", tokens=[0], map=MapRef(png="spans/0.png", lo=0, hi=1)),
+             Span(index=1, text="b", start=1, end=2, category="CVO", map=MapRef(png="spans/1.png", lo=0, hi=1))]
+    stamps = {s: StageStamp(settings=settings, finished="t") for s, settings in
+              (("describe", {}), ("spans", {}), ("spanmaps", {"how": "max"}))}
+    record = PaintingRecord(id="p", caption="ab", canvas=ImageRef(path="canvas.png", width=4, height=4),
+                            grid=Grid(h=2, w=2), tokens=tokens, spans=spans, stages=stamps)
+    gradient = np.array([[0, 80], [160, 240]], np.uint8)
+    files = {"canvas.png": encode_png(np.zeros((4, 4), np.uint8)), "tokens/0.png": encode_png(gradient),
+             "tokens/1.png": encode_png(gradient), "spans/0.png": encode_png(np.full((2, 2), 7, np.uint8)),
+             "spans/1.png": encode_png(gradient)}
+    commit_painting(ds, record, files)
+    ds.refresh_manifest(name="t")
+    (ds.painting_dir("p") / "spans/1.png").unlink()  # span 1 (no tokens) keeps a map that is gone: it fails
+    args = argparse.Namespace(dataset=ds.root, how="mean", shard=None, force=False)
+    assert spanmaps.run(args) == 1
+    assert (ds.painting_dir("p") / "spans/0.png").read_bytes() == files["spans/0.png"]
+    now = ds.record("p")
+    assert now.stages["spanmaps"].settings == {"how": "max"} and now.spans == record.spans
+    assert [f.stage for f in now.failures] == ["spanmaps"] and "spans/1.png" in now.failures[0].error

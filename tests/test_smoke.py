@@ -57,8 +57,8 @@ def test_rebuild_is_byte_identical(rebuilt, tmp_path):
 
 
 def test_labelled_small_and_valid(rebuilt):
-    out, _ = rebuilt
-    assert validate_dataset(out) == []
+    out, paintings = rebuilt
+    assert validate_dataset(out, paintings) == []  # and it matches its input folder
     manifest = Dataset(out).manifest()
     assert "random-weight" in manifest.label and "noise" in manifest.label
     assert {m.id for m in manifest.models.values()} == {"tiny-random-captioner", "tiny-random-segmenter", "lexicon"}

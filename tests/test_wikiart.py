@@ -162,11 +162,13 @@ def test_top_n_with_paging_and_missing_fields(fake, tmp_path):
 
 
 def test_input_folder_is_what_precompute_reads(fake, tmp_path):
-    pytest.importorskip("precompute.paintings")
-    from precompute.paintings import scan_input
+    from contract.inputs import scan_input
+    from contract.names import painting_id
 
     fetch(tmp_path, 4, fake)
-    found = {p.id: p.annotations for p in scan_input(tmp_path)}
+    paintings = scan_input(tmp_path).paintings
+    assert all(p.id == painting_id(p.path.name) for p in paintings)
+    found = {p.path.stem: p.annotations for p in paintings}
     assert set(found) == {"vincent-van-gogh_the-starry-night-1889", "leonardo-da-vinci_mona-lisa",
                           "anonymous_untitled", "ferdinand-georg-waldmuller_the-town-hall-in-modling-1842"}
     assert found["leonardo-da-vinci_mona-lisa"].year == 1519

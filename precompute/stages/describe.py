@@ -1,8 +1,9 @@
 """`tamscope describe INPUT DATASET`: caption each painting and compute a TAM per generated token.
 
 Per painting:
-1. Load and check the image (precompute.paintings); save the canvas (the image the maps align
-   to: the painting downscaled to `--max-side`, which is also what the model sees) and a thumbnail.
+1. Load and check the image (precompute.paintings: 8-bit RGB, first frame); make the canvas (the
+   image the maps align to: the painting downscaled to `--max-side`, which is also what the
+   model sees) and a thumbnail.
 2. Greedy caption with the chat template (prompt + image), `--max-new-tokens`.
 3. One teacher-forced forward pass over prompt + caption through the base model gives the
    last-layer hidden states after the final norm (`last_hidden_state`, which is what the LM
@@ -15,37 +16,45 @@ Per painting:
    exactly the text it adds; a byte-level token that only starts a multi-byte character adds
    nothing (empty text) and the token completing it carries the character. Concatenating the
    token texts rebuilds the caption exactly.
-Writes canvas.jpg, thumb.jpg, tokens/<i>.png (8-bit maps), tam_raw.safetensors (raw ECI maps,
-normalisation constants, filtered float maps, text relevance) and record.json, atomically.
+Everything is built in memory and committed with the record only once the caption and its maps
+succeeded (contract.commit): canvas.jpg, thumb.jpg, tokens/<i>.png (8-bit maps),
+tam_raw.safetensors (raw ECI maps, normalisation constants, filtered float maps, text relevance).
+A failure is appended to the painting's existing record, whose caption and files stay.
+
+Resuming: a painting is skipped when its record is stamped with the same settings and was made
+from the same image bytes (provenance.input.sha256); a changed image is described again. Changed
+annotations alone are copied into the record without captioning again (and the metadata verdicts,
+graded against them, are redone by the metadata stage). Records whose input file is gone are
+reported, never deleted.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from contract.schema import Grid, ImageRef, MapRef, ModelRef, PaintingRecord, Token
-from contract.store import Dataset, atomic_write_bytes, encode_png
+from contract.commit import commit_painting
+from contract.inputs import InputFolder, PaintingInput, fingerprint, input_of, scan_input, vanished
+from contract.schema import Annotations, Grid, ImageRef, MapRef, ModelRef, PaintingRecord, Token
+from contract.store import Dataset, encode_png
 from precompute.captioner_inputs import prompt_inputs, teacher_forced_inputs
+from precompute.lock import writer
 from precompute.models import Lazy, load_captioner
-from precompute.paintings import PaintingInput, fit, jpeg_bytes, load_painting, scan_input
+from precompute.paintings import fit, jpeg_bytes, load_painting
 from precompute.runner import (
+    Output,
     PaintingError,
     StageSummary,
     add_model_options,
     add_run_options,
-    error_text,
+    attempt,
     in_shard,
     is_done,
     parse_shard,
-    record_failure,
-    stamp,
 )
 
 STAGE = "describe"
@@ -153,61 +162,97 @@ def settings_of(args: argparse.Namespace) -> dict:
             "max_new_tokens": args.max_new_tokens, "max_side": args.max_side, "dtype": args.dtype}
 
 
-def describe_one(painting: PaintingInput, dataset: Dataset, args, captioner: Lazy) -> PaintingRecord:
-    """Write everything of one painting but its record; return the record."""
-    folder = dataset.painting_dir(painting.id)
-    image = load_painting(painting.path)
-    canvas = fit(image, args.max_side)
+def describe_one(painting: PaintingInput, args, captioner: Lazy) -> Output:
+    """The record of one painting and every file it references, in memory: nothing is written here."""
+    loaded = load_painting(painting.path)
+    canvas = fit(loaded.image, args.max_side)
     thumb = fit(canvas, THUMB_SIDE)
-    atomic_write_bytes(folder / "canvas.jpg", jpeg_bytes(canvas))
-    atomic_write_bytes(folder / "thumb.jpg", jpeg_bytes(thumb, quality=85))
-    loaded = captioner.get()
-    result = caption_painting(loaded, canvas, args.prompt, args.max_new_tokens)
+    model = captioner.get()
+    result = caption_painting(model, canvas, args.prompt, args.max_new_tokens)
+    files = {"canvas.jpg": jpeg_bytes(canvas), "thumb.jpg": jpeg_bytes(thumb, quality=85)}
     for token in result.tokens:
         png = f"tokens/{token.index}.png"
-        atomic_write_bytes(folder / png, encode_png(result.maps_u8[token.index]))
+        files[png] = encode_png(result.maps_u8[token.index])
         token.map = MapRef(png=png, lo=float(result.raw["lo"][token.index]), hi=float(result.raw["hi"][token.index]))
     from safetensors.numpy import save
 
-    atomic_write_bytes(folder / "tam_raw.safetensors", save({k: np.ascontiguousarray(v) for k, v in result.raw.items()}))
-    return PaintingRecord(
+    files["tam_raw.safetensors"] = save({k: np.ascontiguousarray(v) for k, v in result.raw.items()})
+    source = {"file": painting.path.name, "sha256": loaded.sha256, **({"notes": loaded.notes} if loaded.notes else {})}
+    record = PaintingRecord(
         id=painting.id, source_file=painting.path.name, annotations=painting.annotations,
         canvas=ImageRef(path="canvas.jpg", width=canvas.width, height=canvas.height),
         thumb=ImageRef(path="thumb.jpg", width=thumb.width, height=thumb.height),
         grid=Grid(h=result.grid[0], w=result.grid[1]), prompt=args.prompt, caption=result.text,
         tokens=result.tokens,
-        provenance={"captioner": {"id": loaded.model_id, "revision": loaded.revision,
-                                  "device": str(loaded.device), "dtype": str(loaded.dtype).replace("torch.", "")},
-                    "tam_raw": "tam_raw.safetensors"},
+        provenance={"captioner": {"id": model.model_id, "revision": model.revision,
+                                  "device": str(model.device), "dtype": str(model.dtype).replace("torch.", "")},
+                    "tam_raw": "tam_raw.safetensors", "input": source},
     )
+    return Output(record, files)
+
+
+def with_annotations(record: PaintingRecord, annotations: Annotations) -> PaintingRecord:
+    record.annotations = annotations
+    record.stages.pop("metadata", None)  # its verdicts were graded against the old ground truth
+    return record
+
+
+def new_record(painting: PaintingInput) -> PaintingRecord:
+    """The record of a painting that failed before it was ever described."""
+    return PaintingRecord(id=painting.id, source_file=painting.path.name, annotations=painting.annotations,
+                          provenance={"input": {"file": painting.path.name}})
 
 
 def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
+    inputs = scan_input(args.input)  # a malformed annotations file stops the run before it starts
+    with writer(args.dataset, shard):
+        return describe_all(args, shard, inputs)
+
+
+def describe_all(args: argparse.Namespace, shard, inputs: InputFolder) -> int:
     dataset = Dataset(args.dataset)
-    paintings = [p for p in scan_input(args.input) if in_shard(p.id, shard)]
+    paintings = [p for p in inputs.paintings if in_shard(p.id, shard)]
     settings = settings_of(args)
     captioner = Lazy(lambda: load_captioner(args.model, args.device, args.dtype, args.revision), STAGE)
     summary = StageSummary(STAGE)
-    slow = float(os.environ.get("TAMSCOPE_TEST_SLOW_PAINTING", "0"))  # test hook: widen the kill window
+    relabelled = []
     for painting in tqdm(paintings, desc=STAGE, unit="painting", dynamic_ncols=True):
-        if not args.force and dataset.has_record(painting.id) and is_done(dataset.record(painting.id), STAGE, settings):
+        existing = dataset.record(painting.id) if dataset.has_record(painting.id) else None
+        if (not args.force and existing is not None and is_done(existing, STAGE, settings)
+                and (input_of(existing) or {}).get("sha256") == fingerprint(painting.path)):
+            if existing.annotations != painting.annotations:
+                commit_painting(dataset, with_annotations(existing, painting.annotations))
+                relabelled.append(painting.id)
             summary.skipped.append(painting.id)
             continue
-        try:
-            record = stamp(describe_one(painting, dataset, args, captioner), STAGE, settings)
-            summary.done.append(painting.id)
-        except Exception as exc:  # one painting's failure never stops the stage
-            record = PaintingRecord(id=painting.id, source_file=painting.path.name, annotations=painting.annotations)
-            record = record_failure(record, STAGE, exc)
-            summary.failed[painting.id] = error_text(exc)
-        dataset.save_record(record)
-        if slow:
-            time.sleep(slow)
+
+        def work(painting=painting) -> Output:
+            out = describe_one(painting, args, captioner)
+            for note in out.record.provenance["input"].get("notes", []):
+                tqdm.write(f"{painting.path.name}: {note}")
+            return out
+
+        attempt(dataset, STAGE, settings, painting.id, work,
+                lambda painting=painting: dataset.record(painting.id) if dataset.has_record(painting.id)
+                else new_record(painting), summary)
     models = {}
     if captioner.loaded:
         models["captioner"] = ModelRef(id=captioner.value.model_id, revision=captioner.value.revision)
     extra = {k: v for k, v in (("name", args.name), ("description", args.description)) if v}
     dataset.refresh_manifest(models=models, prompt=args.prompt, settings={STAGE: settings}, **extra)
-    print(summary.line())
+    lines = [summary.line()]
+    if relabelled:
+        lines.append(f"annotations changed for {len(relabelled)} painting(s): record updated, caption kept, "
+                     f"metadata to be graded again: {', '.join(relabelled)}")
+    if inputs.hidden:
+        lines.append(f"skipped {len(inputs.hidden)} hidden file(s) (a name starting with a dot): "
+                     f"{', '.join(inputs.hidden)}")
+    if inputs.unmatched:
+        lines.append(f"annotations for {len(inputs.unmatched)} name(s) match no image: {', '.join(inputs.unmatched)}")
+    gone = vanished(dataset, {p.id for p in inputs.paintings}, lambda pid: in_shard(pid, shard))
+    if gone:
+        lines.append(f"{len(gone)} painting(s) of the dataset have no input file any more (kept; delete the "
+                     f"folder paintings/<id> to drop one): {', '.join(f'{pid} ({name})' for pid, name in gone)}")
+    print("\n".join(lines))
     return 1 if summary.failed else 0

@@ -39,6 +39,7 @@ from PIL import Image
 from contract.schema import PaintingRecord
 from contract.store import Dataset
 from precompute.captioner_inputs import prompt_inputs, teacher_forced_inputs
+from precompute.lock import writer
 from precompute.models import Lazy, load_captioner
 from precompute.runner import PaintingError, add_model_options, add_run_options, parse_shard, run_stage
 
@@ -145,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
     captioner = Lazy(lambda: load_captioner(model_id, args.device, args.dtype, args.revision), STAGE)
     settings = {"model": model_id, "revision": args.revision, "threshold": args.threshold, "blur": args.blur,
                 "dtype": args.dtype, "first_token_visual": False}
-    summary = run_stage(STAGE, dataset, settings, process(dataset, captioner, model_id, args), shard=parse_shard(args.shard),
-                        force=args.force)
+    shard = parse_shard(args.shard)
+    with writer(args.dataset, shard):
+        summary = run_stage(STAGE, dataset, settings, process(dataset, captioner, model_id, args), shard=shard,
+                            force=args.force)
     return 1 if summary.failed else 0

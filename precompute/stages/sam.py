@@ -6,7 +6,7 @@ Sam3Processor; any id or folder) is prompted with the span's text. Instances sco
 masks (`--mask-threshold` 0.5 on the sigmoid, after bilinear resizing to the canvas) are
 united and stored as sam/<i>.png (canvas size, 0/255) with the instance count and scores;
 the IoU with the span's Otsu mask (contract.metrics, the same mask the explorer draws) is
-recorded. An instance whose mask is empty at canvas size does not count. No instance is
+recorded (masks committed with the record, contract.commit). An instance whose mask is empty at canvas size does not count. No instance is
 recorded as such (instances 0, no mask, no IoU). The image is encoded once per painting and
 reused for every phrase.
 """
@@ -21,9 +21,10 @@ from PIL import Image
 
 from contract.metrics import iou, otsu
 from contract.schema import SEGMENTABLE, ModelRef, PaintingRecord, SamResult
-from contract.store import Dataset, atomic_write_bytes, encode_png, read_png_u8
+from contract.store import Dataset, encode_png, read_png_u8
+from precompute.lock import writer
 from precompute.models import Lazy, load_with_processor, model_revision
-from precompute.runner import add_model_options, add_run_options, parse_shard, run_stage
+from precompute.runner import Output, add_model_options, add_run_options, parse_shard, run_stage
 
 STAGE = "sam"
 DEFAULT_MODEL = "facebook/sam3"
@@ -73,10 +74,11 @@ class Segmenter:
 
 
 def process(dataset: Dataset, segmenter: Segmenter):
-    def apply(record: PaintingRecord) -> PaintingRecord:
+    def apply(record: PaintingRecord) -> Output:
         spans = [s for s in record.spans if s.category in SEGMENTABLE]
+        files: dict[str, bytes] = {}
         if not spans:
-            return record
+            return Output(record, files)
         folder = dataset.painting_dir(record.id)
         with Image.open(folder / record.canvas.path) as im:
             image = im.convert("RGB")
@@ -86,13 +88,13 @@ def process(dataset: Dataset, segmenter: Segmenter):
                 span.sam = SamResult(instances=0)
                 continue
             path = f"sam/{span.index}.png"
-            atomic_write_bytes(folder / path, encode_png(mask.astype(np.uint8) * 255))
+            files[path] = encode_png(mask.astype(np.uint8) * 255)
             overlap = None
             if span.map is not None:
                 _, otsu_mask = otsu(read_png_u8(folder / span.map.png), size)
                 overlap = iou(otsu_mask, mask)
             span.sam = SamResult(mask=path, instances=len(scores), scores=scores, iou=overlap)
-        return record
+        return Output(record, files)
 
     return apply
 
@@ -111,8 +113,10 @@ def run(args: argparse.Namespace) -> int:
     segmenter = Segmenter(args)
     settings = {"model": args.model, "revision": args.revision, "threshold": args.threshold,
                 "mask_threshold": args.mask_threshold}
-    summary = run_stage(STAGE, dataset, settings, process(dataset, segmenter), shard=parse_shard(args.shard),
-                        force=args.force, needs="spanmaps")
-    if segmenter.loaded:
-        dataset.refresh_manifest(models={"segmenter": segmenter.ref()})
+    shard = parse_shard(args.shard)
+    with writer(args.dataset, shard):
+        summary = run_stage(STAGE, dataset, settings, process(dataset, segmenter), shard=shard, force=args.force,
+                            needs="spanmaps")
+        if segmenter.loaded:
+            dataset.refresh_manifest(models={"segmenter": segmenter.ref()})
     return 1 if summary.failed else 0

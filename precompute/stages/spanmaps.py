@@ -3,7 +3,8 @@
 A span's map is the mean (default, the paper's choice) or the max (`--how max`) of its
 tokens' maps: the filtered float maps in [0, 1] from tam_raw.safetensors when present, else
 the 8-bit token PNGs / 255. It is min-max stretched to 0..255 like the published maps and
-stored as spans/<i>.png with its float range. Metrics (contract.metrics) are computed on that
+stored as spans/<i>.png with its float range (committed with the record: the runner writes
+nothing until every span of the painting is done). Metrics (contract.metrics) are computed on that
 8-bit map: entropy, Gini, top-10% mass, and the Otsu threshold on the map resized to the
 canvas. Spans without tokens but with a map (imported data) keep their map and get their
 metrics recomputed. No torch here.
@@ -18,8 +19,9 @@ import numpy as np
 
 from contract.metrics import gini, otsu, span_map, spatial_entropy, top_mass
 from contract.schema import MapRef, PaintingRecord, SpanMetrics
-from contract.store import Dataset, atomic_write_bytes, encode_png, read_png_u8
-from precompute.runner import add_run_options, parse_shard, run_stage
+from contract.store import Dataset, encode_png, read_png_u8
+from precompute.lock import writer
+from precompute.runner import Output, add_run_options, parse_shard, run_stage
 
 STAGE = "spanmaps"
 
@@ -38,14 +40,15 @@ def token_maps(folder: Path, record: PaintingRecord) -> np.ndarray:
 
 
 def process(dataset: Dataset, how: str):
-    def apply(record: PaintingRecord) -> PaintingRecord:
+    def apply(record: PaintingRecord) -> Output:
         folder = dataset.painting_dir(record.id)
         maps = token_maps(folder, record) if any(s.tokens for s in record.spans) else None
+        files = {}
         for span in record.spans:
             if span.tokens and maps is not None:
                 u8, lo, hi = span_map(maps[span.tokens], how)
                 png = f"spans/{span.index}.png"
-                atomic_write_bytes(folder / png, encode_png(u8))
+                files[png] = encode_png(u8)
                 span.map = MapRef(png=png, lo=lo, hi=hi)
             elif span.map is not None:
                 u8 = read_png_u8(folder / span.map.png)
@@ -54,7 +57,7 @@ def process(dataset: Dataset, how: str):
             threshold, _ = otsu(u8, (record.canvas.width, record.canvas.height))
             span.otsu_threshold = threshold
             span.metrics = SpanMetrics(entropy=spatial_entropy(u8), gini=gini(u8), top10_mass=top_mass(u8))
-        return record
+        return Output(record, files)
 
     return apply
 
@@ -66,7 +69,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    dataset = Dataset(args.dataset)
-    summary = run_stage(STAGE, dataset, {"how": args.how}, process(dataset, args.how), shard=parse_shard(args.shard),
-                        force=args.force, needs="spans")
+    dataset, shard = Dataset(args.dataset), parse_shard(args.shard)
+    with writer(args.dataset, shard):
+        summary = run_stage(STAGE, dataset, {"how": args.how}, process(dataset, args.how), shard=shard,
+                            force=args.force, needs="spans")
     return 1 if summary.failed else 0

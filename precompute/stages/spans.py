@@ -27,6 +27,7 @@ from pathlib import Path
 from contract.schema import ModelRef, PaintingRecord, Span
 from contract.stats import span_matching
 from contract.store import Dataset
+from precompute.lock import writer
 from precompute.runner import PaintingError, add_model_options, add_run_options, parse_shard, run_stage
 from precompute.spanalign import MalformedAnswer, align_spans, parse_span_answer
 from precompute.textllm import DEFAULT_MODEL, NO_LLM, TextLLM
@@ -146,15 +147,17 @@ def run(args: argparse.Namespace) -> int:
     settings = {"model": args.model, "revision": args.revision, "retries": args.retries,
                 "max_new_tokens": args.max_new_tokens, "prompt": None if lexicon else INSTRUCTIONS}
     totals: dict = {}
-    summary = run_stage(STAGE, dataset, settings, process(None if lexicon else llm.generate, args.retries, totals),
-                        shard=parse_shard(args.shard), force=args.force)
+    shard = parse_shard(args.shard)
+    with writer(args.dataset, shard):
+        summary = run_stage(STAGE, dataset, settings, process(None if lexicon else llm.generate, args.retries, totals),
+                            shard=shard, force=args.force)
+        model_ref = ModelRef(id=LEXICON_ID, revision="built-in") if lexicon else (llm.ref() if llm.loaded else None)
+        if model_ref:
+            dataset.refresh_manifest(models={"span_classifier": model_ref})
     if totals.get("proposed"):
         totals["match_rate"] = (totals["exact"] + totals["repaired"]) / totals["proposed"]
         print(rate_line("this run", totals))
     overall = span_matching(dataset.records())
     if overall["proposed"]:
         print(rate_line(f"dataset ({overall['paintings']} paintings)", overall))
-    model_ref = ModelRef(id=LEXICON_ID, revision="built-in") if lexicon else (llm.ref() if llm.loaded else None)
-    if model_ref:
-        dataset.refresh_manifest(models={"span_classifier": model_ref})
     return 1 if summary.failed else 0

@@ -13,7 +13,6 @@ and `make test` with `npm ci`); without it the accessibility tests skip and say 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

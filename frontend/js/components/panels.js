@@ -23,7 +23,7 @@ export function legend(spans) {
   return h("ul", { class: "legend", "aria-label": "Phrase categories with counts", "data-testid": "legend" },
     CATEGORIES.map((c) => h("li", { "data-cat": c },
       h("span", { class: "swatch", style: categoryStyle(c) }),
-      `${categoryInfo(c).label} `, h("span", { class: "count" }, `(${counts[c]})`))));
+      h("abbr", { title: categoryInfo(c).label }, c), ` ${categoryInfo(c).label} `, h("span", { class: "count" }, `(${counts[c]})`))));
 }
 
 /** A one-line distribution: every span of the category as a tick, this one as a marker. */

@@ -143,8 +143,9 @@ export async function renderDashboard(root, { source, state, navigate }) {
   const cats = CATEGORIES.filter((c) => stats[c]);
   const reliance = cats.some((c) => Number.isFinite(stats[c].reliance_median)); // only when tokens had scores
   const table = h("table", { class: "summary", "data-testid": "category-table" },
-    h("thead", {}, h("tr", {}, ["Category", "Phrases", "Entropy (median)", "Top-10% (median)", "IoU (median)", "SAM 3 found",
-      reliance ? "Visual reliance (median)" : null].filter(Boolean).map((t) => h("th", { scope: "col" }, t)))),
+    h("caption", { class: "muted small" }, "Medians per category"),
+    h("thead", {}, h("tr", {}, ["Category", "Phrases", "Entropy", "Top-10%", "IoU", "SAM 3 found",
+      reliance ? "Visual reliance" : null].filter(Boolean).map((t) => h("th", { scope: "col" }, t)))),
     h("tbody", {}, cats.map((c) => h("tr", {},
       h("th", { scope: "row" }, categoryChip(c), h("span", { class: "cat-name" }, " ", categoryInfo(c).label)),
       h("td", {}, stats[c].count), h("td", {}, fmtNum(stats[c].entropy_median, 3)),

@@ -13,8 +13,9 @@ Cases (seeded, deterministic):
   side reproduces them from the grid alone (bilinear in floats, rounded); the count of pixels
   that differ from cv2's fixed-point resize is recorded so the test bounds it.
 - contours: binary masks (random noise, rings with holes, thin lines, single pixels, Otsu
-  regions of smooth maps at canvas size) and cv2.findContours(RETR_CCOMP, CHAIN_APPROX_NONE):
-  every border as its pixel chain, and whether it bounds a hole (it has a parent).
+  regions of smooth maps at canvas size) and cv2.findContours(RETR_CCOMP): every border as its
+  pixel chain (CHAIN_APPROX_NONE) and cut to its turning points (CHAIN_APPROX_SIMPLE), and
+  whether it bounds a hole (it has a parent).
 """
 
 from __future__ import annotations
@@ -84,9 +85,10 @@ def build() -> dict:
 
 def contours(mask: np.ndarray) -> dict:
     found, hierarchy = cv2.findContours(mask.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    simple, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)  # same order
     return {"W": int(mask.shape[1]), "H": int(mask.shape[0]), "mask": mask.astype(np.uint8).ravel().tolist(),
-            "contours": [{"points": c.reshape(-1).tolist(), "hole": bool(hierarchy[0][k][3] >= 0)}
-                         for k, c in enumerate(found)]}
+            "contours": [{"points": c.reshape(-1).tolist(), "simple": simple[k].reshape(-1).tolist(),
+                          "hole": bool(hierarchy[0][k][3] >= 0)} for k, c in enumerate(found)]}
 
 
 def contour_cases(rng: np.random.Generator) -> list[dict]:

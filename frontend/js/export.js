@@ -18,23 +18,35 @@ const FONT = "system-ui, sans-serif";
 export async function exportPng(img, overlay, what) {
   const W = overlay.width, H = overlay.height;
   const unit = Math.max(12, Math.round(W / 60)); // text size: readable when the image is shown whole
-  const band = Math.round(unit * 5.2);
+  const pad = Math.round(unit * 0.8);
   const c = document.createElement("canvas");
-  c.width = W; c.height = H + band;
-  const ctx = c.getContext("2d");
+  c.width = W;
+  const keys = keyItems(c.getContext("2d"), what, unit);
+  const rows = flow(keys, W - 2 * pad, unit);
+  c.height = H + Math.round(pad * 1.5 + unit * (2 + 1.5 * Math.max(1, rows.length) + 1.2));
+  const ctx = c.getContext("2d"); // (resizing a canvas resets its context)
   ctx.drawImage(img, 0, 0, W, H);
   ctx.drawImage(overlay, 0, 0);
   ctx.fillStyle = "#15161a";
-  ctx.fillRect(0, H, W, band);
-  drawBand(ctx, what, { x: Math.round(unit * 0.8), y: H + Math.round(unit * 0.6), W: W - Math.round(unit * 1.6), unit,
-    line: lineWidth(W, H) });
+  ctx.fillRect(0, H, W, c.height - H);
+  ctx.textBaseline = "top";
+  let y = H + Math.round(pad * 0.75);
+  phraseLine(ctx, what, pad, y, W - 2 * pad, unit);
+  y += unit * 2;
+  for (const row of rows) {
+    for (const { item, x } of row) item.draw(ctx, pad + x, y, lineWidth(W, H));
+    y += unit * 1.5;
+  }
+  if (!rows.length) y += unit * 1.5;
+  ctx.font = `${Math.round(unit * 0.8)}px ${FONT}`;
+  ctx.fillStyle = "#a3a09a";
+  ctx.fillText(what.title, pad, y, W - 2 * pad);
   return new Promise((resolve) => c.toBlob(resolve, "image/png"));
 }
 
-function drawBand(ctx, what, { x, y, W, unit, line }) {
-  ctx.textBaseline = "top";
+/** Category tag (its colour, readable ink), the category's name, then the phrase. */
+function phraseLine(ctx, what, x, y, width, unit) {
   let at = x;
-  // line 1: category tag, then the phrase
   if (what.category) {
     ctx.font = `bold ${Math.round(unit * 0.85)}px ${FONT}`;
     const tag = what.category.code, tw = ctx.measureText(tag).width + unit * 0.6;
@@ -44,52 +56,67 @@ function drawBand(ctx, what, { x, y, W, unit, line }) {
     ctx.fillText(tag, at + unit * 0.3, y + unit * 0.22);
     at += tw + unit * 0.5;
     ctx.font = `${Math.round(unit * 0.85)}px ${FONT}`;
-    ctx.fillStyle = what.category.color;
-    ctx.fillText(what.category.label, at, y + unit * 0.22, W / 3);
-    at += Math.min(W / 3, ctx.measureText(what.category.label).width) + unit * 0.6;
+    ctx.fillStyle = "#e9e6df";
+    ctx.fillText(what.category.label, at, y + unit * 0.22, width / 3);
+    at += Math.min(width / 3, ctx.measureText(what.category.label).width) + unit * 0.6;
   }
   ctx.font = `${unit}px Georgia, serif`;
   ctx.fillStyle = "#e9e6df";
-  ctx.fillText(what.phrase, at, y + unit * 0.1, x + W - at);
-  // line 2: the keys of what is drawn, then the painting
-  const y2 = y + unit * 2;
-  at = x;
-  ctx.font = `${Math.round(unit * 0.8)}px ${FONT}`;
-  if (what.drawn.includes("tam")) at = colourBar(ctx, what, at, y2, unit);
-  for (const [layer, rgb, label, dash] of [["otsu", OTSU_RGB, `Otsu region (map > ${what.threshold}/255)`, false],
-    ["sam", SAM_RGB, `SAM 3 mask${what.samstyle === "hatch" ? " (hatched)" : ""}`, what.samstyle !== "hatch"]]) {
-    if (!what.drawn.includes(layer)) continue;
-    ctx.save();
-    ctx.setLineDash(dash ? [line * 4, line * 2.5] : []);
-    ctx.lineWidth = Math.max(2, line);
-    ctx.strokeStyle = `rgb(${rgb.join(",")})`;
-    ctx.beginPath();
-    ctx.moveTo(at, y2 + unit * 0.5);
-    ctx.lineTo(at + unit * 2, y2 + unit * 0.5);
-    ctx.stroke();
-    ctx.restore();
-    ctx.fillStyle = "#a3a09a";
-    ctx.fillText(label, at + unit * 2.4, y2 + unit * 0.05);
-    at += unit * 2.4 + ctx.measureText(label).width + unit;
-  }
-  ctx.fillStyle = "#a3a09a";
-  ctx.fillText(what.title, x, y2 + unit * 1.6, W);
+  ctx.fillText(what.phrase, at, y + unit * 0.1, Math.max(unit, x + width - at));
 }
 
-/** The colormap from 0 to 1 at full strength; values under "hide below" drawn grey. Returns the next x. */
-function colourBar(ctx, what, x, y, unit) {
-  const width = Math.round(unit * 10), height = Math.round(unit * 0.9);
-  const table = lut(what.cmap);
-  ctx.fillStyle = "#a3a09a";
-  ctx.fillText("0", x, y + unit * 0.05);
-  const bx = Math.round(x + unit * 0.9);
-  for (let px = 0; px < width; px++) {
-    const v = Math.round((px / (width - 1)) * 255);
-    ctx.fillStyle = v / 255 < what.cut ? "#5a5d66" : `rgb(${table[v * 3]}, ${table[v * 3 + 1]}, ${table[v * 3 + 2]})`;
-    ctx.fillRect(bx + px, y, 1, height);
+/** Left-to-right rows of key items that fit `width` (an item wider than a row gets a row of its own). */
+function flow(items, width, unit) {
+  const rows = [];
+  let row = [], x = 0;
+  for (const item of items) {
+    if (row.length && x + item.width > width) { rows.push(row); row = []; x = 0; }
+    row.push({ item, x });
+    x += item.width + unit;
   }
-  const label = `1  map value${what.cut > 0 ? ` (hidden below ${what.cut})` : ""}`;
-  ctx.fillStyle = "#a3a09a";
-  ctx.fillText(label, bx + width + unit * 0.3, y + unit * 0.05);
-  return bx + width + unit * 0.3 + ctx.measureText(label).width + unit;
+  if (row.length) rows.push(row);
+  return rows;
+}
+
+/** The keys of what is drawn: the heatmap's colour bar, the Otsu and SAM 3 lines. Each {width, draw}. */
+function keyItems(ctx, what, unit) {
+  ctx.font = `${Math.round(unit * 0.8)}px ${FONT}`;
+  const items = [];
+  if (what.drawn.includes("tam")) {
+    const label = `1  map value${what.cut > 0 ? ` (hidden below ${what.cut})` : ""}`;
+    const bar = Math.round(unit * 10);
+    items.push({ width: unit * 1.2 + bar + ctx.measureText(label).width, draw: (c, x, y) => {
+      c.font = `${Math.round(unit * 0.8)}px ${FONT}`;
+      c.fillStyle = "#a3a09a";
+      c.fillText("0", x, y + unit * 0.05);
+      const bx = Math.round(x + unit * 0.9), table = lut(what.cmap);
+      for (let px = 0; px < bar; px++) { // the colormap at full strength; values under "hide below" grey
+        const v = Math.round((px / (bar - 1)) * 255);
+        c.fillStyle = v / 255 < what.cut ? "#5a5d66" : `rgb(${table[v * 3]}, ${table[v * 3 + 1]}, ${table[v * 3 + 2]})`;
+        c.fillRect(bx + px, y, 1, Math.round(unit * 0.9));
+      }
+      c.fillStyle = "#a3a09a";
+      c.fillText(label, bx + bar + unit * 0.3, y + unit * 0.05);
+    } });
+  }
+  const lines = [["otsu", OTSU_RGB, `Otsu region (map > ${what.threshold}/255)`, false],
+    ["sam", SAM_RGB, `SAM 3 mask${what.samstyle === "hatch" ? " (hatched)" : ""}`, what.samstyle !== "hatch"]];
+  for (const [layer, rgb, label, dash] of lines) {
+    if (!what.drawn.includes(layer)) continue;
+    items.push({ width: unit * 2.4 + ctx.measureText(label).width, draw: (c, x, y, line) => {
+      c.save();
+      c.setLineDash(dash ? [line * 4, line * 2.5] : []);
+      c.lineWidth = Math.max(2, line);
+      c.strokeStyle = `rgb(${rgb.join(",")})`;
+      c.beginPath();
+      c.moveTo(x, y + unit * 0.5);
+      c.lineTo(x + unit * 2, y + unit * 0.5);
+      c.stroke();
+      c.restore();
+      c.font = `${Math.round(unit * 0.8)}px ${FONT}`;
+      c.fillStyle = "#a3a09a";
+      c.fillText(label, x + unit * 2.4, y + unit * 0.05);
+    } });
+  }
+  return items;
 }

@@ -7,7 +7,7 @@
 // stale map, and there is never a blank frame between two maps).
 
 import { lut32 } from "./lib/colormap.js";
-import { traceContours } from "./lib/contour.js";
+import { compressChain, traceContours } from "./lib/contour.js";
 import { hatchToRgba } from "./lib/mask.js";
 import { maskAbove } from "./lib/otsu.js";
 import { alphaRamp } from "./lib/ramp.js";
@@ -71,84 +71,108 @@ const samAtCanvas = (url, W, H) => remember(masks, `${url}|${W}|${H}`, async () 
   return maskAbove(g.w === W && g.h === H ? g.values : await mapAtCanvas(url, W, H), 127);
 });
 
-/** A mask's borders (lib/contour.js) as one Path2D through pixel centres. */
-function outlinePath(mask, W, H) {
+/** Outline width in canvas pixels: about 2 screen pixels on a painting shown ~700 px wide. */
+export const lineWidth = (W, H) => Math.max(1.5, Math.max(W, H) / 350);
+
+/**
+ * A mask's borders (lib/contour.js, straight runs cut to their ends) stroked once into a bitmap:
+ * a white or cyan line on a dark halo, solid or dashed, plus the hatch inside for SAM's hatch
+ * style. Stroking thousands of border points costs tens of ms on a CPU raster; the bitmap is
+ * then drawn in about one.
+ */
+function outlineBitmap(mask, W, H, { rgb, dash = false, hatch = false, opacity = 1 }) {
+  const c = new OffscreenCanvas(W, H);
+  const ctx = c.getContext("2d");
+  if (hatch) {
+    const stripes = new ImageData(W, H);
+    hatchToRgba(mask, W, H, rgb, Math.max(0.5, opacity), stripes.data);
+    ctx.putImageData(stripes, 0, 0);
+  }
   const path = new Path2D();
   for (const { points } of traceContours(mask, W, H)) {
-    path.moveTo(points[0] + 0.5, points[1] + 0.5);
-    for (let k = 2; k < points.length; k += 2) path.lineTo(points[k] + 0.5, points[k + 1] + 0.5);
-    if (points.length === 2) path.lineTo(points[0] + 0.5, points[1] + 0.5); // one pixel: a dot
+    const corners = compressChain(points);
+    path.moveTo(corners[0] + 0.5, corners[1] + 0.5);
+    for (let k = 2; k < corners.length; k += 2) path.lineTo(corners[k] + 0.5, corners[k + 1] + 0.5);
+    if (corners.length === 2) path.lineTo(corners[0] + 0.5, corners[1] + 0.5); // one pixel: a dot
     path.closePath();
   }
-  return path;
+  const lw = lineWidth(W, H);
+  ctx.lineJoin = "round";
+  ctx.setLineDash(dash ? [lw * 4, lw * 2.5] : []);
+  ctx.strokeStyle = "rgba(0, 0, 0, 0.7)"; // the halo
+  ctx.lineWidth = lw * 2.4;
+  ctx.stroke(path);
+  ctx.strokeStyle = `rgb(${rgb.join(",")})`;
+  ctx.lineWidth = lw;
+  ctx.stroke(path);
+  return c.transferToImageBitmap();
 }
 
-const outlines = new Map(); // kind|url|W|H|threshold -> Promise<Path2D>
+const outlines = new Map(); // kind|url|W|H|style -> Promise<ImageBitmap>
 const otsuOutline = (mapUrl, threshold, W, H) => remember(outlines, `otsu|${mapUrl}|${W}|${H}|${threshold}`,
-  async () => outlinePath(maskAbove(await mapAtCanvas(mapUrl, W, H), threshold), W, H)); // the metric's mask
-const samOutline = (samUrl, W, H) => remember(outlines, `sam|${samUrl}|${W}|${H}`,
-  async () => outlinePath(await samAtCanvas(samUrl, W, H), W, H));
-const hatches = new Map(); // url|W|H|opacity -> Promise<ImageBitmap>
-const samHatch = (samUrl, W, H, opacity) => remember(hatches, `${samUrl}|${W}|${H}|${opacity}`, async () => {
-  const image = new ImageData(W, H);
-  hatchToRgba(await samAtCanvas(samUrl, W, H), W, H, SAM_RGB, Math.max(0.5, opacity), image.data);
-  return createImageBitmap(image);
-});
+  async () => outlineBitmap(maskAbove(await mapAtCanvas(mapUrl, W, H), threshold), W, H, { rgb: OTSU_RGB })); // the metric's mask
+const samOutline = (samUrl, W, H, samstyle, opacity) => {
+  const hatch = samstyle === "hatch";
+  return remember(outlines, `sam|${samUrl}|${W}|${H}|${samstyle}|${hatch ? opacity : ""}`,
+    async () => outlineBitmap(await samAtCanvas(samUrl, W, H), W, H, { rgb: SAM_RGB, dash: !hatch, hatch, opacity }));
+};
+const heats = new Map(); // url|W|H|look -> Promise<ImageData>: the last few, so a click back costs one putImageData
+const MAX_HEATS = 8;
+
+function heatImage(spec, W, H) {
+  const key = `${spec.mapUrl}|${W}|${H}|${spec.cmap}|${spec.look}|${spec.opacity}|${spec.cut}`;
+  if (!heats.has(key) && heats.size >= MAX_HEATS) heats.delete(heats.keys().next().value);
+  return remember(heats, key, async () => {
+    const values = await mapAtCanvas(spec.mapUrl, W, H);
+    const heat = new ImageData(W, H);
+    const pixels = new Uint32Array(heat.data.buffer);
+    const table = lut32(spec.cmap, alphaRamp({ look: spec.look, opacity: spec.opacity, cut: spec.cut }));
+    for (let i = 0; i < values.length; i++) pixels[i] = table[values[i]];
+    return heat;
+  });
+}
 
 /**
  * The layers to draw, ready for paint(): which of `spec.layers` apply to this selection, drawn
- * bottom up (heatmap, SAM hatch, outlines).
+ * bottom up (heatmap, SAM 3 outline or hatch, Otsu outline).
  * @param {{layers: string[], mapUrl?, samUrl?, threshold?, cmap, opacity, look, cut, samstyle}} spec
  *   layers ⊆ ["tam", "otsu", "sam"]; threshold: the Otsu threshold (0..255) of the map
- * @returns {Promise<{drawn: string[], W, H, heat: ImageData|null, hatch: ImageBitmap|null,
- *   lines: Array<{path: Path2D, rgb: number[], dash: boolean}>}>}
+ * @param {{heat?: boolean}} [opts] heat: false prepares only the cached parts (see prepare)
+ * @returns {Promise<{drawn: string[], heat: ImageData|null, bitmaps: ImageBitmap[]}>}
  */
-export async function renderLayers(spec, W, H) {
+export async function renderLayers(spec, W, H, { heat = true } = {}) {
   const on = new Set(spec.layers);
   const tam = on.has("tam") && spec.mapUrl;
   const otsu = on.has("otsu") && spec.mapUrl && Number.isFinite(spec.threshold);
   const sam = on.has("sam") && spec.samUrl;
-  const [values, otsuPath, samPath, hatch] = await Promise.all([
-    tam ? mapAtCanvas(spec.mapUrl, W, H) : null,
-    otsu ? otsuOutline(spec.mapUrl, spec.threshold, W, H) : null,
-    sam ? samOutline(spec.samUrl, W, H) : null,
-    sam && spec.samstyle === "hatch" ? samHatch(spec.samUrl, W, H, spec.opacity) : null]);
-  let heat = null;
-  if (values) {
-    heat = new ImageData(W, H);
-    const pixels = new Uint32Array(heat.data.buffer);
-    const table = lut32(spec.cmap, alphaRamp({ look: spec.look, opacity: spec.opacity, cut: spec.cut }));
-    for (let i = 0; i < values.length; i++) pixels[i] = table[values[i]];
-  }
-  const lines = [];
-  if (samPath) lines.push({ path: samPath, rgb: SAM_RGB, dash: spec.samstyle !== "hatch" });
-  if (otsuPath) lines.push({ path: otsuPath, rgb: OTSU_RGB, dash: false });
-  return { drawn: [tam && "tam", otsu && "otsu", sam && "sam"].filter(Boolean), W, H, heat, hatch, lines };
+  const [image, samBitmap, otsuBitmap] = await Promise.all([
+    tam && heat ? heatImage(spec, W, H) : tam ? mapAtCanvas(spec.mapUrl, W, H).then(() => null) : null,
+    sam ? samOutline(spec.samUrl, W, H, spec.samstyle, spec.opacity) : null,
+    otsu ? otsuOutline(spec.mapUrl, spec.threshold, W, H) : null]);
+  return { drawn: [tam && "tam", otsu && "otsu", sam && "sam"].filter(Boolean), heat: image,
+    bitmaps: [samBitmap, otsuBitmap].filter(Boolean) };
 }
 
-/** Outline width in canvas pixels: about 2 screen pixels on a painting shown ~700 px wide. */
-export const lineWidth = (W, H) => Math.max(1.5, Math.max(W, H) / 350);
+/**
+ * Prepare the layers of the given specs while the browser is idle, one per idle period:
+ * upsampled maps and traced outlines are cached, so the first click on a phrase paints at once.
+ */
+export function prepare(specs, W, H) {
+  const idle = window.requestIdleCallback || ((f) => setTimeout(f, 50));
+  const queue = [...specs];
+  const next = () => {
+    const spec = queue.shift();
+    if (spec) renderLayers(spec, W, H, { heat: false }).catch(() => {}).then(() => idle(next));
+  };
+  idle(next);
+}
 
 /** Replace the canvas content with `layers` in one step (null: clear). */
 export function paint(canvas, layers) {
   const ctx = canvas.getContext("2d");
   if (layers?.heat) ctx.putImageData(layers.heat, 0, 0); // replaces every pixel: no clear needed
   else ctx.clearRect(0, 0, canvas.width, canvas.height);
-  if (!layers) return;
-  if (layers.hatch) ctx.drawImage(layers.hatch, 0, 0);
-  const lw = lineWidth(canvas.width, canvas.height);
-  ctx.save();
-  ctx.lineJoin = "round";
-  for (const { path, rgb, dash } of layers.lines) {
-    ctx.setLineDash(dash ? [lw * 4, lw * 2.5] : []);
-    ctx.strokeStyle = "rgba(0, 0, 0, 0.7)"; // the halo
-    ctx.lineWidth = lw * 2.4;
-    ctx.stroke(path);
-    ctx.strokeStyle = `rgb(${rgb.join(",")})`;
-    ctx.lineWidth = lw;
-    ctx.stroke(path);
-  }
-  ctx.restore();
+  for (const bitmap of layers?.bitmaps || []) ctx.drawImage(bitmap, 0, 0);
 }
 
 /** What lies under canvas pixel (x, y): map value 0..255 and mask membership, from the caches. */

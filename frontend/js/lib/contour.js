@@ -77,3 +77,22 @@ function follow(f, p, from, nbd, step, Wp) {
   }
   return Int32Array.from(out);
 }
+
+/**
+ * A border chain with its straight runs (horizontal, vertical, diagonal) cut down to their end
+ * points, as cv2's CHAIN_APPROX_SIMPLE does: the same outline with far fewer points to stroke.
+ * @param {Int32Array} points x0, y0, x1, y1, ... a closed chain from traceContours
+ * @returns {Int32Array} the points where the chain turns, in chain order (the first point too
+ *   unless it lies inside a straight run, which then starts the result where it ends)
+ */
+export function compressChain(points) {
+  const n = points.length / 2;
+  if (n <= 2) return points.slice();
+  const dx = (a, b) => points[2 * b] - points[2 * a], dy = (a, b) => points[2 * b + 1] - points[2 * a + 1];
+  const out = [];
+  for (let k = 0; k < n; k++) {
+    const prev = (k + n - 1) % n, next = (k + 1) % n;
+    if (dx(prev, k) !== dx(k, next) || dy(prev, k) !== dy(k, next)) out.push(points[2 * k], points[2 * k + 1]);
+  }
+  return Int32Array.from(out);
+}

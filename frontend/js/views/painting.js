@@ -18,7 +18,7 @@ import { fmtNum } from "../lib/format.js";
 import { otsuThreshold } from "../lib/otsu.js";
 import { layoutSpans, stepIn } from "../lib/spans.js";
 import { linkTo } from "../lib/urlstate.js";
-import { mapAtCanvas, paint, prefetch, probe, renderLayers } from "../overlay.js";
+import { mapAtCanvas, paint, prefetch, prepare, probe, renderLayers } from "../overlay.js";
 
 const MAX_SIDE = 2048; // overlay resolution cap: bounded memory and time on huge canvases
 let view = null; // the mounted painting
@@ -161,8 +161,10 @@ async function mount(root, { source, navigate, state }, key) {
   const el = h("article", { class: "painting", "data-testid": "painting-view", "data-painting": rec.id }, head,
     h("div", { class: "painting-body" },
       h("div", { class: "figure-col" },
-        h("div", { class: "figures" }, h("figure", { class: "main-figure" }, stage, figcaption), comparePanel),
-        h("div", { class: "under-figure" }, readout, scaleBox),
+        // the viewer: pictures, the value read under the pointer, the key (stays on screen on phones)
+        h("div", { class: "viewer" },
+          h("div", { class: "figures" }, h("figure", { class: "main-figure" }, stage, figcaption), comparePanel),
+          h("div", { class: "under-figure" }, readout, scaleBox)),
         h("div", { class: "controls", role: "group", "aria-label": "Overlay settings" },
           modeGroup, layers.el, relianceButton, compareSelect, exportButton),
         note),
@@ -172,8 +174,13 @@ async function mount(root, { source, navigate, state }, key) {
           h("label", { class: "control small" }, h("span", {}, "Highlights"), highlightSelect)),
         metadataCard(rec), numbersHost)));
   root.replaceChildren(el);
+  // while the reader looks: fetch every phrase's map and SAM 3 mask, then prepare the layers that
+  // are on (upsampled maps, traced outlines), so a first click paints without that work
   prefetch([...(rec.spans || []).filter((x) => x.map).map((x) => source.spanMapUrl(ds, rec.id, x.index)),
     ...(rec.spans || []).filter((x) => x.sam?.mask).map((x) => source.samMaskUrl(ds, rec.id, x.index))]);
+  prepare(layout.order.map((i) => rec.spans[i]).filter((x) => x.map).map((x) => ({ ...state,
+    mapUrl: source.spanMapUrl(ds, rec.id, x.index), threshold: x.otsu_threshold,
+    samUrl: x.sam?.mask ? source.samMaskUrl(ds, rec.id, x.index) : null })), W, H);
 
   // ---- readout: the map value (and mask membership) under the pointer, or where a finger tapped
   let spec = {};

@@ -3,8 +3,8 @@
 // category in the category's colour, the colour bar of the heatmap (the part hidden by "hide
 // below" greyed out), the keys of the Otsu and SAM 3 outlines, and the painting's title.
 
-import { lut } from "./lib/colormap.js";
-import { lineWidth, OTSU_RGB, SAM_RGB } from "./overlay.js";
+import { lut, OTSU_RGB, SAM_RGB } from "./lib/colormap.js";
+import { lineWidth } from "./overlay.js";
 
 const FONT = "system-ui, sans-serif";
 

@@ -6,7 +6,7 @@
 // synchronous step only if they are still the latest request (fast clicks never paint a
 // stale map, and there is never a blank frame between two maps).
 
-import { lut32 } from "./lib/colormap.js";
+import { lut32, OTSU_RGB, SAM_RGB } from "./lib/colormap.js";
 import { compressChain, traceContours } from "./lib/contour.js";
 import { hatchToRgba } from "./lib/mask.js";
 import { maskAbove } from "./lib/otsu.js";
@@ -16,10 +16,6 @@ import { bilinear } from "./lib/upsample.js";
 const grids = new Map(); // url -> Promise<{values: Uint8Array, w, h}>
 const upsampled = new Map(); // url|W|H -> Promise<Uint8ClampedArray>
 const MAX_CACHED = 48; // upsampled maps are W*H bytes (0.8 MB at 1000x800): keep the recent ones
-// outline colours: white for the Otsu region, cyan for SAM 3, each on a dark halo so the line
-// reads over the heatmap's yellows and the painting's darks alike
-export const OTSU_RGB = [255, 255, 255];
-export const SAM_RGB = [0, 200, 255];
 
 /** The promise cached under `key` (a failure is forgotten, so the next call tries again). */
 function remember(cache, key, make) {

@@ -4,10 +4,9 @@
 // control writes the URL (replacing the history entry: settings are not Back steps).
 
 import { h } from "../dom.js";
-import { COLORMAPS, lut } from "../lib/colormap.js";
+import { COLORMAPS, lut, OTSU_RGB, SAM_RGB } from "../lib/colormap.js";
 import { fmtNum } from "../lib/format.js";
 import { LAYERS } from "../lib/urlstate.js";
-import { OTSU_RGB, SAM_RGB } from "../overlay.js";
 
 const LAYER_NAMES = { tam: "TAM heatmap", otsu: "Otsu region", sam: "SAM 3 mask" };
 

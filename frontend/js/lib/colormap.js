@@ -16,6 +16,11 @@ const ANCHORS = {
 };
 
 export const COLORMAPS = Object.freeze(Object.keys(ANCHORS));
+// outline colours of the layers stacked on the heatmap: white for the Otsu region, cyan for
+// SAM 3, each drawn on a dark halo so the line reads over the heatmap's yellows and the
+// painting's darks alike
+export const OTSU_RGB = Object.freeze([255, 255, 255]);
+export const SAM_RGB = Object.freeze([0, 200, 255]);
 const cache = new Map();
 
 /** @returns {Uint8Array} 256*3 RGB values of the named colormap */

@@ -247,6 +247,7 @@ async function mount(root, { source, navigate, state }, key) {
     if (on.has("tam") && mapUrl) {
       if (span && span.start == null) out.push(`“${span.text}” was named by the span classifier but does not occur in the caption; its map is shown as recorded.`);
       else if (span && span.tokens?.length) out.push(`Mean of the maps of ${span.tokens.length} token${span.tokens.length === 1 ? "" : "s"}.`);
+      else out.push(`Where the model looked for “${span ? span.text : token.text.trim()}”: the hotter, the more it drew on that part of the painting.`);
     }
     if (on.has("otsu") && mapUrl) {
       out.push(!Number.isFinite(threshold) ? "No Otsu threshold could be computed for this map."

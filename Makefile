@@ -8,7 +8,7 @@ BASE_STAMP := $(VENV)/.installed-base
 DATASET ?= data/smoke
 PAINTINGS ?= data/smoke-paintings
 
-.PHONY: help setup setup-serve test test-fast test-e2e test-js demo serve precompute bench bench-tam bench-server bench-explorer bench-cpu site lint smoke-dataset chromium wrk clean
+.PHONY: help setup setup-serve test test-fast test-e2e test-js js-tools demo serve precompute bench bench-tam bench-server bench-explorer bench-cpu site lint smoke-dataset chromium wrk clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -37,18 +37,30 @@ chromium: ## install Debian's Chromium for the browser tests if it is missing
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	else echo "no Chromium: install Debian's (sudo apt-get install chromium) or set TAMSCOPE_CHROMIUM" >&2; exit 1; fi
 
+# axe-core (the browser tests' accessibility checks) from the npm registry, pinned by
+# frontend/tests/package-lock.json into frontend/tests/node_modules (never committed); reinstalled
+# only when the lock changes. Without npm the checks skip with a message (the rest still runs).
+AXE := frontend/tests/node_modules/axe-core/axe.min.js
+js-tools: ## install the browser tests' JS tools (axe-core) with npm ci, if npm is there
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(AXE); \
+	else echo "npm is missing: the accessibility checks (axe-core) will be skipped; install Node.js with npm to run them" >&2; fi
+
+$(AXE): frontend/tests/package-lock.json
+	npm ci --prefix frontend/tests --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(AXE)
+
 wrk: ## install Debian's wrk for the server benchmark if it is missing
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) \
 		|| echo "wrk is not installable here: the benchmark falls back to its Python load generator"
 
-test: setup chromium ## every test: Python (unit, tiny models, server, browser) and JS units
+test: setup chromium js-tools ## every test: Python (unit, tiny models, server, browser) and JS units
 	$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-js
 
 test-fast: setup ## tests without the browser
 	$(BIN)/pytest -q -m "not e2e"
 
-test-e2e: setup chromium ## browser tests alone
+test-e2e: setup chromium js-tools ## browser tests alone
 	$(BIN)/pytest -q -m e2e
 
 test-js: setup ## unit tests of the pure JS modules (node's built-in runner), checked against cv2's answers
@@ -89,4 +101,4 @@ lint: setup ## ruff
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf build .pytest_cache
+	rm -rf build .pytest_cache frontend/tests/node_modules

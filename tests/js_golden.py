@@ -12,6 +12,10 @@ Cases (seeded, deterministic):
 - mask: Otsu masks of the metric pipeline (cv2.resize of the uint8 map, then Otsu): the JS
   side reproduces them from the grid alone (bilinear in floats, rounded); the count of pixels
   that differ from cv2's fixed-point resize is recorded so the test bounds it.
+- contours: binary masks (random noise, rings with holes, thin lines, single pixels, Otsu
+  regions of smooth maps at canvas size) and cv2.findContours(RETR_CCOMP): every border as its
+  pixel chain (CHAIN_APPROX_NONE) and cut to its turning points (CHAIN_APPROX_SIMPLE), and
+  whether it bounds a hole (it has a parent).
 """
 
 from __future__ import annotations
@@ -76,7 +80,34 @@ def build() -> dict:
         resize_cases.append({"grid": [round(float(v), 4) for v in grid.ravel()], "gw": gw, "gh": gh, "W": W, "H": H,
                              "out": [round(float(v), 4) for v in out.ravel()]})
     return {"generator": "python -m tests.js_golden", "opencv": cv2.__version__,
-            "otsu": otsu_cases, "resize": resize_cases, "maps": maps}
+            "otsu": otsu_cases, "resize": resize_cases, "maps": maps, "contours": contour_cases(rng)}
+
+
+def contours(mask: np.ndarray) -> dict:
+    found, hierarchy = cv2.findContours(mask.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    simple, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)  # same order
+    return {"W": int(mask.shape[1]), "H": int(mask.shape[0]), "mask": mask.astype(np.uint8).ravel().tolist(),
+            "contours": [{"points": c.reshape(-1).tolist(), "simple": simple[k].reshape(-1).tolist(),
+                          "hole": bool(hierarchy[0][k][3] >= 0)} for k, c in enumerate(found)]}
+
+
+def contour_cases(rng: np.random.Generator) -> list[dict]:
+    masks = [np.ones((1, 1)), np.pad(np.ones((1, 1)), 2), np.pad(np.ones((3, 3)), 1), np.eye(6), np.zeros((4, 5)),
+             np.ones((5, 7))]
+    ring = np.zeros((9, 11))
+    ring[1:8, 1:10] = 1
+    ring[3:6, 4:7] = 0  # a hole
+    ring[4, 5] = 1  # an island inside the hole
+    masks.append(ring)
+    for _ in range(14):
+        h, w = rng.integers(3, 30, 2)
+        masks.append(rng.random((h, w)) < rng.uniform(0.2, 0.7))
+    for _ in range(4):  # Otsu regions of smooth maps at canvas size, as the explorer draws them
+        gh, gw = int(rng.integers(4, 12)), int(rng.integers(4, 12))
+        resized = cv2.resize(blob(rng, gh, gw), (int(rng.integers(60, 160)), int(rng.integers(50, 120))),
+                             interpolation=cv2.INTER_LINEAR)
+        masks.append(resized > otsu(resized))
+    return [contours(m) for m in masks]
 
 
 def main() -> None:

@@ -75,3 +75,21 @@ def test_no_chromium_without_root_says_what_to_do(tmp_path):
     done = make_chromium({"PATH": str(tools)})
     assert done.returncode != 0 and "TAMSCOPE_CHROMIUM" in done.stderr and "apt-get install chromium" in done.stderr
     assert not (tools / "apt-get-ran").exists()
+
+
+def test_test_targets_install_axe_with_npm_ci_from_the_lock(tmp_path):
+    axe = "frontend/tests/node_modules/axe-core/axe.min.js"
+    for target in ("test", "test-e2e"):
+        assert any(f"make --no-print-directory {axe}" in line for line in dry_run(target, tmp_path / ".venv")), target
+    forced = subprocess.run([MAKE, "-n", "-B", axe], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "npm ci --prefix frontend/tests" in forced  # installs exactly what the lock pins
+    lock = (REPO / "frontend" / "tests" / "package-lock.json").read_text()
+    assert '"axe-core"' in lock and '"integrity"' in lock  # pinned, checked by npm ci
+
+
+def test_no_npm_is_a_message_not_a_failure(tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    done = subprocess.run([MAKE, "--no-print-directory", "js-tools"], cwd=REPO, env={"PATH": str(empty)},
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "npm is missing" in done.stderr and "skipped" in done.stderr

@@ -1,5 +1,7 @@
 // Boot and routing: the URL query is the state (lib/urlstate.js); every change pushes (or
 // replaces) history and re-renders the view it names, so Back works and links can be shared.
+// Moves between pages and paintings push a history entry; selections and settings inside a
+// painting replace it (the views pass `replace`), so Back leaves the painting.
 
 import { openSource } from "./data.js";
 import { h } from "./dom.js";
@@ -23,6 +25,12 @@ function navigate(change, { replace = false, focus = null } = {}) {
   return render({ focus });
 }
 
+/** Record a default a view resolved (the first phrase of a painting) in the URL, without a render. */
+function settle(change) {
+  const url = serializeState({ ...parseState(location.search), ...change });
+  history.replaceState(null, "", url === "?" ? location.pathname : url);
+}
+
 function render({ focus = null } = {}) {
   const state = parseState(location.search);
   if (!state.dataset || !datasets.some((d) => d.id === state.dataset)) state.dataset = datasets[0]?.id ?? null;
@@ -35,7 +43,7 @@ function render({ focus = null } = {}) {
     a.setAttribute("aria-current", String(a.dataset.nav === section));
     a.href = linkTo({ dataset: state.dataset }, { view: a.dataset.nav });
   });
-  const ctx = { source, state, navigate };
+  const ctx = { source, state, navigate, settle };
   rendering = rendering.then(async () => {
     const viewName = state.view === "painting" && state.painting ? "painting" : section;
     try {
@@ -61,7 +69,9 @@ function render({ focus = null } = {}) {
 async function boot() {
   source = await openSource();
   datasets = await source.listDatasets();
-  picker.replaceChildren(...datasets.map((d) => h("option", { value: d.id }, `${d.name} (${d.n_paintings})`)));
+  // the id is what URLs and error messages name: the picker shows it, and the dataset's own name when it differs
+  picker.replaceChildren(...datasets.map((d) => h("option", { value: d.id, title: d.description || null },
+    `${d.id}${d.name && d.name !== d.id ? ` · ${d.name}` : ""} (${d.n_paintings})`)));
   picker.addEventListener("change", () => navigate({ dataset: picker.value, view: "gallery", painting: null, span: null,
     token: null, compare: null, page: 0, q: "", cat: "", artist: "", style: "" }));
   document.querySelectorAll("[data-nav]").forEach((a) => a.addEventListener("click", (e) => {

@@ -22,15 +22,6 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
-export const CATEGORY_INFO = {
-  CVO: { label: "Concrete object", color: "#4e9de0" },
-  ICON: { label: "Iconographic figure", color: "#c77dff" },
-  STYLE: { label: "Style", color: "#f4a259" },
-  AFFECT: { label: "Affect", color: "#ef6f6c" },
-  META: { label: "Metadata", color: "#5cc8a1" },
-};
-export const CATEGORIES = Object.keys(CATEGORY_INFO);
-
 /** Announce a change to screen readers through the page's live region. */
 export function announce(text) {
   const live = document.getElementById("live");

@@ -6,19 +6,8 @@ import { maskAbove, otsuThreshold } from "../js/lib/otsu.js";
 import { DEFAULTS, linkTo, parseState, serializeState } from "../js/lib/urlstate.js";
 import { fmtNum, fmtPct, niceTicks, percentileRank, quantiles } from "../js/lib/format.js";
 import { captionPieces, layoutSpans, stepIn, tokenRuns } from "../js/lib/spans.js";
-import { maskToRgba } from "../js/lib/mask.js";
 import { relianceColor } from "../js/components/caption.js";
-import { readFileSync } from "node:fs";
-
-// OpenCV's answers for the same inputs, computed fresh by `make test-js` (python -m tests.js_golden),
-// so the JS ports are checked against cv2 itself and no generated file is committed.
-const goldenPath = process.env.TAMSCOPE_GOLDEN || new URL("../../build/golden-cv2.json", import.meta.url);
-let golden;
-try {
-  golden = JSON.parse(readFileSync(goldenPath, "utf8"));
-} catch (err) {
-  throw new Error(`cannot read the cv2 golden data at ${goldenPath} (${err.code || err.message}): run \`make test-js\``);
-}
+import { golden } from "./golden.mjs";
 
 const lum = (t, v) => 0.2126 * t[v * 3] + 0.7152 * t[v * 3 + 1] + 0.0722 * t[v * 3 + 2];
 
@@ -57,9 +46,21 @@ test("otsu: bimodal split, OpenCV's known case, constant input", () => {
 
 test("url state round-trips and survives hostile input", () => {
   const s = { ...DEFAULTS, view: "painting", dataset: "tamart", painting: "0002_the-starry-night-1889", span: 3,
-    overlay: "sam", cmap: "viridis", opacity: 0.35, reliance: true, compare: 5, q: "van gogh", cat: "CVO", page: 2,
+    layers: ["otsu", "sam"], look: "tint", cut: 0.25, samstyle: "hatch", highlight: "underline",
+    cmap: "viridis", opacity: 0.35, reliance: true, compare: 5, q: "van gogh", cat: "CVO", page: 2,
     artist: "Giotto", style: "Early Renaissance" };
   assert.deepEqual(parseState(serializeState(s)), s);
+  assert.deepEqual(parseState(serializeState({ ...DEFAULTS, layers: [] })).layers, []); // all layers off
+  assert.match(serializeState({ ...DEFAULTS, layers: [] }), /layers=none/);
+  // layers keep their drawing order whatever the URL says; unknown names are dropped
+  assert.deepEqual(parseState("?layers=sam,bogus,tam").layers, ["tam", "sam"]);
+  assert.deepEqual(parseState("?layers=bogus").layers, ["tam"]);
+  // links from before layers could stack still open what they showed
+  assert.deepEqual(parseState("?overlay=sam").layers, ["sam"]);
+  assert.deepEqual(parseState("?overlay=none").layers, []);
+  assert.deepEqual(parseState("?overlay=sam&layers=otsu").layers, ["otsu"]);
+  assert.equal(parseState("?cut=0.99").cut, DEFAULTS.cut); // would hide everything
+  assert.equal(parseState("?cut=0.333").cut, 0.33);
   assert.deepEqual(parseState(serializeState(DEFAULTS)), DEFAULTS);
   const evil = parseState("?dataset=../../etc&painting=javascript:alert(1)&span=-1&opacity=NaN&cmap=<script>"
     + `&view=admin&q=${"x".repeat(300)}&token=1e9&page=abc`);
@@ -147,18 +148,6 @@ test("token runs and arrow-key stepping", () => {
   assert.equal(stepIn([], 3, 1), null);
 });
 
-test("mask to RGBA: translucent fill, solid outline, nothing outside", () => {
-  const W = 8, H = 6, mask = new Uint8Array(W * H);
-  for (let y = 1; y < 5; y++) for (let x = 2; x < 7; x++) mask[y * W + x] = 1;
-  const out = new Uint8ClampedArray(W * H * 4).fill(9);
-  assert.equal(maskToRgba(mask, W, H, [255, 0, 0], 0.5, out).inside, 20);
-  const alpha = (x, y) => out[(y * W + x) * 4 + 3];
-  assert.equal(alpha(0, 0), 0); // outside: transparent even if the buffer held garbage
-  assert.ok(alpha(2, 1) > alpha(4, 2)); // edge brighter than the inside
-  assert.equal(alpha(4, 2), Math.round(0.5 * 0.7 * 255));
-  assert.deepEqual([...out.slice((2 * W + 4) * 4, (2 * W + 4) * 4 + 3)], [255, 0, 0]);
-});
-
 test("axis ticks are round and cover the data", () => {
   const a = niceTicks(0.737, 0.984, 5);
   assert.ok(a.lo <= 0.737 && a.hi >= 0.984);
@@ -172,6 +161,7 @@ test("axis ticks are round and cover the data", () => {
 test("links keep the state and drop defaults", () => {
   const state = parseState("?dataset=tamart&view=painting&painting=p1&span=2&cmap=viridis");
   assert.equal(linkTo(state, { span: 5 }), "?view=painting&dataset=tamart&painting=p1&span=5&cmap=viridis");
+  assert.equal(linkTo(state, { layers: ["sam", "tam"] }), "?view=painting&dataset=tamart&painting=p1&span=2&layers=tam%2Csam&cmap=viridis");
   assert.equal(linkTo(state, { view: "gallery", painting: null, span: null }), "?dataset=tamart&cmap=viridis");
 });
 

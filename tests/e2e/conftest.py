@@ -67,8 +67,9 @@ class Tab:
         return path
 
 
-def open_tab(browser, name: str, width: int = 1280, height: int = 900) -> Tab:
-    context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+def open_tab(browser, name: str, width: int = 1280, height: int = 900, **context_options) -> Tab:
+    """context_options: more of Playwright's new_context options (has_touch, is_mobile, ...)."""
+    context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True, **context_options)
     page = context.new_page()
     page.set_default_timeout(10_000)
     tab = Tab(page, name)

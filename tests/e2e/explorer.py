@@ -55,3 +55,45 @@ def luminance(rgba) -> float:
 def spearman(a, b) -> float:
     ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
     return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def ramp_alpha(value: float, opacity: float = 0.8, cut: float = 0.0, look: str = "hot") -> float:
+    """The overlay alpha (0..255) of an 8-bit map value, as docs/explorer.md states the rule:
+    0 below the cut; above it the full opacity (tint) or opacity * t^1.5, t = (v - cut) / (1 - cut)."""
+    x = value / 255
+    if x < cut:
+        return 0.0
+    return 255 * opacity * (1.0 if look == "tint" else ((x - cut) / (1 - cut)) ** 1.5)
+
+
+# JS: line breaks in the caption that came too early: the first unbreakable run of the next line
+# (its words up to the first space) would have fitted at the end of the line before it.
+EARLY_BREAKS = """() => {
+  const cap = document.querySelector('[data-testid="caption"]');
+  const text = cap.textContent, right = cap.getBoundingClientRect().right;
+  const em = parseFloat(getComputedStyle(cap).fontSize);
+  const pieces = [];  // runs of non-space characters within one text node, with their boxes
+  const walker = document.createTreeWalker(cap, NodeFilter.SHOW_TEXT);
+  let offset = 0;
+  for (let node; (node = walker.nextNode()); offset += node.data.length) {
+    for (const m of node.data.matchAll(/\\S+/g)) {
+      const range = document.createRange();
+      range.setStart(node, m.index); range.setEnd(node, m.index + m[0].length);
+      const start = offset + m.index;
+      for (const r of range.getClientRects()) {
+        if (r.width > 0) pieces.push({ start, glued: start > 0 && !/\\s/.test(text[start - 1]), left: r.left, right: r.right, top: Math.round(r.top) });
+      }
+    }
+  }
+  let early = 0, breaks = 0;
+  const details = [];
+  for (let i = 1; i < pieces.length; i++) {
+    if (pieces[i].top <= pieces[i - 1].top + 2) continue;  // same line
+    breaks++;
+    let j = i;  // the next line's first unbreakable run: pieces glued to each other
+    while (j + 1 < pieces.length && pieces[j + 1].glued && pieces[j + 1].top === pieces[i].top) j++;
+    const need = pieces[j].right - pieces[i].left, free = right - pieces[i - 1].right;
+    if (free > need + 0.6 * em) { early++; details.push(text.slice(pieces[i].start, pieces[j].start + 20)); }
+  }
+  return { early, breaks, details };
+}"""

@@ -95,13 +95,15 @@ def test_click_span_draws_the_map_and_colormap_changes_it(tab, server, e2e_datas
     page.get_by_test_id("gallery-item").nth(1).click()
     page.get_by_test_id("painting-view").wait_for()
     assert page.get_by_test_id("painting-view").get_attribute("data-painting") == "painting-1"
-    wait_drawn(page, "none")  # nothing selected yet: a clear canvas and a hint
-    assert "Click a coloured phrase" in page.get_by_test_id("overlay-note").inner_text()
+    wait_drawn(page, "tam span-0 inferno 0.8 hot")  # a painting opens with its first phrase shown
     span_button(page, "a small village").click()
-    wait_drawn(page, "tam span-2 inferno 0.6")
+    wait_drawn(page, "tam span-2 inferno 0.8 hot")
     assert span_button(page, "a small village").get_attribute("aria-pressed") == "true"
     assert page.locator('[data-testid="span-button"][aria-pressed="true"]').count() == 1
     assert "span=2" in page.url
+    # the full tint (one opacity everywhere) makes every map value's colour readable back
+    page.get_by_test_id("look-select").select_option("tint")
+    wait_drawn(page, "tam span-2 inferno 0.8 tint")
 
     rec = record(e2e_datasets, "fixture", "painting-1")
     W, H = rec["canvas"]["width"], rec["canvas"]["height"]
@@ -110,7 +112,7 @@ def test_click_span_draws_the_map_and_colormap_changes_it(tab, server, e2e_datas
     points = [[int(x), int(y)] for x, y in zip(rng.integers(0, W, 300), rng.integers(0, H, 300), strict=True)]
     inferno = read_overlay(page, points=points)
     assert (inferno["width"], inferno["height"]) == (W, H)
-    assert inferno["opaque"] == W * H and inferno["alphas"] == [round(0.6 * 255)]  # the painting shows through
+    assert inferno["opaque"] == W * H and inferno["alphas"] == [round(0.8 * 255)]  # the painting shows through
     lum = [luminance(p) for p in inferno["at"]]
     assert max(lum) - min(lum) > 100, "the overlay is flat: the map was not drawn"
     # inferno is monotonic in luminance: the drawn colours rank like the map cv2 upsampled
@@ -132,7 +134,7 @@ def test_click_span_draws_the_map_and_colormap_changes_it(tab, server, e2e_datas
     wait_drawn(page, "tam span-2 grayscale")
     gray = read_overlay(page, points=points)["at"]
     assert all(p[0] == p[1] == p[2] for p in gray)
-    # canvas keeps premultiplied alpha: at alpha 153 a channel reads back within ~1.5 levels
+    # canvas keeps premultiplied alpha: at alpha 204 a channel reads back within ~1.5 levels
     assert np.abs(np.array([p[0] for p in gray]) - np.array([want[y, x] for x, y in points])).max() <= 2
     # opacity slider
     page.get_by_test_id("opacity").fill("0.3")
@@ -154,27 +156,32 @@ def test_click_span_draws_the_map_and_colormap_changes_it(tab, server, e2e_datas
 
 
 def test_otsu_and_sam_overlays_with_their_notes(tab, server, e2e_datasets, measured):
+    """Each layer alone (tests/e2e/test_looking.py checks where their outlines lie and how they stack)."""
     page = tab.page
     open_painting(tab, server, "painting-1", "&span=2")
     rec = record(e2e_datasets, "fixture", "painting-1")
     W, H = rec["canvas"]["width"], rec["canvas"]["height"]
     folder = e2e_datasets["fixture"] / "paintings/painting-1"
-    page.get_by_test_id("overlay-otsu").click()
+    page.get_by_test_id("layer-tam").click()  # off
+    wait_drawn(page, "none")
+    assert "Every layer is off" in page.get_by_test_id("overlay-note").inner_text()
+    page.get_by_test_id("layer-otsu").click()
     wait_drawn(page, "otsu span-2")
-    assert page.get_by_test_id("overlay-otsu").get_attribute("aria-pressed") == "true"
+    assert page.get_by_test_id("layer-otsu").get_attribute("aria-pressed") == "true"
+    assert page.get_by_test_id("layer-tam").get_attribute("aria-pressed") == "false"
     threshold, metric_mask = independent.otsu_mask(independent.gray(folder / "spans/2.png"), W, H)
     assert threshold == measured[("painting-1", 2)]["otsu_threshold"]
     otsu = read_overlay(page)
-    # the browser resizes in floats, cv2 in fixed point: a few pixels at the threshold differ
-    assert abs(otsu["opaque"] - int(metric_mask.sum())) <= 0.01 * W * H, "Otsu mask differs from the metric's"
-    assert 0 < otsu["opaque"] < W * H
+    assert 0 < otsu["opaque"] < metric_mask.sum()  # an outline, not a fill
     assert f"above {threshold}/255" in page.get_by_test_id("overlay-note").inner_text()
     tab.shot("otsu")
 
-    page.get_by_test_id("overlay-sam").click()
+    page.get_by_test_id("layer-otsu").click()
+    page.get_by_test_id("layer-sam").click()
     wait_drawn(page, "sam span-2")
+    assert "layers=sam" in page.url
     sam_mask = cv2.imread(str(folder / "sam/2.png"), cv2.IMREAD_GRAYSCALE) > 127
-    assert read_overlay(page)["opaque"] == int(sam_mask.sum())
+    assert 0 < read_overlay(page)["opaque"] < int(sam_mask.sum())
     note = page.get_by_test_id("overlay-note").inner_text()
     iou = independent.iou(metric_mask, sam_mask)
     assert "SAM 3 found 1 instance of “a small village”" in note and f"IoU with the Otsu mask {iou:.3f}." in note
@@ -189,8 +196,8 @@ def test_otsu_and_sam_overlays_with_their_notes(tab, server, e2e_datasets, measu
     wait_drawn(page, "none")
     assert "does not apply to STYLE" in page.get_by_test_id("overlay-note").inner_text()
     assert "does not apply" in page.get_by_test_id("num-sam").inner_text()
-    page.get_by_test_id("overlay-tam").click()
-    wait_drawn(page, "tam span-5")
+    page.get_by_test_id("layer-tam").click()
+    wait_drawn(page, "tam span-5")  # the heatmap; SAM 3 stays on but has nothing for a STYLE phrase
     tab.shot("style-tam")
 
 
@@ -243,14 +250,14 @@ def test_token_mode_and_visual_reliance(tab, server, e2e_datasets):
     for t, c in zip(rec["tokens"], colors, strict=True):
         assert ("242, 193, 78" in c) == (t["reliance"] >= 0), (t, c)
     # Otsu for a token: computed in the browser with cv2's method
-    page.get_by_test_id("overlay-otsu").click()
-    wait_drawn(page, "otsu token-7")
+    page.get_by_test_id("layer-otsu").click()
+    wait_drawn(page, "tam+otsu token-7")
     assert "computed here" in page.get_by_test_id("overlay-note").inner_text()
     tab.shot("tokens-reliance")
     # arrows move between tokens, with a single Tab stop for the caption
     tokens.nth(7).focus()
     page.keyboard.press("ArrowRight")
-    wait_drawn(page, "otsu token-8")
+    wait_drawn(page, "tam+otsu token-8")
     assert page.evaluate("() => document.activeElement.id") == "token-8"
     assert page.evaluate("() => [...document.querySelectorAll('[data-testid=token-button]')].filter((b) => b.tabIndex === 0).length") == 1
     page.get_by_test_id("mode-span").click()
@@ -281,34 +288,34 @@ def test_compare_side_by_side(tab, server):
 
 def test_deep_link_and_back_button(tab, server):
     page = tab.page
-    page.goto(server + PAINTING.format("painting-2") + "&span=3&cmap=viridis&opacity=0.8&overlay=tam")
-    wait_drawn(page, "tam span-3 viridis 0.8")
+    page.goto(server + PAINTING.format("painting-2") + "&span=3&cmap=viridis&opacity=0.7&look=tint")
+    wait_drawn(page, "tam span-3 viridis 0.7 tint")
     assert span_button(page, "calm water").get_attribute("aria-pressed") == "true"
     assert page.get_by_test_id("cmap-select").input_value() == "viridis"
-    assert page.get_by_test_id("opacity").input_value() == "0.8"
-    assert read_overlay(page)["alphas"] == [round(0.8 * 255)]
+    assert page.get_by_test_id("opacity").input_value() == "0.7"
+    assert page.get_by_test_id("look-select").input_value() == "tint"
+    assert read_overlay(page)["alphas"] == [179]  # 0.7 * 255 = 178.5, rounded half up as JS does
     assert page.get_by_test_id("painting-view").get_attribute("data-painting") == "painting-2"
     span_button(page, "a starry sky").click()
     wait_drawn(page, "tam span-4 viridis")
     assert "span=4" in page.url
-    page.go_back()
-    wait_drawn(page, "tam span-3 viridis")
-    assert span_button(page, "calm water").get_attribute("aria-pressed") == "true"
-    assert span_button(page, "a starry sky").get_attribute("aria-pressed") == "false"
-    page.go_forward()
-    wait_drawn(page, "tam span-4 viridis")
+    page.reload()  # the URL holds the state
+    wait_drawn(page, "tam span-4 viridis 0.7 tint")
+    # links made before layers could stack (?overlay=sam) open what they showed
+    page.goto(server + PAINTING.format("painting-2") + "&span=2&overlay=sam")
+    wait_drawn(page, "sam span-2")
+    assert page.get_by_test_id("layer-sam").get_attribute("aria-pressed") == "true"
+    assert page.get_by_test_id("layer-tam").get_attribute("aria-pressed") == "false"
     # a deep link to something that does not exist says so instead of crashing
     page.goto(server + PAINTING.format("no-such-painting"))
     page.get_by_role("alert").wait_for()
     assert "Not found" in page.get_by_role("alert").inner_text()
     tab.allow.append(r"status of 404")
-    # gallery -> painting -> span, then Back twice returns to the gallery
+    # gallery -> painting -> span, then one Back returns to the gallery (phrase clicks replace the entry)
     page.goto(server + "?dataset=fixture")
     page.get_by_test_id("gallery-item").first.click()
     span_button(page, "Anna Vermeer").click()
     wait_drawn(page, "tam span-1")
-    page.go_back()
-    wait_drawn(page, "none")
     page.go_back()
     page.get_by_test_id("gallery").wait_for()
     assert page.get_by_test_id("gallery-item").count() == 4
@@ -354,9 +361,9 @@ def test_keyboard_only(tab, server):
     page.locator("#span-2").focus()
     page.keyboard.press("Enter")
     wait_drawn(page, "tam span-2")
-    page.get_by_test_id("overlay-sam").focus()
+    page.get_by_test_id("layer-sam").focus()
     page.keyboard.press("Space")
-    wait_drawn(page, "sam span-2")
+    wait_drawn(page, "tam+sam span-2")
     tab.shot("keyboard", full_page=False)
 
 
@@ -371,8 +378,8 @@ def test_export_png(tab, server, tmp_path):
     path = tmp_path / download.suggested_filename
     download.save_as(path)
     image = np.asarray(Image.open(path).convert("RGB"))
-    assert image.shape == (240, 320 + 40 * 3, 3)
-    assert image.std() > 10  # painting and heatmap, not a blank
+    assert image.shape[1] == 320 + 40 * 3 and image.shape[0] > 240  # the canvas, and a band under it
+    assert image[:240].std() > 10  # painting and heatmap, not a blank
 
 
 def test_dashboard_shows_the_fixture_figures(tab, server, e2e_datasets, measured):
@@ -449,12 +456,12 @@ def test_dataset_without_stats(tab, server):
 def test_no_layout_shift_when_the_overlay_loads(tab, server):
     page = tab.page
     open_painting(tab, server, "painting-1")
-    wait_drawn(page, "none")
+    wait_drawn(page, "tam span-0")
     page.evaluate("""() => { window.__shifts = [];
       new PerformanceObserver((l) => l.getEntries().forEach((e) => window.__shifts.push(
         { value: e.value, input: e.hadRecentInput, sources: e.sources.map((s) => s.node?.className || s.node?.nodeName || '?') })))
         .observe({ type: 'layout-shift' }); }""")
-    rects = "() => ['overlay', 'caption', 'overlay-tam', 'painting-canvas'].map((t) => { const r = document.querySelector(`[data-testid=\"${t}\"]`).getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; })"
+    rects = "() => ['overlay', 'caption', 'layer-tam', 'painting-canvas'].map((t) => { const r = document.querySelector(`[data-testid=\"${t}\"]`).getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; })"
     before = page.evaluate(rects)
     for i in (2, 4, 5, 0):
         page.locator(f"#span-{i}").click()

@@ -43,15 +43,15 @@ def test_static_site_smoke(browser, site_root):
             lum = [luminance(p) for p in read_overlay(page, points=[[x, y] for x in range(0, 400, 37)
                                                                       for y in range(0, 240, 29)])["at"]]
             assert max(lum) - min(lum) > 100, "the overlay is flat"
-            page.get_by_test_id("overlay-sam").click()
-            wait_drawn(page, "sam span-4")
+            page.get_by_test_id("layer-sam").click()
+            wait_drawn(page, "tam+sam span-4")
             assert read_overlay(page)["opaque"] > 0
             assert "view=painting" in page.url and page.url.startswith(base)
             tab.shot("painting")
             page.reload()  # a deep link into the static site
-            wait_drawn(page, "sam span-4")
-            page.go_back()
-            wait_drawn(page, "none")
+            wait_drawn(page, "tam+sam span-4")
+            page.go_back()  # phrase clicks and settings replaced the entry: Back is the gallery
+            page.get_by_test_id("gallery").wait_for()
             page.goto(base + "?view=dashboard")
             page.get_by_test_id("chart-entropy").wait_for()
             page.get_by_test_id("example-link").first.click()

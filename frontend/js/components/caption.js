@@ -2,8 +2,14 @@
 // optionally shaded by each token's visual reliance. Spans that cannot sit inline (overlapping
 // another phrase, or not found in the caption at all) get buttons in lists under the caption.
 // Built once per mode; selection changes only flip aria-pressed (no rebuild, no layout shift).
+//
+// Phrases inside the caption are inline elements with role="button", not <button>s: a
+// <button> is an inline-block, so a long phrase would jump to the next line whole and leave
+// a ragged gap; an inline element breaks across lines like the text around it. Their look
+// (solid category colour or underline) is a class on the caption.
 
-import { CATEGORY_INFO, h } from "../dom.js";
+import { h } from "../dom.js";
+import { categoryInfo, categoryStyle } from "../lib/categories.js";
 import { captionPieces, tokenRuns } from "../lib/spans.js";
 
 /** Background for a token's visual reliance: warm leans on the image, blue on language. */
@@ -37,18 +43,25 @@ function textRun(rec, start, end, reliance) {
 }
 
 function spanButton(rec, span, where, { reliance, onSpan }) {
-  const info = CATEGORY_INFO[span.category] || { label: span.category, color: "#999" };
-  const content = where === "inline" ? textRun(rec, span.start, span.end, reliance) : [span.text];
-  return h("button", { type: "button", class: `span span-${where}`, id: `span-${span.index}`, "aria-pressed": "false",
+  const info = categoryInfo(span.category);
+  const inline = where === "inline";
+  const attrs = { class: `span span-${where}`, id: `span-${span.index}`, "aria-pressed": "false",
     "data-testid": "span-button", "data-index": span.index, "data-cat": span.category, "data-where": where,
-    style: { "--cat": info.color }, title: `${info.label}${span.map ? "" : " (no map)"}`,
-    "aria-label": `${span.text} (${info.label})`, onclick: () => onSpan(span.index) }, content);
+    style: categoryStyle(span.category), title: `${info.label}${span.map ? "" : " (no map)"}`,
+    "aria-label": `${span.text} (${info.label})`, onclick: () => onSpan(span.index) };
+  if (!inline) return h("button", { type: "button", ...attrs }, span.text);
+  return h("span", { role: "button", tabindex: "0", ...attrs, onkeydown: (e) => {
+    if (e.key !== "Enter" && e.key !== " ") return;
+    e.preventDefault(); // Space would scroll the page
+    onSpan(span.index);
+  } }, textRun(rec, span.start, span.end, reliance));
 }
 
 /**
  * @param {object} rec the painting record
  * @param {{inline, nested, unlocated}} layout from lib/spans.js layoutSpans
- * @param {{tokenMode: boolean, reliance: boolean, onSpan: Function, onToken: Function}} opts
+ * @param {{tokenMode: boolean, reliance: boolean, highlight: "solid"|"underline", onSpan: Function,
+ *   onToken: Function}} opts
  * @returns {{el: HTMLElement, select: (span: number|null, token: number|null) => void}}
  */
 export function buildCaption(rec, layout, opts) {
@@ -92,7 +105,7 @@ export function buildCaption(rec, layout, opts) {
       buttons.set(`span:${s.index}`, b);
       return h("li", {}, b);
     }))) : null);
-    body = [h("p", { class: "caption", "data-testid": "caption" }, pieces),
+    body = [h("p", { class: `caption hl-${opts.highlight || "solid"}`, "data-testid": "caption" }, pieces),
       list(layout.nested, "nested", "Phrases inside other phrases", "nested-spans"),
       list(layout.unlocated, "unlocated", "Named by the classifier, not found in the caption", "unlocated-spans")];
   }

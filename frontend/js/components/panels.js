@@ -1,8 +1,8 @@
-// The panels beside the picture: category legend with counts, the colour scale, the selected
-// span's numbers placed in its category's distribution, and the claimed-identity card.
+// The panels beside the picture: category legend with counts, the selected span's numbers
+// placed in its category's distribution, and the claimed-identity card.
 
-import { CATEGORIES, CATEGORY_INFO, h } from "../dom.js";
-import { lut } from "../lib/colormap.js";
+import { h } from "../dom.js";
+import { CATEGORIES, categoryInfo, categoryStyle } from "../lib/categories.js";
 import { fmtNum, fmtPct, percentileRank } from "../lib/format.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -14,35 +14,17 @@ const s = (tag, attrs = {}, ...kids) => {
   return el;
 };
 
+/** A category as a small solid tag in its colour ("CVO"), its name in the tooltip. */
+export function categoryChip(category, text = category) {
+  return h("span", { class: "cat-tag", style: categoryStyle(category), title: categoryInfo(category).label }, text);
+}
+
 export function legend(spans) {
   const counts = Object.fromEntries(CATEGORIES.map((c) => [c, spans.filter((x) => x.category === c).length]));
   return h("ul", { class: "legend", "aria-label": "Phrase categories with counts", "data-testid": "legend" },
     CATEGORIES.map((c) => h("li", { "data-cat": c },
-      h("span", { class: "swatch", style: { "--cat": CATEGORY_INFO[c].color } }),
-      h("abbr", { title: CATEGORY_INFO[c].label }, c), ` ${CATEGORY_INFO[c].label} `,
-      h("span", { class: "count" }, `(${counts[c]})`))));
-}
-
-/** The colour scale of the current overlay: a colormap bar with the map's float range, or a mask swatch. */
-export function colorScale({ kind, cmap, ref, threshold, rgb }) {
-  if (kind === "tam") {
-    const bar = h("canvas", { width: 256, height: 1, class: "cbar", "aria-hidden": "true" });
-    const ctx = bar.getContext("2d");
-    const img = ctx.createImageData(256, 1);
-    const table = lut(cmap);
-    for (let v = 0; v < 256; v++) img.data.set([table[v * 3], table[v * 3 + 1], table[v * 3 + 2], 255], v * 4);
-    ctx.putImageData(img, 0, 0);
-    const raw = ref && Number.isFinite(ref.lo) && Number.isFinite(ref.hi) && !(ref.lo === 0 && ref.hi === 1)
-      ? ` (raw ${fmtNum(ref.lo, 3)} … ${fmtNum(ref.hi, 3)})` : "";
-    return h("div", { class: "scale", "data-testid": "color-scale" }, h("span", {}, "0"), bar, h("span", {}, "1"),
-      h("span", { class: "muted" }, `map value${raw}`));
-  }
-  if (kind === "otsu" || kind === "sam") {
-    return h("div", { class: "scale", "data-testid": "color-scale" },
-      h("span", { class: "swatch", style: { "--cat": `rgb(${rgb.join(",")})` } }),
-      h("span", { class: "muted" }, kind === "otsu" ? `map above ${threshold}/255 (Otsu)` : "SAM 3 mask (union of instances)"));
-  }
-  return h("div", { class: "scale", "data-testid": "color-scale" });
+      h("span", { class: "swatch", style: categoryStyle(c) }),
+      h("abbr", { title: categoryInfo(c).label }, c), ` ${categoryInfo(c).label} `, h("span", { class: "count" }, `(${counts[c]})`))));
 }
 
 /** A one-line distribution: every span of the category as a tick, this one as a marker. */
@@ -61,7 +43,7 @@ export function numbersPanel(span, stats) {
   if (!span) return h("p", { class: "muted numbers-empty" }, "Select a phrase to see its numbers.");
   const m = span.metrics || {};
   const cat = stats?.[span.category] || {};
-  const color = CATEGORY_INFO[span.category]?.color || "#999";
+  const color = categoryInfo(span.category).color;
   const place = (value, values, what, lowMeans) => {
     const rank = percentileRank(value, values, STORED_HALF_STEP);
     if (rank === null) return ["", null];

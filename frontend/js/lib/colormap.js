@@ -16,6 +16,11 @@ const ANCHORS = {
 };
 
 export const COLORMAPS = Object.freeze(Object.keys(ANCHORS));
+// outline colours of the layers stacked on the heatmap: white for the Otsu region, cyan for
+// SAM 3, each drawn on a dark halo so the line reads over the heatmap's yellows and the
+// painting's darks alike
+export const OTSU_RGB = Object.freeze([255, 255, 255]);
+export const SAM_RGB = Object.freeze([0, 200, 255]);
 const cache = new Map();
 
 /** @returns {Uint8Array} 256*3 RGB values of the named colormap */
@@ -60,15 +65,20 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 /**
  * The colormap as 256 packed RGBA pixels for a Uint32Array view of ImageData: one store per
  * pixel instead of four (the overlay is redrawn on every click, at full canvas size).
- * @returns {Uint32Array} entry v = colour of value v with the given opacity
+ * @param {string} name colormap
+ * @param {number|ArrayLike<number>} alpha 0..1 for one opacity everywhere, or 256 alphas
+ *   (0..255) by value (lib/ramp.js alphaRamp)
+ * @returns {Uint32Array} entry v = colour of value v with its alpha
  */
 export function lut32(name, alpha) {
-  const a = Math.round(Math.max(0, Math.min(1, alpha)) * 255);
-  const key = `${name}|${a}`;
+  const alphas = typeof alpha === "number"
+    ? new Uint8Array(256).fill(Math.round(Math.max(0, Math.min(1, alpha)) * 255)) : alpha;
+  const key = `${name}|${Array.prototype.join.call(alphas, ",")}`;
   if (!packed.has(key)) {
+    if (packed.size >= 64) packed.delete(packed.keys().next().value); // a slider makes many tables
     const table = lut(name), out = new Uint32Array(256);
     for (let v = 0; v < 256; v++) {
-      const [r, g, b] = [table[v * 3], table[v * 3 + 1], table[v * 3 + 2]];
+      const [r, g, b, a] = [table[v * 3], table[v * 3 + 1], table[v * 3 + 2], alphas[v]];
       out[v] = LITTLE_ENDIAN ? ((a << 24) | (b << 16) | (g << 8) | r) >>> 0 : ((r << 24) | (g << 16) | (b << 8) | a) >>> 0;
     }
     packed.set(key, out);

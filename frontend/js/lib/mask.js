@@ -1,33 +1,32 @@
-// Binary masks (Otsu, SAM 3) as RGBA: a translucent fill with a solid outline, so the painting
-// stays visible inside the region and its edge reads at any opacity. Pure, unit-tested.
+// A binary mask as a diagonal hatch (RGBA): stripes inside the mask, transparent elsewhere,
+// so the painting and the heatmap under it stay visible. The mask's outline is drawn apart
+// from its traced contours (lib/contour.js). Pure, unit-tested.
+
+/** Stripe spacing and width in canvas pixels: about 100 stripes across the longer side. */
+export function hatchGeometry(W, H) {
+  const spacing = Math.max(6, Math.round(Math.max(W, H) / 100));
+  return { spacing, width: Math.max(1, Math.round(spacing / 3)) };
+}
 
 /**
- * @param {Uint8Array} mask W*H, 1 inside
- * @param {number} W
- * @param {number} H
- * @param {number[]} rgb fill and outline colour
- * @param {number} alpha 0..1, the overlay opacity
- * @param {Uint8ClampedArray} out RGBA, 4*W*H (left transparent outside the mask)
- * @returns {{inside: number}} number of mask pixels
+ * @param {ArrayLike<number>} mask W*H, nonzero inside
+ * @param {number[]} rgb stripe colour
+ * @param {number} alpha 0..1 stripe opacity
+ * @param {Uint8ClampedArray} out RGBA, 4*W*H; pixels off the stripes are left transparent
+ * @returns {{inside: number, striped: number}} mask pixels and stripe pixels
  */
-export function maskToRgba(mask, W, H, rgb, alpha, out) {
-  const fill = Math.round(Math.max(0, Math.min(1, alpha)) * 0.7 * 255);
-  const edge = Math.round(Math.max(0.35, Math.min(1, alpha)) * 255);
-  const line = Math.max(1, Math.round(Math.max(W, H) / 400)); // ~2 px on a 800 px canvas
-  let inside = 0;
+export function hatchToRgba(mask, W, H, rgb, alpha, out, { spacing, width } = hatchGeometry(W, H)) {
+  const a = Math.round(Math.max(0, Math.min(1, alpha)) * 255);
+  let inside = 0, striped = 0;
   for (let y = 0; y < H; y++) {
     for (let x = 0; x < W; x++) {
       const i = y * W + x;
-      if (!mask[i]) { out[i * 4 + 3] = 0; continue; }
+      if (!mask[i]) continue;
       inside++;
-      let border = false;
-      for (let d = 1; d <= line && !border; d++) {
-        border = x < d || y < d || x >= W - d || y >= H - d
-          || !mask[i - d] || !mask[i + d] || !mask[i - d * W] || !mask[i + d * W];
-      }
-      out[i * 4] = rgb[0]; out[i * 4 + 1] = rgb[1]; out[i * 4 + 2] = rgb[2];
-      out[i * 4 + 3] = border ? edge : fill;
+      if ((x + y) % spacing >= width) continue;
+      striped++;
+      out[i * 4] = rgb[0]; out[i * 4 + 1] = rgb[1]; out[i * 4 + 2] = rgb[2]; out[i * 4 + 3] = a;
     }
   }
-  return { inside };
+  return { inside, striped };
 }

@@ -1,20 +1,38 @@
 // The explorer's state in the URL query, so any view can be shared and Back works.
 // Parsing never throws: unknown keys are ignored, malformed values fall back to defaults.
 
+export const LAYERS = Object.freeze(["tam", "otsu", "sam"]); // drawn in this order, bottom up
 export const DEFAULTS = Object.freeze({
   view: "gallery", dataset: null, painting: null, span: null, token: null, compare: null,
-  mode: "span", overlay: "tam", cmap: "inferno", opacity: 0.6, reliance: false, q: "", cat: "", artist: "", style: "", page: 0,
+  mode: "span", layers: Object.freeze(["tam"]), look: "hot", cmap: "inferno", opacity: 0.8, cut: 0,
+  samstyle: "outline", highlight: "solid", reliance: false, q: "", cat: "", artist: "", style: "", page: 0,
 });
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const CHOICES = {
-  view: ["gallery", "painting", "dashboard"], mode: ["span", "token"],
-  overlay: ["tam", "otsu", "sam", "none"], cmap: ["inferno", "viridis", "magma", "grayscale"],
+  view: ["gallery", "painting", "dashboard"], mode: ["span", "token"], look: ["hot", "tint"],
+  cmap: ["inferno", "viridis", "magma", "grayscale"], samstyle: ["outline", "hatch"], highlight: ["solid", "underline"],
   cat: ["", "CVO", "ICON", "STYLE", "AFFECT", "META"],
 };
+// links made before layers could stack name one overlay: ?overlay=sam
+const LEGACY_OVERLAY = { tam: ["tam"], otsu: ["otsu"], sam: ["sam"], none: [] };
 const ORDER = Object.keys(DEFAULTS);
 
 function int(v, max) {
   return /^\d{1,6}$/.test(v) && Number(v) <= max ? Number(v) : null;
+}
+
+/** A fraction 0..max rounded to hundredths, or null. */
+function fraction(v, max = 1) {
+  const x = Number(v);
+  return v !== "" && Number.isFinite(x) && x >= 0 && x <= max ? Math.round(x * 100) / 100 : null;
+}
+
+/** "tam,sam" -> ["tam", "sam"] in drawing order; "none" -> []; null when nothing known is named. */
+function parseLayers(value) {
+  if (value === "none") return [];
+  const named = new Set(value.split(","));
+  const layers = LAYERS.filter((l) => named.has(l));
+  return layers.length ? layers : null;
 }
 
 /** @param {string} search e.g. location.search or location.hash ("?a=1" or "#a=1") */
@@ -23,14 +41,15 @@ export function parseState(search) {
   let params;
   try { params = new URLSearchParams(String(search || "").replace(/^[?#]/, "")); } catch { return state; }
   for (const [key, value] of params) {
+    if (key === "overlay" && !params.has("layers") && Object.hasOwn(LEGACY_OVERLAY, value)) state.layers = LEGACY_OVERLAY[value];
     if (!Object.hasOwn(DEFAULTS, key) || value.length > 256) continue;
     if (key === "dataset" || key === "painting") state[key] = ID.test(value) ? value : null;
     else if (key === "span" || key === "token" || key === "compare") state[key] = int(value, 100000);
     else if (key === "page") state.page = int(value, 100000) ?? 0;
-    else if (key === "opacity") {
-      const x = Number(value);
-      state.opacity = Number.isFinite(x) && x >= 0 && x <= 1 ? Math.round(x * 100) / 100 : DEFAULTS.opacity;
-    } else if (key === "reliance") state.reliance = value === "1";
+    else if (key === "opacity") state.opacity = fraction(value) ?? DEFAULTS.opacity;
+    else if (key === "cut") state.cut = fraction(value, 0.95) ?? DEFAULTS.cut; // 1 would hide everything
+    else if (key === "layers") state.layers = parseLayers(value) ?? DEFAULTS.layers;
+    else if (key === "reliance") state.reliance = value === "1";
     else if (key === "q" || key === "artist" || key === "style") state[key] = value.slice(0, 200);
     else if (CHOICES[key]?.includes(value)) state[key] = value;
   }
@@ -44,6 +63,11 @@ export function serializeState(state) {
     const value = state[key];
     if (value === undefined || value === null || value === DEFAULTS[key]) continue;
     if (key === "reliance") { if (value) params.set(key, "1"); continue; }
+    if (key === "layers") {
+      const layers = LAYERS.filter((l) => value.includes(l)).join(",");
+      if (layers !== DEFAULTS.layers.join(",")) params.set(key, layers || "none");
+      continue;
+    }
     params.set(key, String(value));
   }
   const text = params.toString();

@@ -2,7 +2,9 @@
 // the data), SAM 3 detection rate, artist vs title accuracy and the statistical tests. Every
 // chart links to example phrases (or paintings) that open in the painting view.
 
-import { CATEGORIES, CATEGORY_INFO, h } from "../dom.js";
+import { h } from "../dom.js";
+import { CATEGORIES, categoryInfo } from "../lib/categories.js";
+import { categoryChip } from "../components/panels.js";
 import { fmtNum, fmtPct, niceTicks } from "../lib/format.js";
 import { linkTo } from "../lib/urlstate.js";
 
@@ -36,14 +38,15 @@ function distribution(stats, metric, state, navigate, examplesKey) {
   const axis = niceTicks(Math.min(...lows), Math.max(...highs), 5);
   const width = 560, row = 40, left = 62, right = 16, height = rows.length * row + 34;
   const x = (v) => left + ((v - axis.lo) / (axis.hi - axis.lo || 1)) * (width - left - right);
-  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", class: "boxplot",
+  // a group, not an image: it holds links (the example dots), which an image may not contain
+  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, role: "group", class: "boxplot",
     "aria-label": `${info.title} by category: medians ${rows.map((c) => `${c} ${fmtNum(stats[c][`${metric}_median`], 3)}`).join(", ")}`,
     "data-testid": `chart-${metric}` });
   axis.ticks.forEach((v) => svg.append(s("line", { x1: x(v), x2: x(v), y1: 6, y2: height - 22, class: "grid" }),
     s("text", { x: x(v), y: height - 6, class: "axis", "text-anchor": "middle" }, String(v))));
   const links = [];
   rows.forEach((c, i) => {
-    const st = stats[c], y = 22 + i * row, color = CATEGORY_INFO[c].color;
+    const st = stats[c], y = 22 + i * row, color = categoryInfo(c).color;
     const q = (k) => st[`${metric}_${k}`];
     svg.append(s("text", { x: 4, y: y + 4, class: "axis label" }, c),
       s("line", { x1: x(q("min")), x2: x(q("max")), y1: y, y2: y, stroke: color }),
@@ -66,7 +69,7 @@ function distribution(stats, metric, state, navigate, examplesKey) {
     }
   });
   const list = links.length ? h("p", { class: "examples small" }, "Open: ", links.map(({ c, ex, v }, k) => [k ? " · " : "",
-    h("span", { class: "cat-tag", style: { "--cat": CATEGORY_INFO[c].color } }, c), " ",
+    categoryChip(c), " ",
     spanLink(state, navigate, ex, `“${ex.text}” (${fmtNum(v, 2)})`)])) : null;
   return h("figure", { class: "chart" }, h("figcaption", {}, h("strong", {}, info.title), h("br"),
     h("span", { class: "muted small" }, info.note)), svg, list);
@@ -90,7 +93,7 @@ function samChart(stats, state, navigate) {
     const st = stats[c];
     const found = (st.iou_examples || []).slice(-1).map((ex) => spanLink(state, navigate, ex, `found: “${ex.text}”`));
     const missed = (st.sam_missed_examples || []).slice(0, 1).map((ex) => spanLink(state, navigate, ex, `missed: “${ex.text}”`));
-    return { label: c, value: st.sam_detection_rate, color: CATEGORY_INFO[c].color,
+    return { label: c, value: st.sam_detection_rate, color: categoryInfo(c).color,
       text: `${fmtPct(st.sam_detection_rate)} (${st.sam_detections}/${st.sam_runs})`,
       links: [...found, ...missed].flatMap((a, k) => (k ? [" · ", a] : [a])) };
   }), "chart-sam");
@@ -140,10 +143,11 @@ export async function renderDashboard(root, { source, state, navigate }) {
   const cats = CATEGORIES.filter((c) => stats[c]);
   const reliance = cats.some((c) => Number.isFinite(stats[c].reliance_median)); // only when tokens had scores
   const table = h("table", { class: "summary", "data-testid": "category-table" },
-    h("thead", {}, h("tr", {}, ["Category", "Phrases", "Entropy (median)", "Top-10% (median)", "IoU (median)", "SAM 3 found",
-      reliance ? "Visual reliance (median)" : null].filter(Boolean).map((t) => h("th", { scope: "col" }, t)))),
+    h("caption", { class: "muted small" }, "Medians per category"),
+    h("thead", {}, h("tr", {}, ["Category", "Phrases", "Entropy", "Top-10%", "IoU", "SAM 3 found",
+      reliance ? "Visual reliance" : null].filter(Boolean).map((t) => h("th", { scope: "col" }, t)))),
     h("tbody", {}, cats.map((c) => h("tr", {},
-      h("th", { scope: "row" }, h("span", { class: "cat-tag", style: { "--cat": CATEGORY_INFO[c].color } }, c), " ", CATEGORY_INFO[c].label),
+      h("th", { scope: "row" }, categoryChip(c), h("span", { class: "cat-name" }, " ", categoryInfo(c).label)),
       h("td", {}, stats[c].count), h("td", {}, fmtNum(stats[c].entropy_median, 3)),
       h("td", {}, fmtNum(stats[c].top10_median, 3)), h("td", {}, fmtNum(stats[c].iou_median, 3)),
       h("td", {}, stats[c].sam_runs ? `${stats[c].sam_detections}/${stats[c].sam_runs}` : "—"),

@@ -2,7 +2,9 @@
 // span category present, style and artist. Keyboard: every card is a real link (Tab, Enter),
 // filters are labelled form controls, "/" jumps to the search box.
 
-import { CATEGORIES, CATEGORY_INFO, h } from "../dom.js";
+import { h } from "../dom.js";
+import { CATEGORIES, categoryInfo } from "../lib/categories.js";
+import { categoryChip } from "../components/panels.js";
 import { linkTo } from "../lib/urlstate.js";
 
 const PAGE = 24;
@@ -60,7 +62,7 @@ export async function renderGallery(root, { source, state, navigate }) {
   const filters = h("div", { class: "filters", role: "search", "aria-label": "Filter paintings" },
     h("label", { class: "control", for: "gallery-search" }, h("span", {}, "Search"), search),
     select("gallery-category", "Has", state.cat, [["", "any category"],
-      ...CATEGORIES.map((c) => [c, `${c}: ${CATEGORY_INFO[c].label}`])], (v) => navigate({ cat: v, page: 0 }, { focus: "gallery-category" })),
+      ...CATEGORIES.map((c) => [c, `${c}: ${categoryInfo(c).label}`])], (v) => navigate({ cat: v, page: 0 }, { focus: "gallery-category" })),
     select("gallery-style", "Style", state.style, [["", "any style"], ...distinct("style").map((v) => [v, v])],
       (v) => navigate({ style: v, page: 0 }, { focus: "gallery-style" })),
     select("gallery-artist", "Artist", state.artist, [["", "any artist"], ...distinct("artist").map((v) => [v, v])],
@@ -80,8 +82,7 @@ export async function renderGallery(root, { source, state, navigate }) {
     h("span", { class: "card-title" }, p.title || p.id),
     h("span", { class: "card-meta" }, [p.artist, p.year].filter(Boolean).join(", ") || "unknown artist"),
     h("span", { class: "card-cats", "aria-label": "phrases by category" }, Object.entries(p.categories || {}).map(([c, n]) =>
-      h("span", { class: "chip", style: { "--cat": CATEGORY_INFO[c]?.color || "#888" }, title: CATEGORY_INFO[c]?.label },
-        `${c} ${n}`))),
+      categoryChip(c, `${c} ${n}`))),
     p.status === "failed" ? h("span", { class: "badge-failed" }, "failed") : null)));
   const pages = Math.ceil(result.total / PAGE);
   const pager = pages > 1 ? h("nav", { class: "pager", "aria-label": "Pages" },

@@ -1,31 +1,42 @@
-// Painting view: the canvas with its overlay, the caption with typed phrases (or every token),
-// the selected phrase's numbers, the claimed-identity card and a side-by-side compare panel.
+// Painting view: the canvas with its stacked overlay layers, the caption with typed phrases
+// (or every token), the selected phrase's numbers, the claimed-identity card and a
+// side-by-side compare panel.
 //
 // The view is mounted once per painting and then updated in place from the URL state: a
 // click on a phrase only flips aria-pressed, refreshes the small panels and repaints the
 // overlay canvas (which keeps its box: no layout shift, no blank frame, focus stays put).
+// A painting opens with its first phrase selected; selections replace the history entry, so
+// Back leaves the painting instead of walking through every phrase clicked.
 
 import { buildCaption } from "../components/caption.js";
-import { colorScale, legend, metadataCard, numbersPanel } from "../components/panels.js";
+import { layerControls, layerKey } from "../components/layers.js";
+import { legend, metadataCard, numbersPanel } from "../components/panels.js";
 import { announce, h } from "../dom.js";
-import { COLORMAPS } from "../lib/colormap.js";
+import { exportPng } from "../export.js";
+import { categoryInfo } from "../lib/categories.js";
 import { fmtNum } from "../lib/format.js";
 import { otsuThreshold } from "../lib/otsu.js";
 import { layoutSpans, stepIn } from "../lib/spans.js";
 import { linkTo } from "../lib/urlstate.js";
-import { exportPng, mapAtCanvas, OTSU_RGB, paint, prefetch, probe, renderOverlay, SAM_RGB } from "../overlay.js";
+import { mapAtCanvas, paint, prefetch, prepare, probe, renderLayers } from "../overlay.js";
 
 const MAX_SIDE = 2048; // overlay resolution cap: bounded memory and time on huge canvases
-const OVERLAYS = [["tam", "TAM"], ["otsu", "Otsu mask"], ["sam", "SAM 3 mask"], ["none", "None"]];
 let view = null; // the mounted painting
+const SELECT = { replace: true }; // selections and settings: no Back step of their own
 
 export async function renderPainting(root, ctx) {
   const key = `${ctx.state.dataset}/${ctx.state.painting}`;
+  let state = ctx.state;
   if (!view || view.key !== key || !root.contains(view.el)) {
     view = null;
     view = await mount(root, ctx, key);
+    // a painting opens with its first phrase selected (recorded in the URL, so links and Back agree)
+    if (state.mode === "span" && state.span === null && state.token === null && view.firstPhrase !== null) {
+      state = { ...state, span: view.firstPhrase };
+      ctx.settle({ span: view.firstPhrase });
+    }
   }
-  await view.update(ctx.state);
+  await view.update(state);
 }
 
 /** Otsu threshold of a token map computed here, as cv2 would (tokens carry no recorded threshold). */
@@ -49,6 +60,7 @@ async function mount(root, { source, navigate, state }, key) {
   const ann = rec.annotations || {};
   let current = state; // the state last applied
   let drawGen = 0, compareGen = 0;
+  let shown = null; // what the overlay canvas holds now: {drawn, threshold} (for the export)
 
   // ---- the picture
   const img = h("img", { src: source.canvasUrl(ds, rec.id), alt: ann.title ? `${ann.title}${ann.artist ? `, ${ann.artist}` : ""}` : rec.id,
@@ -56,7 +68,7 @@ async function mount(root, { source, navigate, state }, key) {
   const overlay = h("canvas", { width: W, height: H, class: "overlay", "data-testid": "overlay", "data-drawn": "",
     role: "img", "aria-label": "map overlay" });
   // the box is reserved before anything loads (no layout shift); tall paintings fit the screen
-  const box = { aspectRatio: `${W0} / ${H0}`, maxWidth: `calc(70vh * ${(W0 / H0).toFixed(4)})` };
+  const box = { aspectRatio: `${W0} / ${H0}`, "--ratio": (W0 / H0).toFixed(4) };
   const stage = h("div", { class: "stage", style: box }, img, overlay);
   const figcaption = h("figcaption", { "data-testid": "selection" });
   const cmpImg = h("img", { alt: "", width: W0, height: H0, class: "canvas-img" });
@@ -64,52 +76,47 @@ async function mount(root, { source, navigate, state }, key) {
   const cmpCaption = h("figcaption", {});
   const comparePanel = h("figure", { class: "compare", "data-testid": "compare", hidden: true },
     h("div", { class: "stage", style: box }, cmpImg, cmpCanvas), cmpCaption);
-  const readout = h("output", { class: "readout", "data-testid": "readout" }, "point at the picture to read the map");
+  const readout = h("output", { class: "readout", "data-testid": "readout" }, "point at (or tap) the picture to read the map");
   const scaleBox = h("div", { class: "scale-box" });
   const note = h("p", { class: "note", "data-testid": "overlay-note" });
   img.decode().then(() => {
     if (!performance.getEntriesByName("tamscope:painting-shown").length) performance.mark("tamscope:painting-shown");
   }, () => {});
 
-  // ---- controls (every change is a URL change: shareable, and Back undoes selections)
-  const seg = (items, testid, label) => h("div", { class: "seg", role: "group", "aria-label": label }, items.map(([v, t]) =>
-    h("button", { type: "button", "aria-pressed": "false", "data-testid": `${testid}-${v}`, "data-value": v }, t)));
-  const modeGroup = seg([["span", "Phrases"], ["token", "Tokens"]], "mode", "Select by");
-  const overlayGroup = seg(OVERLAYS, "overlay", "Overlay");
-  const modeButtons = [...modeGroup.children], overlayButtons = [...overlayGroup.children];
+  // ---- controls (every change is a URL change: shareable; settings and selections replace the entry)
+  const modeGroup = h("div", { class: "seg", role: "group", "aria-label": "Select by" },
+    [["span", "Phrases"], ["token", "Tokens"]].map(([v, t]) => h("button", { type: "button", "aria-pressed": "false",
+      "data-testid": `mode-${v}`, "data-value": v }, t)));
+  const modeButtons = [...modeGroup.children];
   modeButtons.forEach((b) => b.addEventListener("click", () => navigate({ mode: b.dataset.value, span: null, token: null,
-    compare: null })));
+    compare: null }, SELECT)));
   if (!hasTokens) {
     modeButtons[1].disabled = true;
     modeButtons[1].title = "this dataset has no per-token maps";
   }
-  overlayButtons.forEach((b) => b.addEventListener("click", () => navigate({ overlay: b.dataset.value }, { replace: true })));
-  const cmapSelect = h("select", { "data-testid": "cmap-select", "aria-label": "Colormap",
-    onchange: (e) => navigate({ cmap: e.target.value }, { replace: true }) },
-  COLORMAPS.map((c) => h("option", { value: c }, c)));
-  const opacity = h("input", { type: "range", min: 0.05, max: 1, step: 0.05, "data-testid": "opacity", "aria-label": "Opacity" });
-  let pendingOpacity = null; // coalesce slider events to one repaint per frame
-  opacity.addEventListener("input", () => {
-    if (pendingOpacity === null) requestAnimationFrame(() => {
-      navigate({ opacity: pendingOpacity }, { replace: true });
-      pendingOpacity = null;
-    });
-    pendingOpacity = Number(opacity.value);
-  });
+  const layers = layerControls(navigate);
   const relianceButton = h("button", { type: "button", "aria-pressed": "false", "data-testid": "reliance-toggle",
     disabled: !hasReliance, title: hasReliance ? "shade each token by log P(token | image) − log P(token | blurred image)"
       : "this dataset has no visual-reliance scores",
-    onclick: () => navigate({ reliance: !current.reliance }, { replace: true }) }, "Visual reliance");
+    onclick: () => navigate({ reliance: !current.reliance }, SELECT) }, "Visual reliance");
+  const highlightSelect = h("select", { "data-testid": "highlight-select",
+    onchange: (e) => navigate({ highlight: e.target.value }, SELECT) },
+  h("option", { value: "solid" }, "solid colour"), h("option", { value: "underline" }, "underline"));
   const compareSelect = h("select", { class: "compare-select", "data-testid": "compare-select", "aria-label": "Compare with",
-    onchange: (e) => navigate({ compare: e.target.value === "" ? null : Number(e.target.value) }, { replace: true }) });
+    onchange: (e) => navigate({ compare: e.target.value === "" ? null : Number(e.target.value) }, SELECT) });
   const exportButton = h("button", { type: "button", "data-testid": "export-png", onclick: async () => {
-    const blob = await exportPng(img, overlay);
+    const span = current.mode !== "token" ? rec.spans?.[current.span] : null;
+    const token = current.mode === "token" ? rec.tokens?.[current.token] : null;
+    const info = span ? categoryInfo(span.category) : null;
+    const blob = await exportPng(img, overlay, { ...current, drawn: shown?.drawn || [], threshold: shown?.threshold,
+      title: [ann.title || rec.id, ann.artist, ann.year].filter(Boolean).join(" — "),
+      phrase: span ? `“${span.text}”` : token ? `token ${token.index} “${token.text.trim()}”` : "",
+      category: info && { code: span.category, ...info } });
     const what = current.mode === "token" ? `token${current.token}` : `span${current.span}`;
-    const a = h("a", { href: URL.createObjectURL(blob), download: `${rec.id}-${what}-${current.overlay}.png` });
+    const a = h("a", { href: URL.createObjectURL(blob), download: `${rec.id}-${what}-${(shown?.drawn || []).join("-") || "none"}.png` });
     document.body.append(a); a.click(); a.remove();
     setTimeout(() => URL.revokeObjectURL(a.href), 10000);
   } }, "Export PNG");
-  const control = (label, el) => h("label", { class: "control" }, h("span", {}, label), el);
 
   // ---- text column
   const captionHost = h("div", { class: "caption-host" });
@@ -121,7 +128,7 @@ async function mount(root, { source, navigate, state }, key) {
   let captionView = null, captionKey = null;
   captionHost.addEventListener("keydown", (e) => {
     const keys = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1, Home: "first", End: "last" };
-    if (e.key === "Escape") { navigate({ span: null, token: null, compare: null }); return; }
+    if (e.key === "Escape") { navigate({ span: null, token: null, compare: null }, SELECT); return; }
     if (!(e.key in keys)) return;
     e.preventDefault();
     const tokenMode = current.mode === "token" && hasTokens;
@@ -130,8 +137,8 @@ async function mount(root, { source, navigate, state }, key) {
     const step = keys[e.key];
     const next = step === "first" ? order[0] : step === "last" ? order[order.length - 1] : stepIn(order, at, step);
     if (next === null || next === undefined) return;
-    if (tokenMode) navigate({ token: next, span: null }, { focus: `token-${next}` });
-    else navigate({ span: next, token: null }, { focus: `span-${next}` });
+    if (tokenMode) navigate({ token: next, span: null }, { ...SELECT, focus: `token-${next}` });
+    else navigate({ span: next, token: null }, { ...SELECT, focus: `span-${next}` });
   });
 
   const index = manifest.paintings.findIndex((p) => p.id === rec.id);
@@ -154,25 +161,34 @@ async function mount(root, { source, navigate, state }, key) {
   const el = h("article", { class: "painting", "data-testid": "painting-view", "data-painting": rec.id }, head,
     h("div", { class: "painting-body" },
       h("div", { class: "figure-col" },
-        h("div", { class: "figures" }, h("figure", { class: "main-figure" }, stage, figcaption), comparePanel),
-        h("div", { class: "under-figure" }, readout, scaleBox),
+        // the viewer: pictures, the value read under the pointer, the key (stays on screen on phones)
+        h("div", { class: "viewer" },
+          h("div", { class: "figures" }, h("figure", { class: "main-figure" }, stage, figcaption), comparePanel),
+          h("div", { class: "under-figure" }, readout, scaleBox)),
         h("div", { class: "controls", role: "group", "aria-label": "Overlay settings" },
-          modeGroup, overlayGroup, control("Colormap", cmapSelect), control("Opacity", opacity), relianceButton,
-          compareSelect, exportButton),
+          modeGroup, layers.el, relianceButton, compareSelect, exportButton),
         note),
       // the numbers come last: their height changes with the selection and nothing sits below them
-      h("div", { class: "text-col" }, failed, captionHost, relianceKey, legend(rec.spans || []), metadataCard(rec),
-        numbersHost)));
+      h("div", { class: "text-col" }, failed, captionHost, relianceKey,
+        h("div", { class: "legend-row" }, legend(rec.spans || []),
+          h("label", { class: "control small" }, h("span", {}, "Highlights"), highlightSelect)),
+        metadataCard(rec), numbersHost)));
   root.replaceChildren(el);
-  prefetch((rec.spans || []).filter((x) => x.map).map((x) => source.spanMapUrl(ds, rec.id, x.index)));
+  // while the reader looks: fetch every phrase's map and SAM 3 mask, then prepare the layers that
+  // are on (upsampled maps, traced outlines), so a first click paints without that work
+  prefetch([...(rec.spans || []).filter((x) => x.map).map((x) => source.spanMapUrl(ds, rec.id, x.index)),
+    ...(rec.spans || []).filter((x) => x.sam?.mask).map((x) => source.samMaskUrl(ds, rec.id, x.index))]);
+  prepare(layout.order.map((i) => rec.spans[i]).filter((x) => x.map).map((x) => ({ ...state,
+    mapUrl: source.spanMapUrl(ds, rec.id, x.index), threshold: x.otsu_threshold,
+    samUrl: x.sam?.mask ? source.samMaskUrl(ds, rec.id, x.index) : null })), W, H);
 
-  // ---- pointer readout: the map value (and mask membership) under the pointer
+  // ---- readout: the map value (and mask membership) under the pointer, or where a finger tapped
   let spec = {};
   const where = (e) => {
-    const box = overlay.getBoundingClientRect();
-    return [Math.floor(((e.clientX - box.left) / box.width) * W), Math.floor(((e.clientY - box.top) / box.height) * H)];
+    const r = overlay.getBoundingClientRect();
+    return [Math.floor(((e.clientX - r.left) / r.width) * W), Math.floor(((e.clientY - r.top) / r.height) * H)];
   };
-  stage.addEventListener("pointermove", async (e) => {
+  const read = async (e) => {
     if (!spec.mapUrl && !spec.samUrl) return;
     const [x, y] = where(e);
     const at = await probe(spec, W, H, x, y);
@@ -181,11 +197,21 @@ async function mount(root, { source, navigate, state }, key) {
       const v = at.value / 255, ref = spec.ref;
       parts.push(`map ${v.toFixed(2)}` + (ref && !(ref.lo === 0 && ref.hi === 1) ? ` (raw ≈ ${fmtNum(ref.lo + v * (ref.hi - ref.lo), 3)})` : ""));
     }
-    if (at.otsu !== undefined) parts.push(at.otsu ? "inside Otsu mask" : "outside Otsu mask");
+    if (at.otsu !== undefined) parts.push(at.otsu ? "inside Otsu region" : "outside Otsu region");
     if (at.sam !== undefined) parts.push(at.sam ? "inside SAM 3 mask" : "outside SAM 3 mask");
     readout.textContent = `(${Math.round(x / scale)}, ${Math.round(y / scale)}) ${parts.join(" · ")}`;
+  };
+  stage.addEventListener("pointermove", read);
+  stage.addEventListener("pointerdown", read); // a tap has no hover: read where it landed
+  stage.addEventListener("pointerleave", (e) => { // a lifted finger leaves too: keep what it read
+    if (e.pointerType === "mouse") readout.textContent = "point at (or tap) the picture to read the map";
   });
-  stage.addEventListener("pointerleave", () => { readout.textContent = "point at the picture to read the map"; });
+
+  /** After a phrase is picked, the picture must be on screen (phones: it can be far above the caption). */
+  function keepInView() {
+    const r = stage.getBoundingClientRect();
+    if (r.bottom < r.height / 3 || r.top > innerHeight - r.height / 3) stage.scrollIntoView({ block: "nearest" });
+  }
 
   function describe(span, token) {
     if (span) return `${span.category} “${span.text}”`;
@@ -193,16 +219,63 @@ async function mount(root, { source, navigate, state }, key) {
     return "nothing selected";
   }
 
+  /** A deep link can name a phrase or token that is not there: say so instead of showing nothing. */
+  function missing(next, tokenMode) {
+    if (!tokenMode && next.span !== null && !rec.spans?.[next.span]) {
+      const n = (rec.spans || []).length;
+      return `This painting has no phrase ${next.span}: ${n ? `its ${n} phrases are numbered 0–${n - 1}` : "it has no phrases"}.`;
+    }
+    if (next.mode === "token" && next.token !== null && !hasTokens) {
+      return `Token ${next.token} cannot be shown: this dataset has no per-token maps.`;
+    }
+    if (tokenMode && next.token !== null && !rec.tokens?.[next.token]) {
+      return `This painting has no token ${next.token}: its ${rec.tokens.length} tokens are numbered 0–${rec.tokens.length - 1}.`;
+    }
+    return null;
+  }
+
+  /** What the overlay shows, in words (the note under the controls). */
+  function explain(next, { span, token, mapUrl, threshold, browserThreshold, tokenMode }) {
+    const on = new Set(next.layers);
+    if (!span && !token) {
+      return tokenMode ? "Click any word to see its own map (arrow keys move between tokens)."
+        : "Click a coloured phrase to see where the model looked (Tab to a phrase, Enter, then ← → between phrases).";
+    }
+    if (!on.size) return "Every layer is off: turn on the TAM heatmap, the Otsu region or the SAM 3 mask.";
+    const out = [];
+    if (!mapUrl && (on.has("tam") || on.has("otsu"))) out.push("No map was recorded for this selection.");
+    if (on.has("tam") && mapUrl) {
+      if (span && span.start == null) out.push(`“${span.text}” was named by the span classifier but does not occur in the caption; its map is shown as recorded.`);
+      else if (span && span.tokens?.length) out.push(`Mean of the maps of ${span.tokens.length} token${span.tokens.length === 1 ? "" : "s"}.`);
+      else out.push(`Where the model looked for “${span ? span.text : token.text.trim()}”: the hotter, the more it drew on that part of the painting.`);
+    }
+    if (on.has("otsu") && mapUrl) {
+      out.push(!Number.isFinite(threshold) ? "No Otsu threshold could be computed for this map."
+        : browserThreshold ? `Otsu region: the map above ${threshold}/255 (threshold computed here with cv2's method).`
+          : `Otsu region: the map above ${threshold}/255, the threshold the metrics used.`);
+    }
+    if (on.has("sam")) {
+      if (token) out.push("SAM 3 masks belong to phrases: switch to Phrases to see one.");
+      else if (!span.sam) out.push(`SAM 3 does not apply to ${span.category} phrases: only concrete objects (CVO) and named figures (ICON) are segmented.`);
+      else if (!span.sam.mask) out.push(`SAM 3 found nothing for “${span.text}”.`);
+      else {
+        out.push(`SAM 3 found ${span.sam.instances} instance${span.sam.instances === 1 ? "" : "s"} of “${span.text}”`
+          + (Number.isFinite(span.sam.iou) ? `; IoU with the Otsu mask ${fmtNum(span.sam.iou, 3)}.` : "."));
+      }
+    }
+    return out.join(" ");
+  }
+
   async function update(next) {
     current = next;
     const tokenMode = next.mode === "token" && hasTokens;
     const span = !tokenMode && next.span !== null ? rec.spans?.[next.span] ?? null : null;
     const token = tokenMode && next.token !== null ? rec.tokens?.[next.token] ?? null : null;
-    const wantKey = `${tokenMode}|${next.reliance}`;
+    const wantKey = `${tokenMode}|${next.reliance}|${next.highlight}`;
     if (rec.caption && captionKey !== wantKey) {
-      captionView = buildCaption(rec, layout, { tokenMode, reliance: next.reliance,
-        onSpan: (i) => navigate({ span: i, token: null }, { focus: `span-${i}` }),
-        onToken: (i) => navigate({ token: i, span: null }, { focus: `token-${i}` }) });
+      captionView = buildCaption(rec, layout, { tokenMode, reliance: next.reliance, highlight: next.highlight,
+        onSpan: (i) => navigate({ span: i, token: null }, { ...SELECT, focus: `span-${i}` }).then(keepInView),
+        onToken: (i) => navigate({ token: i, span: null }, { ...SELECT, focus: `token-${i}` }).then(keepInView) });
       captionHost.replaceChildren(captionView.el);
       captionKey = wantKey;
     }
@@ -211,11 +284,10 @@ async function mount(root, { source, navigate, state }, key) {
 
     // controls mirror the state (also after Back/Forward)
     modeButtons.forEach((b) => b.setAttribute("aria-pressed", String((b.dataset.value === "token") === tokenMode)));
-    overlayButtons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.value === next.overlay)));
-    cmapSelect.value = next.cmap;
-    cmapSelect.disabled = next.overlay !== "tam";
-    if (pendingOpacity === null) opacity.value = String(next.opacity);
+    layers.sync(next);
     relianceButton.setAttribute("aria-pressed", String(next.reliance));
+    highlightSelect.value = next.highlight;
+    highlightSelect.disabled = tokenMode;
     const mapRef = span?.map || token?.map || null;
     const mapUrl = span?.map ? source.spanMapUrl(ds, rec.id, span.index)
       : token?.map ? source.tokenMapUrl(ds, rec.id, token.index) : null;
@@ -230,68 +302,53 @@ async function mount(root, { source, navigate, state }, key) {
 
     // overlay: what to draw and the note that explains it
     let threshold = span?.otsu_threshold ?? null, browserThreshold = false;
-    if (next.overlay === "otsu" && mapUrl && !Number.isFinite(threshold)) {
+    if (next.layers.includes("otsu") && mapUrl && !Number.isFinite(threshold)) {
       threshold = await thresholdFor(mapUrl, W, H).catch(() => null);
       browserThreshold = true;
     }
-    spec = { kind: next.overlay, mapUrl, samUrl, threshold, cmap: next.cmap, opacity: next.opacity, ref: mapRef };
+    const look = { cmap: next.cmap, opacity: next.opacity, look: next.look, cut: next.cut, samstyle: next.samstyle };
+    spec = { layers: next.layers, mapUrl, samUrl, threshold, ref: mapRef, ...look };
     const target = span ? `span-${span.index}` : token ? `token-${token.index}` : "none";
-    const signature = `${next.overlay} ${target} ${next.cmap} ${next.opacity}`;
-    let text = "";
-    if (!span && !token) {
-      text = tokenMode ? "Click any word to see its own map (arrow keys move between tokens)."
-        : "Click a coloured phrase to see where the model looked (Tab to a phrase, Enter, then ← → between phrases).";
-    } else if (!mapUrl && next.overlay !== "sam") text = "No map was recorded for this selection.";
-    else if (next.overlay === "sam" && token) text = "SAM 3 masks belong to phrases: switch to Phrases to see one.";
-    else if (next.overlay === "sam" && !span.sam) {
-      text = `SAM 3 does not apply to ${span.category} phrases: only concrete objects (CVO) and iconographic figures (ICON) are segmented.`;
-    } else if (next.overlay === "sam" && !span.sam.mask) text = `SAM 3 found nothing for “${span.text}”.`;
-    else if (next.overlay === "sam") {
-      text = `SAM 3 found ${span.sam.instances} instance${span.sam.instances === 1 ? "" : "s"} of “${span.text}”`
-        + (Number.isFinite(span.sam.iou) ? `; IoU with the Otsu mask ${fmtNum(span.sam.iou, 3)}.` : ".");
-    } else if (next.overlay === "otsu") {
-      text = !Number.isFinite(threshold) ? "No Otsu threshold could be computed for this map."
-        : browserThreshold ? `Otsu mask: the map above ${threshold}/255 (threshold computed here with cv2's method).`
-          : `Otsu mask: the map above ${threshold}/255, the threshold the metrics used.`;
-    } else if (next.overlay === "none") text = "Overlay hidden.";
-    else if (span && span.start == null) text = `“${span.text}” was named by the span classifier but does not occur in the caption; its map is shown as recorded.`;
-    else if (span && span.tokens?.length) text = `Mean of the maps of ${span.tokens.length} token${span.tokens.length === 1 ? "" : "s"}.`;
-    note.textContent = text;
+    const problem = missing(next, tokenMode);
+    note.textContent = problem || explain(next, { span, token, mapUrl, threshold, browserThreshold, tokenMode });
+    note.classList.toggle("error", Boolean(problem));
+    if (problem) announce(problem);
     figcaption.textContent = describe(span, token);
-    scaleBox.replaceChildren(colorScale({ kind: mapUrl || samUrl ? next.overlay : "none", cmap: next.cmap, ref: mapRef,
-      threshold, rgb: next.overlay === "otsu" ? OTSU_RGB : SAM_RGB }));
+    scaleBox.replaceChildren(layerKey({ ...look, layers: next.layers, ref: mapRef, threshold }));
     numbersHost.replaceChildren(tokenMode ? tokenNumbers(token) : numbersPanel(span, stats));
     exportButton.disabled = !mapUrl && !samUrl;
 
-    // compare panel
+    // compare panel: the other phrase with the same layers, or this phrase's own SAM 3 mask
     comparePanel.hidden = !compareTo;
     if (compareTo) {
       if (!cmpImg.src) cmpImg.src = img.src;
       const own = compareTo === span;
-      const otherSam = compareTo.sam?.mask ? source.samMaskUrl(ds, rec.id, compareTo.index) : null;
-      const cmpSpec = own ? { kind: "sam", samUrl, opacity: next.opacity }
-        : { kind: next.overlay, mapUrl: compareTo.map ? source.spanMapUrl(ds, rec.id, compareTo.index) : null,
-          samUrl: otherSam, threshold: compareTo.otsu_threshold, cmap: next.cmap, opacity: next.opacity };
+      const cmpSpec = own ? { ...look, layers: ["sam"], samUrl, samstyle: "hatch" }
+        : { ...look, layers: next.layers, mapUrl: compareTo.map ? source.spanMapUrl(ds, rec.id, compareTo.index) : null,
+          samUrl: compareTo.sam?.mask ? source.samMaskUrl(ds, rec.id, compareTo.index) : null,
+          threshold: compareTo.otsu_threshold };
       cmpCaption.textContent = own ? `SAM 3 mask of “${span.text}”` : describe(compareTo, null);
       const gen = ++compareGen;
-      renderOverlay(cmpSpec, W, H).then((image) => {
+      renderLayers(cmpSpec, W, H).then((drawn) => {
         if (gen !== compareGen) return;
-        paint(cmpCanvas, image);
-        cmpCanvas.dataset.drawn = image ? `${cmpSpec.kind} span-${compareTo.index}` : "none";
+        paint(cmpCanvas, drawn);
+        cmpCanvas.dataset.drawn = drawn.drawn.length ? `${drawn.drawn.join("+")} span-${compareTo.index}` : "none";
       }, () => { if (gen === compareGen) { paint(cmpCanvas, null); cmpCanvas.dataset.drawn = "error"; } });
     }
 
     // main overlay, painted only if no newer request came in meanwhile
     const gen = ++drawGen;
-    let image = null;
+    let drawn = null;
     try {
-      image = await renderOverlay(spec, W, H);
+      drawn = await renderLayers(spec, W, H);
     } catch (err) {
       if (gen === drawGen) note.textContent = `Could not load the map: ${err.message}`;
     }
     if (gen !== drawGen) return;
-    paint(overlay, image);
-    overlay.dataset.drawn = image ? signature : "none";
+    paint(overlay, drawn?.drawn.length ? drawn : null);
+    shown = { drawn: drawn?.drawn || [], threshold };
+    overlay.dataset.drawn = shown.drawn.length
+      ? `${shown.drawn.join("+")} ${target} ${next.cmap} ${next.opacity} ${next.look} ${next.cut}` : "none";
     if (span || token) {
       const m = span?.metrics;
       announce(`Selected ${describe(span, token)}` + (m && Number.isFinite(m.entropy) ? `, entropy ${fmtNum(m.entropy, 2)}` : "")
@@ -299,7 +356,8 @@ async function mount(root, { source, navigate, state }, key) {
     }
   }
 
-  return { key, el, update };
+  const firstPhrase = layout.order.find((i) => rec.spans[i]?.map) ?? null;
+  return { key, el, update, firstPhrase };
 }
 
 function tokenNumbers(token) {

@@ -29,7 +29,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from backend import FRONTEND, errors
+from backend import FRONTEND, errors, shell
 from backend import openapi as oa
 from backend.blobs import Blob, FileCache
 from backend.catalog import Painting, ServedDataset, load_catalog
@@ -150,7 +150,7 @@ def create_app(data_dirs: list[Path], skip_bad: bool = False, frontend: Path = F
         return await painting_file(request, ds, pid, f"sam/{i}", f"SAM 3 mask for span {i}", v)
 
     mount_docs(app)
-    mount_explorer(app, Path(frontend).resolve())
+    mount_explorer(app, Path(frontend).resolve(), shell.credits(d.manifest for d in catalog.values()))
     edge = EdgeMiddleware(app)
     edge.state = app.state  # tests and tools reach the catalog through the returned app
     edge.fastapi = app

@@ -38,6 +38,7 @@ from contract.schema import (
     ID_RE,
     SEGMENTABLE,
     Annotations,
+    Attribution,
     Category,
     Failure,
     Grid,
@@ -52,9 +53,17 @@ from contract.schema import (
 )
 from contract.store import Dataset, atomic_write_bytes, encode_png, read_png_u8, utcnow
 from contract.textmatch import find_phrase
+from sources.tamart_site import DEFAULT_BASE_URL
 
+IMPORTER_VERSION = 2  # bump when what an import writes changes: `tamscope demo` then imports again
 SOURCE = {"repository": "nicolafan/tamart", "branch": "gh-pages", "licence": "MIT",
           "paper": "Understanding How MLLMs Describe Artworks Using Token Activation Maps"}
+# shown on every page that shows the imported data (the hosted demo included)
+ATTRIBUTION = Attribution(
+    text=("Data: N. Fanelli, P. De Marinis, R. Scaringi, E. Cetinic, G. Vessio, G. Castellano, "
+          f"\u201c{SOURCE['paper']}\u201d: their published captions, maps and masks, "
+          "with the painting images as published on their project page"),
+    url=DEFAULT_BASE_URL, licence=SOURCE["licence"])
 MODELS = {"captioner": ModelRef(id="Qwen/Qwen2-VL-2B-Instruct"),
           "span_classifier": ModelRef(id="Qwen/Qwen3-4B-Instruct-2507"),
           "segmenter": ModelRef(id="facebook/sam3")}
@@ -193,7 +202,7 @@ def import_tamart(site: Path, out: Path) -> Dataset:
         not_in_caption += record.provenance["span_matching"]["not_in_caption"]
         ds.save_record(record)
     ds.refresh_manifest(
-        name="tamart", label=None, prompt=PROMPT, models=MODELS,
+        name="tamart", label=None, attribution=ATTRIBUTION, prompt=PROMPT, models=MODELS,
         description=("The paper authors' published results: Qwen2-VL-2B captions, spans typed by Qwen3-4B, "
                      "TAM span maps and SAM 3 masks (imported from their project page)."),
         provenance={**SOURCE, "imported": utcnow(), "paintings": len(stems), "spans_not_in_caption": not_in_caption,

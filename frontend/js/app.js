@@ -1,9 +1,12 @@
 // Boot and routing: the URL query is the state (lib/urlstate.js); every change pushes (or
 // replaces) history and re-renders the view it names, so Back works and links can be shared.
+// On the static site each painting also has a page of its own (<dataset>~<painting>.html,
+// pre-rendered for readers without JavaScript and for link previews): the explorer takes over
+// there, and shows a painting at that address, the one worth sharing.
 
 import { openSource } from "./data.js";
 import { h } from "./dom.js";
-import { linkTo, parseState, serializeState } from "./lib/urlstate.js";
+import { address, stateAt } from "./lib/urlstate.js";
 import { renderDashboard } from "./views/dashboard.js";
 import { renderGallery } from "./views/gallery.js";
 import { renderPainting } from "./views/painting.js";
@@ -12,19 +15,23 @@ const main = document.getElementById("main");
 const banner = document.getElementById("dataset-label");
 const picker = document.getElementById("dataset-picker");
 let source, datasets;
+let pages = false; // the static site has a page per painting (config.json)
 let rendering = Promise.resolve();
 let lastView = null;
 
+const here = () => stateAt(location.pathname, location.search, pages);
+// a painting's page names its dataset: the first one when the address left it out
+const addressOf = (state) => address(pages && state.view === "painting" && !state.dataset
+  ? { ...state, dataset: datasets[0]?.id ?? null } : state, pages);
+
 /** Apply `change` to the URL state; `replace` for settings that should not add a Back step. */
 function navigate(change, { replace = false, focus = null } = {}) {
-  const next = { ...parseState(location.search), ...change };
-  const url = serializeState(next);
-  history[replace ? "replaceState" : "pushState"](null, "", url === "?" ? location.pathname : url);
+  history[replace ? "replaceState" : "pushState"](null, "", addressOf({ ...here(), ...change }));
   return render({ focus });
 }
 
 function render({ focus = null } = {}) {
-  const state = parseState(location.search);
+  const state = here();
   if (!state.dataset || !datasets.some((d) => d.id === state.dataset)) state.dataset = datasets[0]?.id ?? null;
   const current = datasets.find((d) => d.id === state.dataset);
   banner.hidden = !current?.label;
@@ -33,7 +40,7 @@ function render({ focus = null } = {}) {
   const section = state.view === "dashboard" ? "dashboard" : "gallery";
   document.querySelectorAll("[data-nav]").forEach((a) => {
     a.setAttribute("aria-current", String(a.dataset.nav === section));
-    a.href = linkTo({ dataset: state.dataset }, { view: a.dataset.nav });
+    a.href = address({ dataset: state.dataset, view: a.dataset.nav });
   });
   const ctx = { source, state, navigate };
   rendering = rendering.then(async () => {
@@ -60,7 +67,9 @@ function render({ focus = null } = {}) {
 
 async function boot() {
   source = await openSource();
+  pages = source.pages === true;
   datasets = await source.listDatasets();
+  if (pages && here().view === "painting") history.replaceState(null, "", addressOf(here())); // its own page
   picker.replaceChildren(...datasets.map((d) => h("option", { value: d.id }, `${d.name} (${d.n_paintings})`)));
   picker.addEventListener("change", () => navigate({ dataset: picker.value, view: "gallery", painting: null, span: null,
     token: null, compare: null, page: 0, q: "", cat: "", artist: "", style: "" }));

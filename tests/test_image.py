@@ -67,17 +67,18 @@ def image(tmp_path_factory):
     if shutil.which("podman") is None:
         pytest.skip("podman is not installed: `make podman` installs it from Debian (as root), "
                     "or sudo apt-get install podman mmdebstrap")
-    if shutil.which("git") is None or not (REPO / ".git").exists():
-        pytest.skip("not a git checkout: the image is built from the files git tracks")
     tmp = tmp_path_factory.mktemp("image")
-    context = tracked_copy(REPO, tmp / "clone")
     engine = Engine(storage=tmp / "podman")
     try:
         try:
+            engine.run("info", timeout=120)  # fails at once where podman has no storage (inside a container)
             base = ensure_base(engine, tmp)
             fit_limits(engine, base, tmp)
         except (ImageError, FileNotFoundError) as exc:
             pytest.skip(f"podman cannot run here: {exc}")
+        if shutil.which("git") is None or not (REPO / ".git").exists():
+            pytest.skip("not a git checkout: the image is built from the files git tracks")
+        context = tracked_copy(REPO, tmp / "clone")
         tag = f"localhost/tamscope-test:{uuid.uuid4().hex[:8]}"
         started = time.monotonic()
         build(engine, "serve", tag, context=context, base=base, scratch=tmp, stream=False)

@@ -69,7 +69,12 @@ async function boot() {
   source = await openSource();
   pages = source.pages === true;
   datasets = await source.listDatasets();
-  if (pages && here().view === "painting") history.replaceState(null, "", addressOf(here())); // its own page
+  const start = here();
+  if (pages && start.view === "painting" && start.painting) { // a painting opened by its query: to its own page
+    const ds = start.dataset || datasets[0]?.id;
+    const manifest = ds ? await source.manifest(ds).catch(() => null) : null;
+    if (manifest?.paintings.some((p) => p.id === start.painting)) history.replaceState(null, "", addressOf(start));
+  }
   picker.replaceChildren(...datasets.map((d) => h("option", { value: d.id }, `${d.name} (${d.n_paintings})`)));
   picker.addEventListener("change", () => navigate({ dataset: picker.value, view: "gallery", painting: null, span: null,
     token: null, compare: null, page: 0, q: "", cat: "", artist: "", style: "" }));

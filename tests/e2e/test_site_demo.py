@@ -172,9 +172,19 @@ def test_the_explorer_takes_over_every_page_and_stays_on_the_site(browser, demo_
         page.get_by_test_id("chart-entropy").wait_for()
         links |= hrefs(page)
         tab.shot("dashboard")
+
+        # a painting opened by its query moves to its own page; an unknown one stays put, said so
+        page.goto(f"{base}?view=painting&dataset=tamart&painting={PAINTING}&span=1")
+        page.get_by_test_id("painting-view").wait_for()
+        assert page.url == f"{base}tamart~{PAINTING}.html?span=1"
+        page.goto(f"{base}?view=painting&dataset=tamart&painting=no-such-painting")
+        page.get_by_role("alert").wait_for()
+        assert page.url == f"{base}?view=painting&dataset=tamart&painting=no-such-painting"
+        tab.allow.append(r"404")  # the record it asked for
     finally:
         close_tab(tab)
-    assert requests and not failed, failed
+    assert requests and [f for f in failed if "no-such-painting" not in f] == [], failed
+    assert [f for f in failed if "no-such-painting" in f] == [f"404 {base}data/tamart/paintings/no-such-painting/record.json"]
     assert all(r.startswith(base) or r.startswith(("data:", "blob:")) for r in requests), "a request left the site"
     internal = {urldefrag(u).url for u in links if u != CREDIT}
     assert all(u.startswith(base) for u in internal), internal

@@ -20,7 +20,9 @@ pytestmark = pytest.mark.skipif(MAKE is None, reason="make is not installed")
 
 def dry_run(target: str, venv: Path) -> list[str]:
     """The commands `make TARGET` would run on a fresh machine (no .venv yet)."""
-    out = subprocess.run([MAKE, "-n", target, f"VENV={venv}"], cwd=REPO, capture_output=True, text=True, check=True)
+    # --no-print-directory: under `make test` this runs as a sub-make, which would add "Entering directory" lines
+    out = subprocess.run([MAKE, "--no-print-directory", "-n", target, f"VENV={venv}"], cwd=REPO, capture_output=True,
+                         text=True, check=True)
     return out.stdout.splitlines()
 
 

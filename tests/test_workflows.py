@@ -99,8 +99,8 @@ def test_image_is_smoke_tested_and_pushed_only_for_version_tags():
 def test_pages_publishes_what_make_site_demo_builds():
     pages = workflow("pages.yml")
     assert "make site-demo" in runs(pages)
-    plan = subprocess.run(["make", "-n", "site-demo", "SITE_URL=https://example.org/repo/", "VENV=.venv-plan"],
-                          cwd=REPO, capture_output=True, text=True, check=True).stdout.splitlines()
+    plan = subprocess.run(["make", "--no-print-directory", "-n", "site-demo", "SITE_URL=https://example.org/repo/",
+                           "VENV=.venv-plan"], cwd=REPO, capture_output=True, text=True, check=True).stdout.splitlines()
     command = plan[-1].strip()
     assert re.search(r"tamscope demo --site build/site-demo --site-url https://example.org/repo/$", command), command
     upload, = uses(pages, "actions/upload-pages-artifact")

@@ -60,7 +60,7 @@ export function linkTo(state, change = {}) {
 // the path names the painting, and the query the rest of the state.
 const PAGE = /(?:^|\/)([A-Za-z0-9][A-Za-z0-9._-]{0,127})~([A-Za-z0-9][A-Za-z0-9._-]{0,127})\.html$/;
 
-/** A painting's page, relative to the explorer's page (backend/site.py writes the same name). */
+/** A painting's page, relative to the explorer's page (backend/site_pages.py writes the same name). */
 export const pagePath = (dataset, painting) => `${dataset}~${painting}.html`;
 
 /** The state an address names; `pages`: the site has a page per painting. */

@@ -1,10 +1,16 @@
-# tamscope images (docs/deploy.md). No GPU or model weights are needed to build either.
+# The tamscope image: the explorer and the JSON API, without torch (docs/deploy.md).
 #
-#   docker build -t tamscope .                                   explorer + JSON API, no torch
-#   docker run --rm -p 8000:8000 tamscope                        serves the embedded smoke dataset
-#   docker build --target precompute -t tamscope-precompute .   adds the model stack (torch, transformers)
+#   docker build -t tamscope .                     podman: add --format docker (keeps the HEALTHCHECK)
+#   docker run --rm -p 8000:8000 tamscope          the embedded smoke dataset on http://127.0.0.1:8000
+#
+# The model stack is a second image built on this one (Dockerfile.precompute), so that no
+# builder, with BuildKit or without, builds torch for `docker build .`. Neither needs a GPU or
+# model weights to build.
 
-FROM python:3.11-slim AS base
+# Any Debian-based Python >= 3.11 with `python` and `pip` first on PATH: a mirror's copy of the
+# official image, or one bootstrapped from a Debian mirror (`python3 -m deploy.image base`).
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -22,23 +28,9 @@ COPY backend backend
 COPY precompute precompute
 COPY frontend frontend
 COPY data data
-
-
-# The model stack for `tamscope precompute` (torch is pinned by pyproject.toml).
-#   docker run --rm -v "$PWD/paintings:/in:ro" -v "$PWD/out:/out" -v "$HOME/.cache/huggingface:/hf" \
-#       tamscope-precompute precompute /in /out/my-dataset
-FROM base AS precompute
-RUN pip install -e ".[precompute]"
-ENV HF_HOME=/hf
-USER 1000
-ENTRYPOINT ["tamscope"]
-CMD ["--help"]
-
-
-# The default target: the explorer and the JSON API, without torch.
-#   docker run --rm -p 8000:8000 -v "$PWD/my-dataset:/datasets/mine:ro" \
-#       -e TAMSCOPE_DATA=/datasets/mine -e TAMSCOPE_WORKERS=2 tamscope
-FROM base AS serve
+# pip settings for this build only (offline and proxied sites, docs/deploy.md): a pip.conf on a
+# build-time mount; unset, pip uses its defaults. Nothing of it stays in the image.
+ARG PIP_CONFIG_FILE
 # the build fails here if the embedded dataset does not validate, or if the server would need torch
 RUN pip install -e . \
     && python -c "import sys; from backend.app import create_app; create_app(['data/smoke']); assert 'torch' not in sys.modules"

@@ -8,7 +8,7 @@ BASE_STAMP := $(VENV)/.installed-base
 DATASET ?= data/smoke
 PAINTINGS ?= data/smoke-paintings
 
-.PHONY: help setup setup-serve test test-fast test-e2e test-js js-tools demo serve precompute bench bench-tam bench-server bench-explorer bench-cpu site lint smoke-dataset chromium wrk clean
+.PHONY: help setup setup-serve test test-fast test-e2e test-js js-tools demo serve precompute bench bench-tam bench-server bench-explorer bench-cpu site site-demo lint smoke-dataset chromium wrk podman image image-precompute image-test clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -49,16 +49,26 @@ $(AXE): frontend/tests/package-lock.json
 	npm ci --prefix frontend/tests --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $(AXE)
 
+# podman for the image test, and mmdebstrap for a base image where no registry answers; from
+# Debian when root. Elsewhere a podman already there is enough (the base is pulled), and without
+# one the image test says why it skips.
+PODMAN_PACKAGES := podman runc mmdebstrap netavark aardvark-dns iptables catatonit uidmap slirp4netns fuse-overlayfs
+podman: ## install podman (and mmdebstrap) from Debian for the image test if they are missing
+	@if command -v podman >/dev/null && { command -v mmdebstrap >/dev/null || [ "$$(id -u)" != 0 ]; }; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $(PODMAN_PACKAGES) >/dev/null; \
+	else echo "no podman: the image test will skip (sudo apt-get install podman mmdebstrap)" >&2; fi
+
 wrk: ## install Debian's wrk for the server benchmark if it is missing
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) \
 		|| echo "wrk is not installable here: the benchmark falls back to its Python load generator"
 
-test: setup chromium js-tools ## every test: Python (unit, tiny models, server, browser) and JS units
+test: setup chromium js-tools podman ## every test: Python (unit, tiny models, server, browser, container image) and JS units
 	$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-js
 
-test-fast: setup ## tests without the browser
-	$(BIN)/pytest -q -m "not e2e"
+test-fast: setup ## tests without the browser and the container image
+	$(BIN)/pytest -q -m "not e2e and not image"
 
 test-e2e: setup chromium js-tools ## browser tests alone
 	$(BIN)/pytest -q -m e2e
@@ -96,6 +106,24 @@ bench-cpu: setup ## CPU time per painting of every stage, real model architectur
 
 site: setup-serve ## static site of DATASET into build/site
 	$(BIN)/tamscope export-site $(DATASET) build/site
+
+# what .github/workflows/pages.yml publishes: the published dataset (downloaded and imported as
+# `make demo` does, kept in data/downloads) and the embedded one. SITE_URL: the address it will
+# have (absolute preview-image links); DEMO_SOURCE: another copy of the authors' page
+SITE_DEMO ?= build/site-demo
+site-demo: setup-serve ## the hosted demo's static site into build/site-demo (needs the network)
+	$(BIN)/tamscope demo --site $(SITE_DEMO) $(if $(SITE_URL),--site-url $(SITE_URL)) $(if $(DEMO_SOURCE),--base-url $(DEMO_SOURCE))
+
+# the container images with podman, registry or not (docs/deploy.md); plain docker works too
+image: setup-serve podman ## the serve image `tamscope` (podman; offline and proxied builds: docs/deploy.md)
+	$(BIN)/python -m deploy.image build
+
+# never part of a test run: torch and its CUDA libraries, 6.6 GB
+image-precompute: image ## the precompute image `tamscope-precompute` on top of it (about 3 minutes, 6.6 GB)
+	$(BIN)/python -m deploy.image build --target precompute
+
+image-test: setup podman ## build the serve image from the tracked files and test it in podman
+	$(BIN)/pytest -q -m image
 
 lint: setup ## ruff
 	$(BIN)/ruff check .

@@ -32,7 +32,7 @@ from fastapi.responses import Response
 from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
-from backend import FRONTEND, errors
+from backend import FRONTEND, errors, shell
 from backend import openapi as oa
 from backend.blobs import Blob, BlobCache
 from backend.catalog import GalleryQuery, Painting, ServedDataset, load_catalog
@@ -176,7 +176,7 @@ def create_app(data_dirs: list[Path], skip_bad: bool = False, frontend: Path = F
         return send_blob(request, schema[0])
 
     mount_docs(app)
-    mount_explorer(app, Path(frontend).resolve())
+    mount_explorer(app, Path(frontend).resolve(), shell.credits(d.manifest for d in catalog.values()))
     edge = EdgeMiddleware(app)
     edge.state = app.state  # tests and tools reach the catalog through the returned app
     edge.fastapi = app

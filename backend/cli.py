@@ -146,7 +146,10 @@ def run(args: argparse.Namespace) -> int:
     for ds in app.state.catalog.values():
         print(f"serving {ds.id}: {len(ds.paintings)} paintings from {ds.root}"
               + (f" (left out: {', '.join(sorted(ds.skipped))})" if ds.skipped else ""))
-    print(f"explorer: http://{args.host}:{args.port}/   API docs: http://{args.host}:{args.port}/docs", flush=True)
+    # 0.0.0.0 is where it listens, not an address a browser opens: name this machine's
+    shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(args.host, args.host)
+    note = f"   (listening on every interface, {args.host})" if shown != args.host else ""
+    print(f"explorer: http://{shown}:{args.port}/   API docs: http://{shown}:{args.port}/docs{note}", flush=True)
     limits = Limits(idle_timeout=args.idle_timeout, request_timeout=args.request_timeout)
     options = dict(limits=limits, host=args.host, port=args.port, log_level="warning", access_log=False,
                    server_header=False)

@@ -8,9 +8,11 @@
    imported last (a stamp in the cache records the digest), or when --out is missing or
    invalid. The import goes to a temporary sibling folder that replaces --out only when
    it is complete and valid, so an interrupted import never leaves a half dataset.
-3. Serve it next to the embedded smoke dataset (tamscope serve).
+3. Serve it next to the embedded smoke dataset (tamscope serve), or, with --site, export both
+   as the static site that is the hosted demo (`make site-demo`, .github/workflows/pages.yml).
 Offline (the first request meets a DNS failure, a refused connection or a timeout): one line
-says so and the embedded smoke dataset is served alone.
+says so and the embedded smoke dataset is served alone; --site stops instead (the hosted demo
+is never published without the authors' data).
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="the imported dataset (default: %(default)s)")
     parser.add_argument("--port", type=int, default=None, help="server port (default: TAMSCOPE_PORT or 8000)")
     parser.add_argument("--no-serve", action="store_true", help="download and import, then stop (for tests)")
+    parser.add_argument("--site", type=Path, default=None,
+                        help="instead of serving, export the static site of both datasets into SITE (the hosted demo)")
+    parser.add_argument("--site-url", default=None, help="with --site: the address the site will have, for link "
+                                                         "previews (e.g. https://you.github.io/tamscope/)")
     parser.add_argument("--retries", type=int, default=4, help="retries per file (default: %(default)s)")
     parser.add_argument("--jobs", type=int, default=6, help="parallel downloads (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default: %(default)s)")
@@ -51,10 +57,10 @@ def import_if_changed(mirror: MirrorResult, out: Path) -> bool:
     """Import the mirror into out unless out already holds exactly this content; True if imported."""
     from contract import stats
     from contract.validate import validate_dataset
-    from sources.tamart_import import import_tamart
+    from sources.tamart_import import IMPORTER_VERSION, import_tamart
 
     stamp_path = mirror.site / IMPORT_STAMP
-    stamp = {"dataset": str(out.resolve()), "digest": mirror.digest}
+    stamp = {"dataset": str(out.resolve()), "digest": mirror.digest, "importer": IMPORTER_VERSION}
     try:
         same = orjson.loads(stamp_path.read_bytes()) == stamp
     except (OSError, orjson.JSONDecodeError):
@@ -98,6 +104,9 @@ def prepare(args: argparse.Namespace) -> tuple[int, list[Path]]:
             _say(f"download failed: {exc}\n  run the same command again to resume")
             return 1, []
         offline = f"offline (cannot reach {args.base_url}: {exc.reason})"
+        if args.site:
+            _say(f"{offline}: the demo site is not built without the published dataset")
+            return 2, []
         if not smoke:
             _say(f"{offline}, and there is no embedded dataset at {SMOKE}")
             return 2, []
@@ -135,10 +144,25 @@ def serve(dirs: list[Path], port: int | None) -> int:
     return serve_cli.run(parser.parse_args(argv))
 
 
+def export(dirs: list[Path], site: Path, site_url: str | None) -> int:
+    from backend.site import ExportError, export_site
+
+    try:
+        report = export_site(dirs, site, site_url=site_url)
+    except ExportError as exc:
+        _say(f"export failed: {exc}")
+        return 1
+    print(report.text())
+    _say(f"the demo site is in {site}: serve it with any static file server, e.g. `python -m http.server -d {site}`")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     code, dirs = prepare(args)
     if code or not dirs:
         return code
+    if args.site:
+        return export(dirs, args.site, args.site_url)
     if args.no_serve:
         _say("--no-serve: would serve " + " and ".join(map(str, dirs)))
         return 0

@@ -1,7 +1,8 @@
 """The two HTML pages: the explorer (frontend/) and the API docs (Swagger UI, served offline).
 
-index.html is revalidated on every load (no-cache) and names each asset with `?v=<hash>`,
-so the assets themselves are cached as immutable. Swagger UI's files come from the
+index.html (a jinja2 template, backend/shell.py, rendered once at startup) is revalidated on
+every load (no-cache) and names each asset with `?v=<hash>`, so the assets themselves are
+cached as immutable; its footer credits the served datasets' authors. Swagger UI's files come from the
 fastapi-offline package rather than a CDN: the docs work on an offline lab machine and the
 page keeps the same strict CSP as the explorer (no third-party origin, no inline script).
 """
@@ -12,25 +13,26 @@ from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
 
+from backend import shell
 from backend.assets import Assets
 from backend.blobs import Blob
 from backend.http import send_blob
+from contract.schema import Attribution
 
 STATIC = Path(__file__).resolve().parent / "static"
 
 
 def explorer_files(root: Path) -> Assets:
-    # the JS unit tests and the npm manifest are not part of the served explorer
-    return Assets.tree(root, skip=lambda rel: rel.startswith("tests/") or rel == "package.json")
+    # the JS unit tests, the npm manifest and the page template are not served as files
+    return Assets.tree(root, skip=lambda rel: rel.startswith("tests/") or rel in ("package.json", "index.html"))
 
 
-def mount_explorer(app: FastAPI, root: Path) -> None:
+def mount_explorer(app: FastAPI, root: Path, credits: list[Attribution] = ()) -> None:
     assets = explorer_files(root) if root.is_dir() else Assets({})
     index = None
-    if "index.html" in assets.files:
-        html = assets.files["index.html"].read_text()
-        for rel in assets.files:  # cache-busting: the page names each asset with its hash
-            html = html.replace(f'"static/{rel}"', f'"static/{assets.url(rel)}"')
+    if (root / "index.html").is_file():  # cache-busting: the page names each asset with its hash
+        html = shell.render(shell.environment(root), "index.html", static=lambda rel: f"static/{assets.url(rel)}",
+                            attributions=credits)
         index = Blob.of(html.encode(), "text/html; charset=utf-8")
     # the frontend reads this at boot to choose its data source (the static export writes mode "static")
     config = Blob.of(b'{"mode": "api", "api": "api"}', "application/json")

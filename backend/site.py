@@ -1,12 +1,13 @@
-"""`tamscope export-site DATASET OUT_DIR`: the explorer and one dataset as a static site.
+"""`tamscope export-site DATASET... OUT_DIR`: the explorer and datasets as a static site.
 
 The folder works from any static host or plain file server, with no backend:
 
     OUT_DIR/
-      index.html                   the explorer's page (asset URLs rewritten, CSP as a <meta>)
-      config.json                  {"mode": "static", "datasets": [{"id", "path", "stats"}]}
+      index.html                   the explorer's page, listing every painting (site_pages.py)
+      <dataset>~<painting>.html    a page per painting: readable without JavaScript, link previews
+      config.json                  {"mode": "static", "pages": true, "datasets": [{"id", "path", "stats"}]}
       static/js/app.<hash>.js ...  the explorer, every file named by the hash of its content
-      data/<id>/...                the dataset: manifest, stats, records and the files they name
+      data/<id>/...                each dataset: manifest, stats, records and the files they name
       .nojekyll                    GitHub Pages: serve the folder as is
       .tamscope-site               marks the folder as ours, so a re-export may replace it
 
@@ -18,10 +19,12 @@ Rewriting the import strings keeps plain relative `import` statements working ev
 an import map would need an inline script, which the Content Security Policy forbids.
 Relative specifiers that do not resolve to a file of the explorer stop the export.
 
-Every URL is relative (the site works under a sub-path such as /user/repo/). The dataset
-files keep their names (they are data, revalidated by hosts), and only what the explorer
-reads is copied: `tam_raw.safetensors` stays behind. Writes go to a temporary sibling folder
-renamed into place at the end, so OUT_DIR is either the old export or the new one.
+Every URL is relative (the site works under a sub-path such as /user/repo/); only the preview
+tags use `site_url`, the address the site will have, when it is given. The pages carry the
+server's CSP as a <meta>, and every page credits the authors of the data it holds. The
+dataset files keep their names (they are data, revalidated by hosts), and only what the
+explorer reads is copied: `tam_raw.safetensors` stays behind. Writes go to a temporary
+sibling folder renamed into place at the end, so OUT_DIR is either the old export or the new one.
 """
 
 from __future__ import annotations
@@ -36,15 +39,15 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from backend import FRONTEND
+from backend import FRONTEND, shell
 from backend.http import CSP as SERVER_CSP
+from backend.site_pages import SiteDataset, render_pages
 from contract.schema import DatasetManifest, PaintingRecord, is_valid_id
 from contract.store import MANIFEST, PAINTINGS, RECORD, STATS
 
 MARKER = ".tamscope-site"
 HASH_LEN = 10
 SKIP = {"tests", "package.json", "node_modules"}
-# The server's policy (backend/http.py) minus frame-ancestors, which a <meta> cannot carry.
 # the server's policy, as a <meta> (which cannot carry frame-ancestors: browsers ignore it there)
 META_CSP = "; ".join(d for d in SERVER_CSP.split("; ") if not d.startswith("frame-ancestors"))
 # import x from "./a.js" | export {y} from "../b.js" | import "./c.js" | import("./d.js")
@@ -150,31 +153,17 @@ def build_assets(frontend: Path) -> tuple[dict[str, str], dict[str, bytes]]:
     return names, out
 
 
-def rewrite_index(html: str, names: dict[str, str]) -> str:
-    """Point index.html at the hashed assets and add the CSP; fail on any asset left unnamed."""
-    def swap(m: re.Match) -> str:
-        rel = m.group(2)
-        if rel not in names:
-            raise ExportError(f"index.html names static/{rel}, which is not a file of the explorer")
-        return f'{m.group(1)}"static/{names[rel]}"'
-
-    html = re.sub(r'((?:src|href)=)"static/([^"]+)"', swap, html)
-    meta = f'<meta http-equiv="Content-Security-Policy" content="{META_CSP}">'
-    html, n = re.subn(r'(<meta charset="utf-8">)', r"\1\n  " + meta, html, count=1)
-    if n != 1:
-        raise ExportError('index.html has no <meta charset="utf-8"> to put the CSP after')
-    return html
-
-
-def dataset_files(root: Path) -> tuple[DatasetManifest, list[tuple[str, Path]]]:
-    """Every file of the dataset the explorer reads, as (path relative to the dataset, source)."""
+def dataset_files(root: Path) -> tuple[DatasetManifest, dict[str, PaintingRecord], list[tuple[str, Path]]]:
+    """The manifest, the records, and every file of the dataset the explorer reads as (path
+    relative to the dataset, source)."""
     manifest = DatasetManifest.model_validate_json((root / MANIFEST).read_bytes())
     wanted: list[tuple[str, Path]] = [(MANIFEST, root / MANIFEST)]
+    records: dict[str, PaintingRecord] = {}
     if (root / STATS).is_file():
         wanted.append((STATS, root / STATS))
     for summary in manifest.paintings:
         folder = root / PAINTINGS / summary.id
-        record = PaintingRecord.model_validate_json((folder / RECORD).read_bytes())
+        record = records[summary.id] = PaintingRecord.model_validate_json((folder / RECORD).read_bytes())
         rels = [RECORD]
         rels += [ref.path for ref in (record.canvas, record.thumb) if ref]
         rels += [t.map.png for t in record.tokens if t.map]
@@ -187,13 +176,15 @@ def dataset_files(root: Path) -> tuple[DatasetManifest, list[tuple[str, Path]]]:
             if not src.is_file():
                 raise ExportError(f"{folder}/{RECORD} names {rel}, which does not exist")
             wanted.append((f"{PAINTINGS}/{summary.id}/{rel}", src))
-    return manifest, wanted
+    return manifest, records, wanted
 
 
 def _group(rel: str) -> str:
     name = PurePosixPath(rel)
     if rel.startswith("static/") or rel in ("index.html", "config.json"):
         return "explorer"
+    if "/" not in rel and rel.endswith(".html"):
+        return "pages of the paintings"
     if name.name in (MANIFEST, STATS, RECORD):
         return "dataset: manifest, records"
     if name.parent.name in ("tokens", "spans"):
@@ -203,9 +194,8 @@ def _group(rel: str) -> str:
     return "dataset: images"
 
 
-def export_site(dataset: Path, out: Path, ds_id: str | None = None, force: bool = False,
-                frontend: Path = FRONTEND) -> Report:
-    dataset, out = Path(dataset), Path(out)
+def read_source(dataset: Path, ds_id: str | None) -> SiteDataset:
+    """One dataset to export, validated, with every file the explorer reads."""
     if not (dataset / MANIFEST).is_file():
         raise ExportError(f"{dataset} is not a dataset folder (no {MANIFEST})")
     from contract.validate import validate_dataset
@@ -217,16 +207,48 @@ def export_site(dataset: Path, out: Path, ds_id: str | None = None, force: bool 
     ds_id = ds_id or re.sub(r"[^A-Za-z0-9._-]+", "-", dataset.resolve().name).strip("-._") or "dataset"
     if not is_valid_id(ds_id):
         raise ExportError(f"dataset id {ds_id!r} is not a valid id (letters, digits, . _ -)")
+    manifest, records, files = dataset_files(dataset)
+    return SiteDataset(ds_id, dataset, manifest, records, files)
+
+
+def site_address(url: str | None) -> str | None:
+    """The address the site will be published at, ending in '/' (preview tags need absolute URLs)."""
+    if url is None:
+        return None
+    if not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
+        raise ExportError(f"--site-url {url!r} is not an http(s) address")
+    return url if url.endswith("/") else url + "/"
+
+
+def export_site(datasets: Path | list[Path], out: Path, ds_id: str | None = None, force: bool = False,
+                frontend: Path = FRONTEND, site_url: str | None = None) -> Report:
+    """Export one dataset or several (the explorer's dataset picker switches between them)."""
+    dirs = [Path(datasets)] if isinstance(datasets, str | os.PathLike) else [Path(d) for d in datasets]
+    out = Path(out)
+    if not dirs:
+        raise ExportError("no dataset to export")
+    if ds_id and len(dirs) > 1:
+        raise ExportError("--id names the dataset of a one-dataset export; several keep their folder names")
+    site_url = site_address(site_url)
+    sources = [read_source(d, ds_id) for d in dirs]
+    ids = [s.id for s in sources]
+    if len(set(ids)) != len(ids):
+        raise ExportError(f"two datasets would have the same id in URLs ({', '.join(ids)}): rename a folder")
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists() and not force:
         raise ExportError(f"{out} is not empty and is not a previous export: choose another folder or pass --force")
 
-    index = frontend / "index.html"
-    if not index.is_file():
-        raise ExportError(f"the explorer is missing: no {index}")
+    if not (frontend / "index.html").is_file():
+        raise ExportError(f"the explorer is missing: no {frontend / 'index.html'}")
     names, assets = build_assets(frontend)
-    manifest, data = dataset_files(dataset)
+
+    def static(rel: str) -> str:
+        if rel not in names:
+            raise ExportError(f"index.html names static/{rel}, which is not a file of the explorer")
+        return f"static/{names[rel]}"
+
+    pages = render_pages(shell.environment(frontend), static, META_CSP, sources, site_url)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -243,16 +265,20 @@ def export_site(dataset: Path, out: Path, ds_id: str | None = None, force: bool 
 
         for rel, body in assets.items():
             write(f"static/{rel}", body)
-        write("index.html", rewrite_index(index.read_text("utf-8"), names).encode("utf-8"))
-        config = {"mode": "static", "datasets": [{"id": ds_id, "path": f"data/{ds_id}", "stats": (dataset / STATS).is_file()}]}
+        for rel, body in pages.items():
+            write(rel, body)
+        config = {"mode": "static", "pages": True,
+                  "datasets": [{"id": s.id, "path": f"data/{s.id}", "stats": (s.root / STATS).is_file()}
+                               for s in sources]}
         write("config.json", (json.dumps(config, indent=2) + "\n").encode())
-        for rel, src in data:
-            target = tmp / "data" / ds_id / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, target)
-            written.append(f"data/{ds_id}/{rel}")
+        for source in sources:
+            for rel, src in source.files:
+                target = tmp / "data" / source.id / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, target)
+                written.append(f"data/{source.id}/{rel}")
         write(".nojekyll", b"")
-        write(MARKER, f"tamscope export-site of {manifest.name}\n".encode())
+        write(MARKER, ("tamscope export-site of " + ", ".join(s.manifest.name for s in sources) + "\n").encode())
         for rel in written:
             if not rel.startswith("."):
                 report.add(_group(rel), tmp / rel, rel)
@@ -265,15 +291,18 @@ def export_site(dataset: Path, out: Path, ds_id: str | None = None, force: bool 
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", type=Path, help="dataset folder")
+    parser.add_argument("dataset", type=Path, nargs="+", help="dataset folder (several: the explorer switches)")
     parser.add_argument("out", type=Path, help="output folder (index.html at its root)")
-    parser.add_argument("--id", dest="ds_id", default=None, help="dataset id in URLs (default: the folder name)")
+    parser.add_argument("--id", dest="ds_id", default=None,
+                        help="dataset id in URLs, for a single dataset (default: the folder name)")
+    parser.add_argument("--site-url", default=None,
+                        help="the address the site will have, e.g. https://you.github.io/repo/ (absolute preview images)")
     parser.add_argument("--force", action="store_true", help="replace OUT even if it is not a previous export")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        report = export_site(args.dataset, args.out, ds_id=args.ds_id, force=args.force)
+        report = export_site(args.dataset, args.out, ds_id=args.ds_id, force=args.force, site_url=args.site_url)
     except ExportError as exc:
         print(f"export-site: {exc}", file=sys.stderr)
         return 1

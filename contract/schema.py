@@ -258,11 +258,20 @@ class PaintingSummary(Strict):
     caption: str | None = None  # full caption, so gallery search works without fetching records
 
 
+class Attribution(Strict):
+    """Whose data it is and on which terms: every page that shows the dataset says so."""
+
+    text: str  # e.g. "Data: Fanelli et al., Understanding How MLLMs Describe Artworks ..."
+    url: str | None = Field(default=None, pattern=r"^https?://")  # where the authors published it
+    licence: str | None = None  # e.g. "MIT"
+
+
 class DatasetManifest(Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     name: str
     description: str = ""
     label: str | None = None  # shown on every page, e.g. "made by random-weight test models"
+    attribution: Attribution | None = None  # credit and licence of data made by others
     created: str  # ISO 8601 UTC
     models: dict[str, ModelRef] = {}  # role ("captioner", "span_classifier", "segmenter") -> model
     prompt: str | None = None

@@ -52,6 +52,8 @@ from contract.metrics import gini, iou, otsu, spatial_entropy, top_mass
 from contract.schema import (
     SEGMENTABLE,
     Annotations,
+    Attribution,
+    Category,
     Failure,
     Grid,
     ImageRef,
@@ -75,9 +77,17 @@ from sources.tamart_format import (
     read_painting,
     safe_asset_path,
 )
+from sources.tamart_site import DEFAULT_BASE_URL
 
+IMPORTER_VERSION = 2  # bump when what an import writes changes: `tamscope demo` then imports again
 SOURCE = {"repository": "nicolafan/tamart", "branch": "gh-pages", "licence": "MIT",
           "paper": "Understanding How MLLMs Describe Artworks Using Token Activation Maps"}
+# shown on every page that shows the imported data (the hosted demo included)
+ATTRIBUTION = Attribution(
+    text=("Data: N. Fanelli, P. De Marinis, R. Scaringi, E. Cetinic, G. Vessio, G. Castellano, "
+          f"\u201c{SOURCE['paper']}\u201d: their published captions, maps and masks, "
+          "with the painting images as published on their project page"),
+    url=DEFAULT_BASE_URL, licence=SOURCE["licence"])
 MODELS = {"captioner": ModelRef(id="Qwen/Qwen2-VL-2B-Instruct"),
           "span_classifier": ModelRef(id="Qwen/Qwen3-4B-Instruct-2507"),
           "segmenter": ModelRef(id="facebook/sam3")}
@@ -267,7 +277,7 @@ def import_tamart(site: Path, out: Path, left_out: Mapping[str, str] | None = No
         not_in_caption += record.provenance["span_matching"]["not_in_caption"]
         imported += 1
     ds.refresh_manifest(
-        name="tamart", label=None, prompt=PROMPT, models=MODELS,
+        name="tamart", label=None, attribution=ATTRIBUTION, prompt=PROMPT, models=MODELS,
         description=("The paper authors' published results: Qwen2-VL-2B captions, spans typed by Qwen3-4B, "
                      "TAM span maps and SAM 3 masks (imported from their project page)."),
         provenance={**SOURCE, "imported": utcnow(), "paintings": len(stems) + len(refused),

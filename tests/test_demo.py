@@ -22,7 +22,7 @@ import pytest
 from backend import demo
 from contract.store import Dataset
 from contract.validate import validate_dataset
-from sources import tamart_site
+from sources import tamart_import, tamart_site
 from sources.download import Fetcher, TooLarge, Unreachable
 from sources.tamart_site import SiteMirror, check_cache
 from tamscope import cli
@@ -154,6 +154,31 @@ def test_changed_download_is_reimported(mini, tmp_path):
     assert Dataset(out).record("0010_impression-sunrise").annotations.title == "Impression, Sunrise"
     assert validate_dataset(out) == []
     assert not list(tmp_path.glob(".tamart.*"))  # the temporary folders are gone
+
+
+def test_a_changed_importer_imports_again(mini, tmp_path, monkeypatch):
+    out = tmp_path / "tamart"
+    with LocalServer(Site(mini.root)) as srv:
+        args = ("--base-url", srv.url + "tamart/", "--cache", str(mini.cache), "--out", str(out))
+        assert f"imported: {out}" in run_demo(*args)[1]
+        assert f"up to date: {out}" in run_demo(*args)[1]
+        monkeypatch.setattr(tamart_import, "IMPORTER_VERSION", tamart_import.IMPORTER_VERSION + 1)
+        assert f"imported: {out}" in run_demo(*args)[1]  # what an import writes has changed
+
+
+def test_imported_dataset_credits_the_authors(published):
+    credit = Dataset(published.out).manifest().attribution
+    assert credit.licence == "MIT"  # shared/reference/README.md: "MIT licence"
+    assert credit.url == "https://nicolafan.github.io/tamart/"  # their project page
+    assert all(name in credit.text for name in ("Fanelli", "De Marinis", "Scaringi", "Cetinic", "Vessio", "Castellano"))
+
+
+def test_demo_site_is_never_built_offline(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/tamart/"
+    code, output = run_demo("--base-url", url, "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out"),
+                            "--site", str(tmp_path / "site"))
+    assert code == 2 and "not built without the published dataset" in output, output
+    assert not (tmp_path / "site").exists()
 
 
 # faults ------------------------------------------------------------------------------------

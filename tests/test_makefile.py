@@ -20,7 +20,9 @@ pytestmark = pytest.mark.skipif(MAKE is None, reason="make is not installed")
 
 def dry_run(target: str, venv: Path) -> list[str]:
     """The commands `make TARGET` would run on a fresh machine (no .venv yet)."""
-    out = subprocess.run([MAKE, "-n", target, f"VENV={venv}"], cwd=REPO, capture_output=True, text=True, check=True)
+    # --no-print-directory: under `make test` this runs as a sub-make, which would add "Entering directory" lines
+    out = subprocess.run([MAKE, "--no-print-directory", "-n", target, f"VENV={venv}"], cwd=REPO, capture_output=True,
+                         text=True, check=True)
     return out.stdout.splitlines()
 
 
@@ -93,3 +95,33 @@ def test_no_npm_is_a_message_not_a_failure(tmp_path):
     done = subprocess.run([MAKE, "--no-print-directory", "js-tools"], cwd=REPO, env={"PATH": str(empty)},
                           capture_output=True, text=True)
     assert done.returncode == 0 and "npm is missing" in done.stderr and "skipped" in done.stderr
+def test_the_precompute_image_stays_out_of_every_test_run(tmp_path):
+    """`make test` (what .ci/run runs) builds and tests the serve image only: torch's 6.6 GB image
+    is `make image-precompute`, on top of the serve image, and nothing in CI calls it."""
+    for target in ("test", "image-test"):
+        plan = "\n".join(dry_run(target, tmp_path / ".venv"))
+        assert "--target precompute" not in plan and "Dockerfile.precompute" not in plan, target
+        assert "pytest -q" in plan
+    assert "image-precompute" not in (REPO / ".ci" / "run").read_text()
+    plan = dry_run("image-precompute", tmp_path / ".venv")
+    builds = [line for line in plan if "deploy.image build" in line]
+    assert builds[0].endswith("-m deploy.image build") and builds[-1].endswith("build --target precompute")
+
+
+def make_podman(env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([MAKE, "--no-print-directory", "podman"], cwd=REPO, env=env, capture_output=True, text=True)
+
+
+def test_no_podman_without_root_is_a_skip_not_a_failure(tmp_path):
+    tools = fake_tools(tmp_path / "bin")
+    (tools / "id").unlink()
+    (tools / "id").write_text("#!/bin/sh\necho 1000\n")
+    (tools / "id").chmod(0o755)
+    done = make_podman({"PATH": str(tools)})
+    assert done.returncode == 0 and "image test will skip" in done.stderr and "apt-get install podman" in done.stderr
+    assert not (tools / "apt-get-ran").exists()
+    podman = tools / "podman"  # a podman already there is enough where pulling the base works
+    podman.write_text("#!/bin/sh\n")
+    podman.chmod(0o755)
+    done = make_podman({"PATH": str(tools)})
+    assert done.returncode == 0 and done.stderr == "" and not (tools / "apt-get-ran").exists()

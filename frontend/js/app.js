@@ -2,10 +2,13 @@
 // replaces) history and re-renders the view it names, so Back works and links can be shared.
 // Moves between pages and paintings push a history entry; selections and settings inside a
 // painting replace it (the views pass `replace`), so Back leaves the painting.
+// On the static site each painting also has a page of its own (<dataset>~<painting>.html,
+// pre-rendered for readers without JavaScript and for link previews): the explorer takes over
+// there, and shows a painting at that address, the one worth sharing.
 
 import { openSource } from "./data.js";
 import { h } from "./dom.js";
-import { linkTo, parseState, serializeState } from "./lib/urlstate.js";
+import { address, stateAt } from "./lib/urlstate.js";
 import { renderDashboard } from "./views/dashboard.js";
 import { renderGallery } from "./views/gallery.js";
 import { renderPainting } from "./views/painting.js";
@@ -14,25 +17,28 @@ const main = document.getElementById("main");
 const banner = document.getElementById("dataset-label");
 const picker = document.getElementById("dataset-picker");
 let source, datasets;
+let pages = false; // the static site has a page per painting (config.json)
 let rendering = Promise.resolve();
 let lastView = null;
 
+const here = () => stateAt(location.pathname, location.search, pages);
+// a painting's page names its dataset: the first one when the address left it out
+const addressOf = (state) => address(pages && state.view === "painting" && !state.dataset
+  ? { ...state, dataset: datasets[0]?.id ?? null } : state, pages);
+
 /** Apply `change` to the URL state; `replace` for settings that should not add a Back step. */
 function navigate(change, { replace = false, focus = null } = {}) {
-  const next = { ...parseState(location.search), ...change };
-  const url = serializeState(next);
-  history[replace ? "replaceState" : "pushState"](null, "", url === "?" ? location.pathname : url);
+  history[replace ? "replaceState" : "pushState"](null, "", addressOf({ ...here(), ...change }));
   return render({ focus });
 }
 
 /** Record a default a view resolved (the first phrase of a painting) in the URL, without a render. */
 function settle(change) {
-  const url = serializeState({ ...parseState(location.search), ...change });
-  history.replaceState(null, "", url === "?" ? location.pathname : url);
+  history.replaceState(null, "", addressOf({ ...here(), ...change }));
 }
 
 function render({ focus = null } = {}) {
-  const state = parseState(location.search);
+  const state = here();
   if (!state.dataset || !datasets.some((d) => d.id === state.dataset)) state.dataset = datasets[0]?.id ?? null;
   const current = datasets.find((d) => d.id === state.dataset);
   banner.hidden = !current?.label;
@@ -41,7 +47,7 @@ function render({ focus = null } = {}) {
   const section = state.view === "dashboard" ? "dashboard" : "gallery";
   document.querySelectorAll("[data-nav]").forEach((a) => {
     a.setAttribute("aria-current", String(a.dataset.nav === section));
-    a.href = linkTo({ dataset: state.dataset }, { view: a.dataset.nav });
+    a.href = address({ dataset: state.dataset, view: a.dataset.nav });
   });
   const ctx = { source, state, navigate, settle };
   rendering = rendering.then(async () => {
@@ -68,7 +74,14 @@ function render({ focus = null } = {}) {
 
 async function boot() {
   source = await openSource();
+  pages = source.pages === true;
   datasets = await source.listDatasets();
+  const start = here();
+  if (pages && start.view === "painting" && start.painting) { // a painting opened by its query: to its own page
+    const ds = start.dataset || datasets[0]?.id;
+    const manifest = ds ? await source.manifest(ds).catch(() => null) : null;
+    if (manifest?.paintings.some((p) => p.id === start.painting)) history.replaceState(null, "", addressOf(start));
+  }
   // the id is what URLs and error messages name: the picker shows it, and the dataset's own name when it differs
   picker.replaceChildren(...datasets.map((d) => h("option", { value: d.id, title: d.description || null },
     `${d.id}${d.name && d.name !== d.id ? ` · ${d.name}` : ""} (${d.n_paintings})`)));

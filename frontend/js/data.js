@@ -60,7 +60,7 @@ class ApiSource {
 }
 
 class StaticSource {
-  constructor(datasets) { this.datasets = datasets; this.cache = new Map(); this.records = new Map(); }
+  constructor(datasets, pages) { this.datasets = datasets; this.pages = pages; this.cache = new Map(); this.records = new Map(); }
   root(ds) {
     const found = this.datasets.find((d) => d.id === ds);
     if (!found) { const e = new Error(`no dataset ${ds}`); e.status = 404; throw e; }
@@ -106,7 +106,7 @@ class StaticSource {
 /** Reads config.json next to index.html and returns the matching source. */
 export async function openSource() {
   const config = await json("config.json");
-  if (config.mode === "static") return new StaticSource(config.datasets || []);
+  if (config.mode === "static") return new StaticSource(config.datasets || [], config.pages === true);
   return new ApiSource(config.api || "api");
 }
 

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { COLORMAPS, applyColormap, lut, lut32 } from "../js/lib/colormap.js";
 import { bilinear, sampleAt } from "../js/lib/upsample.js";
 import { maskAbove, otsuThreshold } from "../js/lib/otsu.js";
-import { DEFAULTS, linkTo, parseState, serializeState } from "../js/lib/urlstate.js";
+import { DEFAULTS, address, linkTo, pagePath, parseState, serializeState, stateAt } from "../js/lib/urlstate.js";
 import { fmtNum, fmtPct, niceTicks, percentileRank, quantiles } from "../js/lib/format.js";
 import { captionPieces, layoutSpans, stepIn, tokenRuns } from "../js/lib/spans.js";
 import { relianceColor } from "../js/components/caption.js";
@@ -158,11 +158,33 @@ test("axis ticks are round and cover the data", () => {
   assert.deepEqual(niceTicks(NaN, 1).ticks, [0, 0.25, 0.5, 0.75, 1]);
 });
 
-test("links keep the state and drop defaults", () => {
+test("links keep the state and drop defaults, relative to the explorer's page", () => {
   const state = parseState("?dataset=tamart&view=painting&painting=p1&span=2&cmap=viridis");
-  assert.equal(linkTo(state, { span: 5 }), "?view=painting&dataset=tamart&painting=p1&span=5&cmap=viridis");
-  assert.equal(linkTo(state, { layers: ["sam", "tam"] }), "?view=painting&dataset=tamart&painting=p1&span=2&layers=tam%2Csam&cmap=viridis");
-  assert.equal(linkTo(state, { view: "gallery", painting: null, span: null }), "?dataset=tamart&cmap=viridis");
+  assert.equal(linkTo(state, { span: 5 }), "./?view=painting&dataset=tamart&painting=p1&span=5&cmap=viridis");
+  assert.equal(linkTo(state, { layers: ["sam", "tam"] }), "./?view=painting&dataset=tamart&painting=p1&span=2&layers=tam%2Csam&cmap=viridis");
+  assert.equal(linkTo(state, { view: "gallery", painting: null, span: null }), "./?dataset=tamart&cmap=viridis");
+  assert.equal(linkTo(DEFAULTS), "./");
+  // "./?..." from a painting's page of the static site leads back to the explorer's page
+  assert.equal(new URL(linkTo(DEFAULTS, { view: "dashboard" }), "https://h/sub/tamart~p1.html").href,
+    "https://h/sub/?view=dashboard");
+});
+
+test("painting pages of the static site: the path names the painting, the query the rest", () => {
+  const at = stateAt("/sub/tamart~0010_impression-sunrise.html", "?span=3&layers=sam", true);
+  assert.deepEqual(at, { ...DEFAULTS, view: "painting", dataset: "tamart", painting: "0010_impression-sunrise",
+    span: 3, layers: ["sam"] });
+  assert.equal(address(at, true), "tamart~0010_impression-sunrise.html?span=3&layers=sam");
+  assert.equal(address({ ...at, span: null, layers: DEFAULTS.layers }, true), "tamart~0010_impression-sunrise.html");
+  assert.equal(pagePath("smoke", "harbour-at-dusk"), "smoke~harbour-at-dusk.html");
+  // the path wins over a query naming another painting; without pages the path means nothing
+  assert.equal(stateAt("/tamart~p1.html", "?view=gallery&painting=p2", true).painting, "p1");
+  assert.deepEqual(stateAt("/tamart~p1.html", "", false), DEFAULTS);
+  // names that are not ids are no painting page
+  assert.deepEqual(stateAt("/x/..~p1.html", "", true), DEFAULTS);
+  assert.deepEqual(stateAt("/a~b~c.html", "", true), DEFAULTS);
+  // gallery and dashboard stay on the explorer's page; a painting without dataset too
+  assert.equal(address({ ...DEFAULTS, view: "dashboard", dataset: "tamart" }, true), "./?view=dashboard&dataset=tamart");
+  assert.equal(address({ ...DEFAULTS, view: "painting", painting: "p1" }, true), "./?view=painting&painting=p1");
 });
 
 test("reliance shading: warm for the image, blue for language, none without a score", () => {

@@ -46,7 +46,8 @@ def test_static_site_smoke(browser, site_root):
             page.get_by_test_id("layer-sam").click()
             wait_drawn(page, "tam+sam span-4")
             assert read_overlay(page)["opaque"] > 0
-            assert "view=painting" in page.url and page.url.startswith(base)
+            # a painting is shown at its own page (pre-rendered: the address that previews when shared)
+            assert re.fullmatch(re.escape(base) + r"fixture~painting-\d\.html\?span=4&layers=tam%2Csam", page.url), page.url
             tab.shot("painting")
             page.reload()  # a deep link into the static site
             wait_drawn(page, "tam+sam span-4")

@@ -76,5 +76,31 @@ export function serializeState(state) {
 
 /** The URL of `state` changed by `change`: for real links (middle-click, copy link address). */
 export function linkTo(state, change = {}) {
-  return serializeState({ ...state, ...change });
+  return address({ ...state, ...change });
+}
+
+// The static site (tamscope export-site) also has a page of its own for each painting, beside
+// the explorer's page: pre-rendered for readers without JavaScript and for link previews. There
+// the path names the painting, and the query the rest of the state.
+const PAGE = /(?:^|\/)([A-Za-z0-9][A-Za-z0-9._-]{0,127})~([A-Za-z0-9][A-Za-z0-9._-]{0,127})\.html$/;
+
+/** A painting's page, relative to the explorer's page (backend/site_pages.py writes the same name). */
+export const pagePath = (dataset, painting) => `${dataset}~${painting}.html`;
+
+/** The state an address names; `pages`: the site has a page per painting. */
+export function stateAt(pathname, search, pages = false) {
+  const state = parseState(search);
+  const page = pages ? PAGE.exec(String(pathname || "")) : null;
+  return page ? { ...state, view: "painting", dataset: page[1], painting: page[2] } : state;
+}
+
+/** The address of `state` relative to the explorer's page ("./?..." works from a painting's page
+ *  too); where the site has painting pages, a painting is shown at its own. */
+export function address(state, pages = false) {
+  if (pages && state.view === "painting" && state.dataset && state.painting) {
+    const rest = serializeState({ ...state, view: DEFAULTS.view, dataset: null, painting: null });
+    return pagePath(state.dataset, state.painting) + (rest === "?" ? "" : rest);
+  }
+  const query = serializeState(state);
+  return `./${query === "?" ? "" : query}`;
 }

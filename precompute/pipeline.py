@@ -25,6 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from precompute.runner import in_shard, parse_shard
+from precompute.stages.describe import TAM_VARIANTS
 from tamscope.cli import COMMANDS
 from tamscope.store import Dataset
 
@@ -41,6 +42,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segmenter", default=DEFAULT_SEGMENTER, help="SAM 3 hub id or folder")
     parser.add_argument("--prompt", default=None, help="captioning prompt (default: the paper's)")
     parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument("--tam-variant", default=None, choices=TAM_VARIANTS,
+                        help="reference (default: the authors' maps) or corrected (docs/tam.md)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16")
     parser.add_argument("--sam-threshold", type=float, default=None, help="SAM 3 score threshold (default 0.5)")
@@ -62,6 +65,8 @@ def stage_argvs(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         describe += ["--prompt", args.prompt]
     if args.max_new_tokens:
         describe += ["--max-new-tokens", str(args.max_new_tokens)]
+    if args.tam_variant:
+        describe += ["--tam-variant", args.tam_variant]
     if args.name:
         describe += ["--name", args.name]
     reliance = [ds, "--model", args.captioner, *common, *per_painting]

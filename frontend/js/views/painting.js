@@ -12,6 +12,7 @@ import { COLORMAPS } from "../lib/colormap.js";
 import { fmtNum } from "../lib/format.js";
 import { otsuThreshold } from "../lib/otsu.js";
 import { layoutSpans, stepIn } from "../lib/spans.js";
+import { tamInfo, tokenMapNotes } from "../lib/tam.js";
 import { linkTo } from "../lib/urlstate.js";
 import { exportPng, mapAtCanvas, OTSU_RGB, paint, prefetch, probe, renderOverlay, SAM_RGB } from "../overlay.js";
 
@@ -47,6 +48,7 @@ async function mount(root, { source, navigate, state }, key) {
   const hasTokens = (rec.tokens || []).some((t) => t.map);
   const hasReliance = (rec.tokens || []).some((t) => typeof t.reliance === "number");
   const ann = rec.annotations || {};
+  const tam = tamInfo(rec); // which TAM variant made the token maps
   let current = state; // the state last applied
   let drawGen = 0, compareGen = 0;
 
@@ -240,6 +242,7 @@ async function mount(root, { source, navigate, state }, key) {
     let text = "";
     if (!span && !token) {
       text = tokenMode ? "Click any word to see its own map (arrow keys move between tokens)."
+        + (tam?.variant === "reference" ? " Token 0 shows the first prompt word's map, as in the paper's code." : "")
         : "Click a coloured phrase to see where the model looked (Tab to a phrase, Enter, then ← → between phrases).";
     } else if (!mapUrl && next.overlay !== "sam") text = "No map was recorded for this selection.";
     else if (next.overlay === "sam" && token) text = "SAM 3 masks belong to phrases: switch to Phrases to see one.";
@@ -255,12 +258,16 @@ async function mount(root, { source, navigate, state }, key) {
           : `Otsu mask: the map above ${threshold}/255, the threshold the metrics used.`;
     } else if (next.overlay === "none") text = "Overlay hidden.";
     else if (span && span.start == null) text = `“${span.text}” was named by the span classifier but does not occur in the caption; its map is shown as recorded.`;
-    else if (span && span.tokens?.length) text = `Mean of the maps of ${span.tokens.length} token${span.tokens.length === 1 ? "" : "s"}.`;
+    else if (span && span.tokens?.length) {
+      text = `Mean of the maps of ${span.tokens.length} token${span.tokens.length === 1 ? "" : "s"}.`
+        + (tam?.variant === "reference" && span.tokens.includes(0)
+          ? " Token 0's among them is the first prompt word's map (the paper's code)." : "");
+    } else if (token) text = tokenMapNotes(tam, token.index).join(" ");
     note.textContent = text;
     figcaption.textContent = describe(span, token);
     scaleBox.replaceChildren(colorScale({ kind: mapUrl || samUrl ? next.overlay : "none", cmap: next.cmap, ref: mapRef,
       threshold, rgb: next.overlay === "otsu" ? OTSU_RGB : SAM_RGB }));
-    numbersHost.replaceChildren(tokenMode ? tokenNumbers(token) : numbersPanel(span, stats));
+    numbersHost.replaceChildren(tokenMode ? tokenNumbers(token, tam) : numbersPanel(span, stats));
     exportButton.disabled = !mapUrl && !samUrl;
 
     // compare panel
@@ -302,9 +309,10 @@ async function mount(root, { source, navigate, state }, key) {
   return { key, el, update };
 }
 
-function tokenNumbers(token) {
+function tokenNumbers(token, tam) {
   if (!token) return h("p", { class: "muted numbers-empty" }, "Select a token to see its numbers.");
   const rows = [["Token", `#${token.index} “${token.text}” (id ${token.id})`]];
+  if (tam) rows.push(["TAM variant", tam.label]);
   if (typeof token.reliance === "number") {
     rows.push(["Visual reliance", `${fmtNum(token.reliance, 3)}${token.visual ? " (visually relevant)" : ""}`]);
   }

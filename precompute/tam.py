@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from precompute.tam_reference import ReferenceInputs
 
 KERNEL = 3  # rank filter window side
+FILTER_CHUNK = 32  # maps filtered at once: small planes stay in cache and bound the memory (~1 MB per 9 at 32x32)
 EPS_WEIGHT = 1e-8  # as in the reference: w = r / (sum r + 1e-8)
 EPS_RANGE = 1e-12
 
@@ -71,25 +72,42 @@ class TamResult:
     undefined: np.ndarray  # (T,) bool, maps the authors' code cannot compute (it raises); False in corrected
 
 
-def reflect_windows(x: torch.Tensor) -> torch.Tensor:
-    """(B, H, W) -> (B, H, W, 9): every cell's 3x3 window, np.pad(mode="reflect") at the borders."""
-    b, h, w = x.shape
+# A sorting network for 9 values: 25 compare-exchanges (sorts every 0/1 input, hence every input)
+SORT9 = ((0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (0, 3), (3, 6), (0, 3), (1, 4),
+         (4, 7), (1, 4), (2, 5), (5, 8), (2, 5), (1, 3), (5, 7), (2, 6), (4, 6), (2, 4), (2, 3), (5, 6))
+
+
+def sorted_windows(x: torch.Tensor) -> list[torch.Tensor]:
+    """(B, H, W) -> 9 x (B, H, W): every cell's 3x3 window (np.pad(mode="reflect") at the borders),
+    sorted ascending (plane k holds each window's k-th smallest value), by compare-exchanges of
+    whole maps (no per-window sort)."""
+    _, h, w = x.shape
     padded = _reflect_pad(x, KERNEL // 2)  # (B, H+2, W+2)
-    return padded.unfold(1, KERNEL, 1).unfold(2, KERNEL, 1).reshape(b, h, w, KERNEL * KERNEL)
+    v = [padded[:, i:i + h, j:j + w] for i in range(KERNEL) for j in range(KERNEL)]  # 9 x (B, H, W)
+    for a, b in SORT9:
+        v[a], v[b] = torch.minimum(v[a], v[b]), torch.maximum(v[a], v[b])
+    return v
 
 
 def rank_gaussian_filter(x: torch.Tensor) -> torch.Tensor:
-    """(B, H, W) -> (B, H, W): the 3x3 rank Gaussian filter with CV width, no loops."""
-    ranked = reflect_windows(x).sort(dim=-1).values  # (B, H, W, 9)
-    mean = ranked.mean(-1)
-    # population std written out: torch's std kernel is ~10x slower on this small last dim
-    std = (ranked - mean[..., None]).square().mean(-1).sqrt()
+    """(B, H, W) -> (B, H, W): the 3x3 rank Gaussian filter with CV width, no loop over cells."""
+    out = torch.empty_like(x)
+    for start in range(0, x.shape[0], FILTER_CHUNK):
+        out[start:start + FILTER_CHUNK] = _rank_gaussian_filter(x[start:start + FILTER_CHUNK])
+    return out
+
+
+def _rank_gaussian_filter(x: torch.Tensor) -> torch.Tensor:
+    ranked = torch.stack(sorted_windows(x))  # (9, B, H, W)
+    mean = ranked.mean(0)
+    # population std written out: torch's std kernel is slower on this small dim
+    std = (ranked - mean).square().mean(0).sqrt()
     sigma = std / mean.clamp_min(torch.finfo(x.dtype).tiny)  # coefficient of variation
     ax = torch.arange(KERNEL * KERNEL, dtype=x.dtype, device=x.device) - (KERNEL * KERNEL) // 2
     safe_sigma = torch.where(sigma > 0, sigma, torch.ones_like(sigma))
-    kernel = torch.exp(-(ax**2) / (2 * safe_sigma[..., None] ** 2))  # (B, H, W, 9)
-    value = (ranked * kernel).sum(-1) / kernel.sum(-1)
-    median = ranked[..., (KERNEL * KERNEL) // 2]
+    kernel = torch.exp(-(ax**2)[:, None, None, None] / (2 * safe_sigma**2))  # (9, B, H, W)
+    value = (ranked * kernel).sum(0) / kernel.sum(0)
+    median = ranked[(KERNEL * KERNEL) // 2]
     value = torch.where(sigma > 0, value, median)  # constant window: the limit sigma -> 0
     return torch.where(mean > 0, value, torch.zeros_like(value))
 

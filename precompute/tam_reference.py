@@ -37,10 +37,9 @@ from dataclasses import dataclass
 
 import torch
 
-from precompute.tam import TamResult, reflect_windows
+from precompute.tam import FILTER_CHUNK, TamResult, sorted_windows
 
 EPS_WEIGHT = 1e-8  # their w = scores / (scores.sum() + 1e-8)
-FILTER_CHUNK = 32  # maps filtered at once: bounds the float64 window tensors (~2.5 MB each at 32x32)
 
 
 @dataclass(frozen=True)
@@ -142,20 +141,17 @@ def rank_filter_as_numpy(x: torch.Tensor) -> torch.Tensor:
     positive. NaN where their code gives NaN (2 sigma^2 == 0: a constant positive window)."""
     out = torch.empty_like(x)
     for start in range(0, x.shape[0], FILTER_CHUNK):
-        windows = reflect_windows(x[start:start + FILTER_CHUNK]).sort(dim=-1).values  # (b, H, W, 9)
-        ranked = windows.permute(3, 0, 1, 2).contiguous()  # (9, b, H, W) float32, ascending
+        ranked = sorted_windows(x[start:start + FILTER_CHUNK])  # 9 x (b, H, W) float32, ascending
         mean = _sum9(ranked) / 9
-        dev = ranked - mean
-        std = (_sum9(dev * dev) / 9).sqrt()
+        std = (_sum9([d * d for d in (r - mean for r in ranked)]) / 9).sqrt()
         sigma = std / mean
         width = (2 * (sigma * sigma)).double()  # their 2 * sigma**2, 0 for a constant window -> 0/0 below
         # the weights of ranks a = -4..4 take 5 values (a^2 = 16, 9, 4, 1, 0), each exp(-a^2 / width)
-        e16, e9, e4, e1, e0 = (torch.exp(-a2 / width) for a2 in (16.0, 9.0, 4.0, 1.0, 0.0))
+        e16, e9, e4, e1, e0 = (torch.exp(width.new_tensor(-a2) / width) for a2 in (16.0, 9.0, 4.0, 1.0, 0.0))
         total = _sum9((e16, e9, e4, e1, e0, e1, e4, e9, e16))
         k16, k9, k4, k1, k0 = (e / total for e in (e16, e9, e4, e1, e0))
-        r = ranked.double()
-        value = _sum9((r[0] * k16, r[1] * k9, r[2] * k4, r[3] * k1, r[4] * k0, r[5] * k1, r[6] * k4, r[7] * k9,
-                       r[8] * k16)).float()
+        weights = (k16, k9, k4, k1, k0, k1, k4, k9, k16)
+        value = _sum9([r.double() * k for r, k in zip(ranked, weights, strict=True)]).float()
         out[start:start + FILTER_CHUNK] = torch.where(mean > 0, value, torch.zeros_like(value))
     return out
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from precompute.tam import compute_tam, rank_gaussian_filter
+from precompute.tam import SORT9, compute_tam, rank_gaussian_filter, sorted_windows
 from precompute.tam_reference import ReferenceInputs, first_prompt_class
 from testkit.tam_loop import corrected_loop, reference_loop
 
@@ -270,6 +270,26 @@ def test_all_zero_relevance_and_zero_maps():
     got = assert_corrected_agrees((hidden, weight, ids, image_pos, grid, prompt_pos, gen_pos),
                                   bias=-torch.ones(weight.shape[0]))
     assert (got.maps == 0).all() and (got.maps_u8 == 0).all()
+
+
+def test_sorting_network_sorts_every_input():
+    """0/1 principle: a comparator network that sorts all 2^9 binary inputs sorts every input."""
+    v = [((torch.arange(512) >> k) & 1).float() for k in range(9)]
+    for a, b in SORT9:
+        v[a], v[b] = torch.minimum(v[a], v[b]), torch.maximum(v[a], v[b])
+    out = torch.stack(v, 1)
+    assert torch.equal(out, out.sort(1).values)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 6), (2, 1, 7), (2, 7, 1), (1, 1, 1), (1, 2, 2)])
+def test_sorted_windows_are_numpy_reflect_windows_sorted(shape):
+    x = torch.randint(0, 4, shape).float()  # ties on purpose
+    got = torch.stack(sorted_windows(x)).numpy()
+    for b in range(shape[0]):
+        padded = np.pad(x[b].numpy(), 1, mode="reflect")
+        for i in range(shape[1]):
+            for j in range(shape[2]):
+                np.testing.assert_array_equal(got[:, b, i, j], np.sort(padded[i:i + 3, j:j + 3].flatten()))
 
 
 def test_filter_constant_window_returns_constant():

@@ -91,7 +91,7 @@ smoke-dataset: setup ## rebuild the embedded smoke dataset byte-for-byte
 
 bench: bench-tam bench-server bench-explorer ## every benchmark
 
-bench-tam: setup ## TAM engine vs loop reference at Qwen2-VL-2B sizes
+bench-tam: setup ## TAM engine vs the plain loops, both variants, at Qwen2-VL-2B sizes
 	$(BIN)/python -m bench.tam
 
 bench-server: setup wrk ## load benchmark of the data server (real server, wrk, 32 connections)

@@ -7,8 +7,8 @@ next is built), and runs one synthetic painting through them: about 15 minutes a
 on a 2-core machine. Run it as `.venv/bin/python -m bench.cpu` (`--json FILE` keeps
 the numbers, `--tiny` checks the code path in seconds with tiny configs, numbers meaningless).
 
-What runs is the stages' own code, on a 1024x768 painting drawn by code (the canvas size of
-describe's default `--max-side 1024`):
+What runs is the stages' own code, on a 1024x768 painting drawn by code (describe's default
+sizing makes it a 1036x756 canvas, 27x37 = 999 vision tokens):
 - describe: `describe_one` (canvas and thumbnail, greedy caption of exactly 256 new tokens, the
   teacher-forced pass, `compute_tam`, token offsets, 256 token PNGs, tam_raw.safetensors).
 - reliance: the stage's `process` (two teacher-forced passes with logits_to_keep: the canvas and
@@ -307,6 +307,7 @@ def run_captioner(args, work: Path, results: dict):
     from contract.inputs import PaintingInput
     from contract.schema import Annotations
     from contract.store import Dataset
+    from precompute.captioner_inputs import MAX_PIXELS, MIN_PIXELS
     from precompute.models import Captioner, Lazy
     from precompute.smoke import draw_painting
     from precompute.stages import describe, reliance
@@ -327,7 +328,8 @@ def run_captioner(args, work: Path, results: dict):
     draw_painting("village-under-stars", (args.width, args.height)).save(image_path)
     dataset = Dataset(work / "dataset")
     painting = PaintingInput("village-under-stars", image_path, Annotations(**ANNOTATIONS))
-    stage_args = Namespace(max_side=args.max_side, prompt=describe.DEFAULT_PROMPT, max_new_tokens=args.new_tokens)
+    stage_args = Namespace(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, tam_variant=describe.TAM_VARIANTS[0],
+                           prompt=describe.DEFAULT_PROMPT, max_new_tokens=args.new_tokens)
 
     import precompute.tam as tam_module
 
@@ -516,7 +518,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cpu", description=__doc__.split("\n")[0])
     parser.add_argument("--width", type=int, default=1024, help="width of the synthetic painting")
     parser.add_argument("--height", type=int, default=768, help="height of the synthetic painting")
-    parser.add_argument("--max-side", type=int, default=1024, help="describe's --max-side")
     parser.add_argument("--new-tokens", type=int, default=256, help="caption length (describe's --max-new-tokens)")
     parser.add_argument("--span-tokens", type=int, default=0,
                         help="tokens the span classifier decodes (default: the length of the typical answer)")
@@ -544,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset, record = run_captioner(args, Path(tmp), results)
         d = results["describe"]
         print(f"describe {d['seconds']:.0f} s, reliance {results['reliance']['seconds']:.0f} s "
-              f"(canvas {args.width}x{args.height}, grid {d['grid'][0]}x{d['grid'][1]})", flush=True)
+              f"(painting {args.width}x{args.height}, grid {d['grid'][0]}x{d['grid'][1]})", flush=True)
         record = run_text_llm(args, dataset, record, results)
         print(f"spans {results['spans']['seconds']:.0f} s, metadata {results['metadata']['seconds']:.0f} s",
               flush=True)

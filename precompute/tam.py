@@ -1,9 +1,16 @@
-"""Token Activation Maps (TAM, Li et al., ICCV 2025), exact and vectorised.
+"""Token Activation Maps (TAM, Li et al., ICCV 2025), exact and vectorised, in two variants.
 
 Inputs: the last-layer hidden states of the whole sequence (after the final norm), the LM-head
 weight, the token ids, where the image tokens sit (raster order over the merged vision grid),
-where the user's prompt text sits, and where the generated tokens sit. For every generated
-token t with class c = ids[gen_pos[t]]:
+where the user's prompt text sits, and where the generated tokens sit.
+
+`reference` (the default of describe): the authors' maps, bit for bit on the same hidden
+states, quirks included (generated token 0 gets the first prompt word's map, the repeat rule
+compares re-tokenised strings, NaN where they divide by zero is stored as 0 and counted). It
+lives in precompute.tam_reference and needs `ReferenceInputs` from the tokenizer.
+
+`corrected` (this module, `reference=None`): for every generated token t with class
+c = ids[gen_pos[t]]:
 
 1. Raw map. The class-c logit read at every image position, clipped at 0:
    m = relu(H[image_pos] @ W[c]).  Text relevance: the same read-out at the context positions,
@@ -24,28 +31,29 @@ token t with class c = ids[gen_pos[t]]:
 
 The 8-bit map is floor(255 * filtered), as the reference's astype(uint8).
 
-Departures from the reference code, all deliberate:
-- Only the LM-head rows of the classes that occur are read (prompt text + generated tokens),
-  never the full-vocabulary logits at every position (the reference: ~0.4 GB per painting).
-- First generated token. The reference returns, for the first generated token, the map of the
-  first prompt word (with the argmax class at that position), and stores for the context item
-  of token 0 the map of the last prompt token's class ("\\n"). Neither is about token 0, so
-  token 0 gets its own class's map with ECI over the prompt text, like every other token.
-  Likewise the first prompt item is the map of the first prompt token's own class (the
-  reference uses the argmax prediction at that position). docs/tam.md has the full table.
-- Repetition is decided on token ids (the reference compares re-tokenised strings, which can
-  differ from the generated ids).
+Departures of `corrected` from the authors' code (docs/tam.md has the table):
+- Token 0 gets its own class's map with ECI over the prompt text, and is its own context item
+  (the authors: the first prompt word's argmax-class map, and the `\\n`-class map as its item).
+- The first prompt item is the first prompt token's own class (the authors: the argmax there).
+- Repetition is decided on token ids (the authors compare re-tokenised strings).
 - No NaN: constant windows, zero ranges and empty contexts are defined above.
+Both variants read only the LM-head rows of the classes that occur, never the full-vocabulary
+logits at every position (the authors: ~0.4 GB per painting).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from precompute.tam_reference import ReferenceInputs
+
 KERNEL = 3  # rank filter window side
+FILTER_CHUNK = 32  # maps filtered at once: small planes stay in cache and bound the memory (~1 MB per 9 at 32x32)
 EPS_WEIGHT = 1e-8  # as in the reference: w = r / (sum r + 1e-8)
 EPS_RANGE = 1e-12
 
@@ -59,24 +67,47 @@ class TamResult:
     maps_u8: np.ndarray  # (T, gh, gw) uint8, floor(255 * maps)
     text_relevance: np.ndarray  # (T, P+T) float32; row t holds r_k for k < P+t, 0 elsewhere
     interference_scale: np.ndarray  # (T,) float32, least-squares s (0 without interference)
+    class_ids: np.ndarray  # (T,) int64, the class each map reads (reference token 0: the argmax class)
+    nan_cells: np.ndarray  # (T,) int32, cells the reference computes as NaN (stored as 0); 0 in corrected
+    undefined: np.ndarray  # (T,) bool, maps the authors' code cannot compute (it raises); False in corrected
+
+
+# A sorting network for 9 values: 25 compare-exchanges (sorts every 0/1 input, hence every input)
+SORT9 = ((0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (0, 3), (3, 6), (0, 3), (1, 4),
+         (4, 7), (1, 4), (2, 5), (5, 8), (2, 5), (1, 3), (5, 7), (2, 6), (4, 6), (2, 4), (2, 3), (5, 6))
+
+
+def sorted_windows(x: torch.Tensor) -> list[torch.Tensor]:
+    """(B, H, W) -> 9 x (B, H, W): every cell's 3x3 window (np.pad(mode="reflect") at the borders),
+    sorted ascending (plane k holds each window's k-th smallest value), by compare-exchanges of
+    whole maps (no per-window sort)."""
+    _, h, w = x.shape
+    padded = _reflect_pad(x, KERNEL // 2)  # (B, H+2, W+2)
+    v = [padded[:, i:i + h, j:j + w] for i in range(KERNEL) for j in range(KERNEL)]  # 9 x (B, H, W)
+    for a, b in SORT9:
+        v[a], v[b] = torch.minimum(v[a], v[b]), torch.maximum(v[a], v[b])
+    return v
 
 
 def rank_gaussian_filter(x: torch.Tensor) -> torch.Tensor:
-    """(B, H, W) -> (B, H, W): the 3x3 rank Gaussian filter with CV width, no loops."""
-    b, h, w = x.shape
-    pad = KERNEL // 2
-    padded = _reflect_pad(x, pad)  # (B, H+2, W+2)
-    windows = padded.unfold(1, KERNEL, 1).unfold(2, KERNEL, 1)  # (B, H, W, 3, 3)
-    ranked = windows.reshape(b, h, w, KERNEL * KERNEL).sort(dim=-1).values  # (B, H, W, 9)
-    mean = ranked.mean(-1)
-    # population std written out: torch's std kernel is ~10x slower on this small last dim
-    std = (ranked - mean[..., None]).square().mean(-1).sqrt()
+    """(B, H, W) -> (B, H, W): the 3x3 rank Gaussian filter with CV width, no loop over cells."""
+    out = torch.empty_like(x)
+    for start in range(0, x.shape[0], FILTER_CHUNK):
+        out[start:start + FILTER_CHUNK] = _rank_gaussian_filter(x[start:start + FILTER_CHUNK])
+    return out
+
+
+def _rank_gaussian_filter(x: torch.Tensor) -> torch.Tensor:
+    ranked = torch.stack(sorted_windows(x))  # (9, B, H, W)
+    mean = ranked.mean(0)
+    # population std written out: torch's std kernel is slower on this small dim
+    std = (ranked - mean).square().mean(0).sqrt()
     sigma = std / mean.clamp_min(torch.finfo(x.dtype).tiny)  # coefficient of variation
     ax = torch.arange(KERNEL * KERNEL, dtype=x.dtype, device=x.device) - (KERNEL * KERNEL) // 2
     safe_sigma = torch.where(sigma > 0, sigma, torch.ones_like(sigma))
-    kernel = torch.exp(-(ax**2) / (2 * safe_sigma[..., None] ** 2))  # (B, H, W, 9)
-    value = (ranked * kernel).sum(-1) / kernel.sum(-1)
-    median = ranked[..., (KERNEL * KERNEL) // 2]
+    kernel = torch.exp(-(ax**2)[:, None, None, None] / (2 * safe_sigma**2))  # (9, B, H, W)
+    value = (ranked * kernel).sum(0) / kernel.sum(0)
+    median = ranked[(KERNEL * KERNEL) // 2]
     value = torch.where(sigma > 0, value, median)  # constant window: the limit sigma -> 0
     return torch.where(mean > 0, value, torch.zeros_like(value))
 
@@ -104,9 +135,13 @@ def compute_tam(
     prompt_pos: torch.Tensor,
     gen_pos: torch.Tensor,
     lm_head_bias: torch.Tensor | None = None,
+    reference: ReferenceInputs | None = None,
 ) -> TamResult:
     """TAM for every generated token. Shapes: hidden (S, D), lm_head_weight (V, D), ids (S,),
-    image_pos (N,) with N = gh * gw, prompt_pos (P,), gen_pos (T,)."""
+    image_pos (N,) with N = gh * gw, prompt_pos (P,), gen_pos (T,).
+
+    reference: None for the corrected variant; the tokenizer's strings and the first prompt
+    class (precompute.tam_reference.ReferenceInputs) for the authors' maps."""
     gh, gw = grid_hw
     image_pos, prompt_pos, gen_pos = (torch.as_tensor(p, dtype=torch.long).reshape(-1)
                                       for p in (image_pos, prompt_pos, gen_pos))
@@ -115,6 +150,13 @@ def compute_tam(
     n, p, t = image_pos.numel(), prompt_pos.numel(), gen_pos.numel()
     if t == 0:
         return _empty(gh, gw, p)
+    if reference is not None:
+        from precompute import tam_reference
+
+        if not 0 <= reference.n_prompt <= len(reference.strings):
+            raise ValueError(f"n_prompt {reference.n_prompt} is not within the {len(reference.strings)} strings")
+        return tam_reference.compute(hidden, lm_head_weight, lm_head_bias, ids, image_pos, (gh, gw), prompt_pos,
+                                     gen_pos, reference)
 
     # Context items: prompt text then generated tokens. Their classes and relevance positions.
     item_pos = torch.cat([prompt_pos, gen_pos])  # (K,) where each item's token sits
@@ -175,6 +217,9 @@ def compute_tam(
         maps_u8=maps_u8.numpy(),
         text_relevance=text_rel.numpy().astype(np.float32),
         interference_scale=scale.numpy().astype(np.float32),
+        class_ids=item_ids[p:].numpy(),
+        nan_cells=np.zeros(t, np.int32),
+        undefined=np.zeros(t, bool),
     )
 
 
@@ -190,7 +235,8 @@ def _nanmax(x: torch.Tensor) -> torch.Tensor:
 def _empty(gh: int, gw: int, p: int) -> TamResult:
     z = np.zeros
     return TamResult(z((0, gh, gw), np.float32), z(0, np.float32), z(0, np.float32), z((0, gh, gw), np.float32),
-                     z((0, gh, gw), np.uint8), z((0, p), np.float32), z(0, np.float32))
+                     z((0, gh, gw), np.uint8), z((0, p), np.float32), z(0, np.float32), z(0, np.int64),
+                     z(0, np.int32), z(0, bool))
 
 
 def _check_inputs(hidden, weight, ids, image_pos, grid_hw, prompt_pos, gen_pos) -> None:

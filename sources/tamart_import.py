@@ -53,7 +53,6 @@ from contract.schema import (
     SEGMENTABLE,
     Annotations,
     Attribution,
-    Category,
     Failure,
     Grid,
     ImageRef,

@@ -1,5 +1,6 @@
 """What the tests and the benchmarks share (neither imports the other): the synthetic
-dataset built in code, servers on free ports, the system Chromium, reference paths."""
+dataset built in code, servers on free ports, the system Chromium, the plain-loop reference
+implementations the vectorised code is checked against, reference paths."""
 
 from pathlib import Path
 

@@ -105,7 +105,16 @@ def make_painting(ds: Dataset, i: int, rng: np.random.Generator) -> PaintingReco
         tokens=tokens, spans=spans,
         metadata=MetadataVerdict(**claims, title_correct=title_ok, artist_correct=artist_ok,
                                  title_string_match=title_ok, artist_string_match=artist_ok),
-        stages={"describe": {"finished": "2026-01-01T00:00:00Z"}})
+        stages={"describe": {"finished": "2026-01-01T00:00:00Z"}},
+        provenance={"tam": tam_provenance(i)})
+
+
+def tam_provenance(i: int) -> dict:
+    """painting-1 was described with the corrected TAM variant, the others with the reference."""
+    if i == 1:
+        return {"variant": "corrected"}
+    return {"variant": "reference", "strings_match_ids": True, "first_prompt_class": {"id": 279, "text": " the"},
+            "nan_cells": 12 if i == 0 else 0, "nan_tokens": [3] if i == 0 else [], "undefined_tokens": []}
 
 
 def make_dataset(root: Path, n_paintings: int = 3, seed: int = 0, with_stats: bool = True,

@@ -55,7 +55,10 @@ def described(paintings, tiny_qwen2vl_dir, tmp_path_factory):
     return Dataset(out)
 
 
-@pytest.mark.parametrize("pid, grid", [(SQUARE, (8, 8)), (WIDE, (12, 16))])
+# by default the model sees at least 256*28*28 pixels, as in the authors' pipeline: 224x224 is
+# upscaled by 2 (16x16 cells of 28 px); 448x336 by sqrt(200704 / 150528), sides rounded up to
+# multiples of 28: ceil(13.86) = 14 and ceil(18.48) = 19 cells
+@pytest.mark.parametrize("pid, grid", [(SQUARE, (16, 16)), (WIDE, (14, 19))])
 def test_grid_tokens_offsets_maps(described, pid, grid):
     rec = described.record(pid)
     assert (rec.grid.h, rec.grid.w) == grid
@@ -73,7 +76,7 @@ def test_grid_tokens_offsets_maps(described, pid, grid):
     assert raw["maps"].shape == (len(rec.tokens), *grid)
     assert np.isfinite(raw["raw"]).all() and (raw["maps"] >= 0).all() and (raw["maps"] <= 1).all()
     assert raw["token_ids"].tolist() == [t.id for t in rec.tokens]
-    assert (rec.canvas.width, rec.canvas.height) == Image.open(folder / "canvas.jpg").size
+    assert (rec.canvas.width, rec.canvas.height) == Image.open(folder / "canvas.jpg").size == (grid[1] * 28, grid[0] * 28)
 
 
 def test_annotations_manifest_and_validation(described):
@@ -81,7 +84,75 @@ def test_annotations_manifest_and_validation(described):
     manifest = described.manifest()
     assert manifest.models["captioner"].revision == "local"
     assert manifest.settings["describe"]["max_new_tokens"] == 16
+    assert manifest.settings["describe"]["tam_variant"] == "reference"  # the default
     assert validate_dataset(described.root) == []
+
+
+def teacher_forced_states(model_dir, painting_path, prompt, token_ids, dtype):
+    """The model's last-layer states over prompt + caption, recomputed here from the painting."""
+    from precompute.captioner_inputs import model_image, prompt_inputs, teacher_forced_inputs
+    from precompute.models import load_captioner
+    from precompute.paintings import load_painting
+
+    cap = load_captioner(str(model_dir), device="cpu", dtype=dtype)
+    inputs = prompt_inputs(cap, model_image(load_painting(painting_path)), prompt)
+    forced = teacher_forced_inputs(inputs, token_ids)
+    with torch.no_grad():
+        hidden = cap.model.model(**forced).last_hidden_state[0]
+    return cap, inputs["input_ids"].shape[1], forced["input_ids"][0], hidden
+
+
+@pytest.mark.parametrize("variant", ["reference", "corrected"])
+def test_stored_maps_are_the_loop_references(paintings, tiny_qwen2vl_dir, tmp_path, variant):
+    """End to end on the tiny Qwen2-VL: the 8-bit maps describe stores equal the plain loops of
+    testkit on states recomputed here, with the strings the authors' code would read. (corrected
+    runs in float64, where its float arithmetic agrees with the loop's to the last 8-bit level.)"""
+    from testkit.tam_loop import corrected_loop, reference_loop
+
+    over = {} if variant == "reference" else {"tam_variant": "corrected", "dtype": "float64"}
+    assert describe.run(args_for(paintings, tmp_path / "ds", tiny_qwen2vl_dir, **over)) == 0
+    ds = Dataset(tmp_path / "ds")
+    rec = ds.record("wide")
+    assert rec.stages["describe"].settings["tam_variant"] == variant
+    assert rec.provenance["tam"]["variant"] == variant
+    ids = [t.id for t in rec.tokens]
+    cap, n_prompt, full, hidden = teacher_forced_states(tiny_qwen2vl_dir, paintings / "wide.png", rec.prompt, ids,
+                                                        over.get("dtype", "float32"))
+    tok, head = cap.processor.tokenizer, cap.model.get_output_embeddings().weight.detach()
+    image_pos = (full == cap.image_token_id).nonzero()[:, 0]
+    vision_end = int((full == tok.convert_tokens_to_ids("<|vision_end|>")).nonzero()[0, 0])
+    im_end = next(i for i in range(vision_end, n_prompt) if full[i] == tok.convert_tokens_to_ids("<|im_end|>"))
+    prompt_pos = list(range(vision_end + 1, im_end))
+    gen_pos = list(range(n_prompt, n_prompt + len(ids)))
+    grid = (rec.grid.h, rec.grid.w)
+    if variant == "reference":
+        decode = lambda x: tok.decode(x, skip_special_tokens=False, clean_up_tokenization_spaces=False)  # noqa: E731
+        prompt_strings = tok.tokenize(decode(full[prompt_pos].tolist()))
+        stop = [tok.convert_tokens_to_ids("<|im_end|>")] if len(ids) < 16 else []  # it stopped on its end token
+        strings = prompt_strings + tok.tokenize(decode(ids + stop))
+        want = reference_loop(hidden, head, full, image_pos, grid, prompt_pos, gen_pos, strings, len(prompt_strings))
+        assert rec.provenance["tam"]["first_prompt_class"]["id"] == want[0]["cls"]
+    else:
+        want = corrected_loop(hidden.numpy(), head.numpy(), full.numpy(), image_pos.tolist(), grid, prompt_pos,
+                              gen_pos)
+    for token, ref in zip(rec.tokens, want, strict=True):
+        np.testing.assert_array_equal(read_png_u8(ds.painting_dir("wide") / token.map.png), ref["u8"])
+
+
+def test_a_changed_variant_redoes_describe_on_resume(paintings, tiny_qwen2vl_dir, tmp_path, capsys):
+    out = tmp_path / "ds"
+    assert describe.run(args_for(paintings, out, tiny_qwen2vl_dir)) == 0
+    ds = Dataset(out)
+    before = {t.index: read_png_u8(ds.painting_dir("square") / t.map.png) for t in ds.record("square").tokens}
+    assert describe.run(args_for(paintings, out, tiny_qwen2vl_dir)) == 0
+    assert "0 done, 2 already done" in capsys.readouterr().out
+    assert describe.run(args_for(paintings, out, tiny_qwen2vl_dir, tam_variant="corrected")) == 0
+    assert "2 done, 0 already done" in capsys.readouterr().out
+    rec = ds.record("square")
+    assert rec.stages["describe"].settings["tam_variant"] == "corrected" == rec.provenance["tam"]["variant"]
+    assert ds.manifest().settings["describe"]["tam_variant"] == "corrected"
+    after = {t.index: read_png_u8(ds.painting_dir("square") / t.map.png) for t in rec.tokens}
+    assert not np.array_equal(before[0], after[0])  # token 0: the first prompt word's map, then its own
 
 
 def test_identical_across_runs(described, paintings, tiny_qwen2vl_dir, tmp_path):
@@ -207,7 +278,7 @@ def test_a_failed_rerun_destroys_nothing(described, paintings, tmp_path, capsys)
     before = {pid: ds.record(pid) for pid in ds.painting_ids()}
     assert all(r.spans and r.spans[0].map for r in before.values())
     files = {k: v for k, v in snapshot(root).items() if not k.endswith(".json")}
-    assert describe.run(args_for(paintings, root, tmp_path / "no-such-model", max_side=300)) == 1
+    assert describe.run(args_for(paintings, root, tmp_path / "no-such-model", max_pixels=300 * 28 * 28)) == 1
     assert "2 failed (2 keep their earlier result)" in capsys.readouterr().out
     assert {k: v for k, v in snapshot(root).items() if not k.endswith(".json")} == files
     for pid, old in before.items():
@@ -317,3 +388,10 @@ def test_kill_at_random_moments_then_resume(paintings, tiny_qwen2vl_dir, tmp_pat
     assert done.returncode == 0, done.stdout + done.stderr
     assert snapshot(out) == snapshot(reference), f"killed after {delays}"
     assert validate_dataset(out, folder) == []
+
+
+@pytest.mark.parametrize("bounds", [{"max_pixels": 700}, {"min_pixels": 5000, "max_pixels": 4000}])
+def test_impossible_pixel_bounds_are_refused(paintings, tmp_path, bounds):
+    with pytest.raises(SystemExit, match="--min-pixels <= --max-pixels"):
+        describe.run(args_for(paintings, tmp_path / "ds", "unused-model", **bounds))
+    assert not (tmp_path / "ds").exists()

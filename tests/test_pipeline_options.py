@@ -17,7 +17,7 @@ DOCUMENTED = {
     ("describe", "model"): "--captioner", ("reliance", "model"): "--captioner",
     ("describe", "revision"): "--captioner-revision", ("spans", "revision"): "--text-llm-revision",
     ("sam", "model"): "--segmenter", ("metadata", "model"): "--text-llm",
-    ("describe", "max_new_tokens"): "--max-new-tokens", ("describe", "max_side"): "--max-side",
+    ("describe", "max_new_tokens"): "--max-new-tokens", ("describe", "max_pixels"): "--max-pixels", ("describe", "tam_variant"): "--tam-variant",
     ("describe", "prompt"): "--prompt", ("reliance", "blur"): "--reliance-blur",
     ("reliance", "threshold"): "--reliance-threshold", ("sam", "threshold"): "--sam-threshold",
     ("spans", "retries"): "--spans-retries", ("spans", "max_new_tokens"): "--spans-max-new-tokens",

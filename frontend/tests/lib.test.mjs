@@ -6,6 +6,7 @@ import { maskAbove, otsuThreshold } from "../js/lib/otsu.js";
 import { DEFAULTS, address, linkTo, pagePath, parseState, serializeState, stateAt } from "../js/lib/urlstate.js";
 import { fmtNum, fmtPct, niceTicks, percentileRank, quantiles } from "../js/lib/format.js";
 import { captionPieces, layoutSpans, stepIn, tokenRuns } from "../js/lib/spans.js";
+import { tamInfo, tokenMapNotes } from "../js/lib/tam.js";
 import { relianceColor } from "../js/components/caption.js";
 import { golden } from "./golden.mjs";
 
@@ -210,4 +211,27 @@ test("bilinear into 8 bits rounds the float result", () => {
   const f = bilinear(c.grid, c.gw, c.gh, c.W, c.H);
   const u = bilinear(c.grid, c.gw, c.gh, c.W, c.H, new Uint8ClampedArray(c.W * c.H));
   f.forEach((v, i) => assert.ok(Math.abs(u[i] - v) <= 0.5 + 1e-6, `${i}: ${u[i]} vs ${v}`));
+});
+
+test("tam: the variant a painting's maps were made with, and token 0's map in the reference variant", () => {
+  const reference = { provenance: { tam: { variant: "reference", first_prompt_class: { id: 279, text: " the" },
+    nan_tokens: [3], undefined_tokens: [5] } } };
+  const info = tamInfo(reference);
+  assert.equal(info.variant, "reference");
+  assert.match(info.label, /authors/);
+  const zero = tokenMapNotes(info, 0).join(" ");
+  assert.match(zero, /first prompt word's map/);
+  assert.match(zero, /“the”/);
+  assert.deepEqual(tokenMapNotes(info, 1), []);
+  assert.match(tokenMapNotes(info, 3)[0], /NaN/);
+  assert.match(tokenMapNotes(info, 5)[0], /fallback/);
+  const corrected = tamInfo({ provenance: { tam: { variant: "corrected" } } });
+  assert.equal(corrected.variant, "corrected");
+  assert.deepEqual(tokenMapNotes(corrected, 0), []);
+  for (const rec of [{}, { provenance: {} }, { provenance: { tam: { variant: "other" } } }, null]) {
+    assert.equal(tamInfo(rec), null);
+  }
+  assert.deepEqual(tokenMapNotes(null, 0), []);
+  const noPrompt = tamInfo({ provenance: { tam: { variant: "reference" } } });  // an empty prompt
+  assert.match(tokenMapNotes(noPrompt, 0)[0], /closing line break/);
 });

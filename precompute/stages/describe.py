@@ -1,9 +1,10 @@
 """`tamscope describe INPUT DATASET`: caption each painting and compute a TAM per generated token.
 
 Per painting:
-1. Load and check the image (precompute.paintings: 8-bit RGB, first frame); make the canvas (the
-   image the maps align to: the painting downscaled to `--max-side`, which is also what the
-   model sees) and a thumbnail.
+1. Load and check the image (precompute.paintings: 8-bit RGB, first frame); size it as the
+   authors' pipeline does (precompute.captioner_inputs.model_image: at most `--max-pixels`, 1280
+   merged vision tokens by default) and make it the canvas (the image the maps align to, exactly
+   what the model sees), with a thumbnail.
 2. Greedy caption with the chat template (prompt + image), `--max-new-tokens`.
 3. One teacher-forced forward pass over prompt + caption through the base model gives the
    last-layer hidden states after the final norm (`last_hidden_state`, which is what the LM
@@ -11,7 +12,12 @@ Per painting:
 4. The TAM engine (precompute.tam) on those states, the LM-head rows and the token layout:
    image tokens (`<|image_pad|>` run, raster order over the merged grid), the user's prompt
    text (between `<|vision_end|>` and `<|im_end|>`), and the generated tokens (the end token
-   and anything after it excluded).
+   and anything after it excluded). `--tam-variant reference` (default) gives the authors' maps
+   and needs what their code reads besides: the re-tokenised strings of the prompt and of the
+   whole answer (end token included) for the repeat rule, and the argmax class at the first
+   prompt position (one full LM-head row); the painting's provenance says whether the strings
+   line up with the ids, which tokens hold NaN cells (stored as 0) and which maps their code
+   could not compute (docs/tam.md). `corrected` needs neither.
 5. Tokens with character offsets: the caption is decoded prefix by prefix, so each token gets
    exactly the text it adds; a byte-level token that only starts a multi-byte character adds
    nothing (empty text) and the token completing it carries the character. Concatenating the
@@ -41,7 +47,14 @@ from contract.commit import commit_painting
 from contract.inputs import InputFolder, PaintingInput, fingerprint, input_of, scan_input, vanished
 from contract.schema import Annotations, Grid, ImageRef, MapRef, ModelRef, PaintingRecord, Token
 from contract.store import Dataset, encode_png
-from precompute.captioner_inputs import prompt_inputs, teacher_forced_inputs
+from precompute.captioner_inputs import (
+    FACTOR,
+    MAX_PIXELS,
+    MIN_PIXELS,
+    model_image,
+    prompt_inputs,
+    teacher_forced_inputs,
+)
 from precompute.lock import writer
 from precompute.models import Lazy, load_captioner
 from precompute.paintings import fit, jpeg_bytes, load_painting
@@ -60,6 +73,7 @@ from precompute.runner import (
 STAGE = "describe"
 DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
 DEFAULT_PROMPT = "Describe the content and style of this image."
+TAM_VARIANTS = ("reference", "corrected")  # --tam-variant; the first is the default (docs/tam.md)
 THUMB_SIDE = 256
 
 
@@ -70,7 +84,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser)
     parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="the captioning prompt (the paper's)")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="caption length limit in tokens")
-    parser.add_argument("--max-side", type=int, default=1024, help="longer side of the canvas in pixels")
+    parser.add_argument("--tam-variant", choices=TAM_VARIANTS, default=TAM_VARIANTS[0],
+                        help="reference: the authors' maps, bit for bit; corrected: without their quirks (docs/tam.md)")
+    parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                        help="image area the model sees at most (default 1280*28*28: 1280 vision tokens, as the authors)")
+    parser.add_argument("--min-pixels", type=int, default=MIN_PIXELS,
+                        help="image area the model sees at least (default 256*28*28, as the authors)")
     add_run_options(parser, "paintings already described")
     parser.add_argument("--name", default=None, help="dataset name (manifest)")
     parser.add_argument("--description", default=None, help="dataset description (manifest)")
@@ -83,6 +102,7 @@ class Caption:
     grid: tuple[int, int]
     raw: dict[str, np.ndarray]  # what goes into tam_raw.safetensors
     maps_u8: np.ndarray  # (T, gh, gw)
+    tam: dict  # provenance of the maps: the variant and, in reference, its flags
 
 
 def token_texts(tokenizer, ids: list[int]) -> list[str]:
@@ -119,7 +139,28 @@ def layout(input_ids: list[int], ids: dict[str, int]) -> tuple[list[int], list[i
     return image_pos, list(range(after + 1, end))
 
 
-def caption_painting(captioner, canvas, prompt: str, max_new_tokens: int) -> Caption:
+def retokenised(tok, ids: list[int]) -> list[str]:
+    """The token strings the authors' repeat rule compares: the ids decoded (special tokens kept)
+    and tokenised again, which can split differently from the ids themselves."""
+    return tok.tokenize(tok.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+
+
+def reference_inputs(tok, hidden, head, prompt_ids: list[int], answer_ids: list[int], first_pos: int | None):
+    """(ReferenceInputs for the engine, provenance facts): the re-tokenised prompt and answer (all
+    generated ids, end token included, as their code decodes them) and the argmax class at the
+    first prompt position."""
+    from precompute.tam_reference import ReferenceInputs, first_prompt_class
+
+    prompt, answer = retokenised(tok, prompt_ids), retokenised(tok, answer_ids)
+    first = first_prompt_class(hidden[first_pos], head.weight, head.bias) if first_pos is not None else None
+    lined_up = prompt == tok.convert_ids_to_tokens(prompt_ids) and answer == tok.convert_ids_to_tokens(answer_ids)
+    facts = {"strings_match_ids": lined_up}
+    if first is not None:
+        facts["first_prompt_class"] = {"id": first, "text": tok.decode([first])}
+    return ReferenceInputs(tuple(prompt + answer), len(prompt), first), facts
+
+
+def caption_painting(captioner, canvas, prompt: str, max_new_tokens: int, variant: str = TAM_VARIANTS[0]) -> Caption:
     import torch
 
     from precompute.tam import compute_tam
@@ -130,11 +171,11 @@ def caption_painting(captioner, canvas, prompt: str, max_new_tokens: int) -> Cap
     n_prompt = inputs["input_ids"].shape[1]
     with torch.inference_mode():
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    generated = out[0, n_prompt:].tolist()
+    answer = out[0, n_prompt:].tolist()  # everything generated, the end token included
     stops = {tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
     stops |= set(np.atleast_1d(model.generation_config.eos_token_id or []).tolist())
-    end = next((i for i, t in enumerate(generated) if t in stops), len(generated))
-    generated = generated[:end]
+    end = next((i for i, t in enumerate(answer) if t in stops), len(answer))
+    generated = answer[:end]
     if not generated:
         raise PaintingError("the captioner produced an empty caption")
 
@@ -149,26 +190,36 @@ def caption_painting(captioner, canvas, prompt: str, max_new_tokens: int) -> Cap
     _, h, w = inputs["image_grid_thw"][0].tolist()
     grid = (h // captioner.merge_size, w // captioner.merge_size)
     head = model.get_output_embeddings()
+    reference, tam_facts = None, {}
+    if variant == "reference":
+        ids = full[0].tolist()
+        reference, tam_facts = reference_inputs(tok, hidden, head, [ids[i] for i in prompt_pos], answer,
+                                                prompt_pos[0] if prompt_pos else None)
     tam = compute_tam(hidden, head.weight, full[0], torch.tensor(image_pos), grid, torch.tensor(prompt_pos),
-                      torch.arange(n_prompt, n_prompt + len(generated)), lm_head_bias=head.bias)
+                      torch.arange(n_prompt, n_prompt + len(generated)), lm_head_bias=head.bias, reference=reference)
     caption, tokens = build_tokens(tok, generated)
     raw = {"raw": tam.raw, "lo": tam.lo, "hi": tam.hi, "maps": tam.maps, "text_relevance": tam.text_relevance,
-           "interference_scale": tam.interference_scale, "token_ids": np.asarray(generated, dtype=np.int64)}
-    return Caption(caption, tokens, grid, raw, tam.maps_u8)
+           "interference_scale": tam.interference_scale, "class_ids": tam.class_ids, "nan_cells": tam.nan_cells,
+           "token_ids": np.asarray(generated, dtype=np.int64)}
+    if reference is not None:
+        tam_facts |= {"nan_cells": int(tam.nan_cells.sum()), "nan_tokens": np.flatnonzero(tam.nan_cells).tolist(),
+                      "undefined_tokens": np.flatnonzero(tam.undefined).tolist()}
+    return Caption(caption, tokens, grid, raw, tam.maps_u8, {"variant": variant, **tam_facts})
 
 
 def settings_of(args: argparse.Namespace) -> dict:
     return {"model": args.model, "revision": args.revision, "prompt": args.prompt,
-            "max_new_tokens": args.max_new_tokens, "max_side": args.max_side, "dtype": args.dtype}
+            "max_new_tokens": args.max_new_tokens, "min_pixels": args.min_pixels, "max_pixels": args.max_pixels,
+            "tam_variant": args.tam_variant, "dtype": args.dtype}
 
 
 def describe_one(painting: PaintingInput, args, captioner: Lazy) -> Output:
     """The record of one painting and every file it references, in memory: nothing is written here."""
     loaded = load_painting(painting.path)
-    canvas = fit(loaded.image, args.max_side)
+    canvas = model_image(loaded.image, args.min_pixels, args.max_pixels)
     thumb = fit(canvas, THUMB_SIDE)
     model = captioner.get()
-    result = caption_painting(model, canvas, args.prompt, args.max_new_tokens)
+    result = caption_painting(model, canvas, args.prompt, args.max_new_tokens, args.tam_variant)
     files = {"canvas.jpg": jpeg_bytes(canvas), "thumb.jpg": jpeg_bytes(thumb, quality=85)}
     for token in result.tokens:
         png = f"tokens/{token.index}.png"
@@ -186,7 +237,7 @@ def describe_one(painting: PaintingInput, args, captioner: Lazy) -> Output:
         tokens=result.tokens,
         provenance={"captioner": {"id": model.model_id, "revision": model.revision,
                                   "device": str(model.device), "dtype": str(model.dtype).replace("torch.", "")},
-                    "tam_raw": "tam_raw.safetensors", "input": source},
+                    "tam": result.tam, "tam_raw": "tam_raw.safetensors", "input": source},
     )
     return Output(record, files)
 
@@ -204,6 +255,9 @@ def new_record(painting: PaintingInput) -> PaintingRecord:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not FACTOR * FACTOR <= args.min_pixels <= args.max_pixels:
+        raise SystemExit(f"describe: need {FACTOR * FACTOR} <= --min-pixels <= --max-pixels "
+                         f"(got {args.min_pixels} and {args.max_pixels})")
     shard = parse_shard(args.shard)
     inputs = scan_input(args.input)  # a malformed annotations file stops the run before it starts
     with writer(args.dataset, shard):

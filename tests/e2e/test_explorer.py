@@ -265,6 +265,29 @@ def test_token_mode_and_visual_reliance(tab, server, e2e_datasets):
     assert tokens.count() == 0
 
 
+def test_the_tam_variant_and_token_0_in_the_reference_variant(tab, server):
+    """painting-0 was described with the reference variant (testkit/fixture_dataset.py), painting-1 corrected."""
+    page = tab.page
+    open_painting(tab, server, "painting-0", "&mode=token")
+    note = page.get_by_test_id("overlay-note")
+    assert "first prompt word" in note.inner_text()  # the hint before any token is chosen
+    page.get_by_test_id("token-button").nth(0).click()
+    wait_drawn(page, "tam token-0")
+    assert "reference" in page.get_by_test_id("numbers").inner_text()
+    assert "token 0 shows the first prompt word's map" in note.inner_text() and "“the”" in note.inner_text()
+    tab.shot("token0-reference")
+    page.get_by_test_id("token-button").nth(1).click()
+    wait_drawn(page, "tam token-1")
+    assert note.inner_text() == ""
+    page.get_by_test_id("token-button").nth(3).click()
+    wait_drawn(page, "tam token-3")
+    assert "NaN" in note.inner_text()
+    open_painting(tab, server, "painting-1", "&mode=token&token=0")
+    wait_drawn(page, "tam token-0")
+    assert "corrected" in page.get_by_test_id("numbers").inner_text()
+    assert "first prompt word" not in page.get_by_test_id("overlay-note").inner_text()
+
+
 def test_compare_side_by_side(tab, server):
     page = tab.page
     open_painting(tab, server, "painting-0", "&span=2")

@@ -17,6 +17,7 @@ import { categoryInfo } from "../lib/categories.js";
 import { fmtNum } from "../lib/format.js";
 import { otsuThreshold } from "../lib/otsu.js";
 import { layoutSpans, stepIn } from "../lib/spans.js";
+import { tamInfo, tokenMapNotes } from "../lib/tam.js";
 import { linkTo } from "../lib/urlstate.js";
 import { mapAtCanvas, paint, prefetch, prepare, probe, renderLayers } from "../overlay.js";
 
@@ -58,6 +59,7 @@ async function mount(root, { source, navigate, state }, key) {
   const hasTokens = (rec.tokens || []).some((t) => t.map);
   const hasReliance = (rec.tokens || []).some((t) => typeof t.reliance === "number");
   const ann = rec.annotations || {};
+  const tam = tamInfo(rec); // which TAM variant made the token maps
   let current = state; // the state last applied
   let drawGen = 0, compareGen = 0;
   let shown = null; // what the overlay canvas holds now: {drawn, threshold} (for the export)
@@ -239,6 +241,7 @@ async function mount(root, { source, navigate, state }, key) {
     const on = new Set(next.layers);
     if (!span && !token) {
       return tokenMode ? "Click any word to see its own map (arrow keys move between tokens)."
+        + (tam?.variant === "reference" ? " Token 0 shows the first prompt word's map, as in the paper's code." : "")
         : "Click a coloured phrase to see where the model looked (Tab to a phrase, Enter, then ← → between phrases).";
     }
     if (!on.size) return "Every layer is off: turn on the TAM heatmap, the Otsu region or the SAM 3 mask.";
@@ -246,8 +249,14 @@ async function mount(root, { source, navigate, state }, key) {
     if (!mapUrl && (on.has("tam") || on.has("otsu"))) out.push("No map was recorded for this selection.");
     if (on.has("tam") && mapUrl) {
       if (span && span.start == null) out.push(`“${span.text}” was named by the span classifier but does not occur in the caption; its map is shown as recorded.`);
-      else if (span && span.tokens?.length) out.push(`Mean of the maps of ${span.tokens.length} token${span.tokens.length === 1 ? "" : "s"}.`);
-      else out.push(`Where the model looked for “${span ? span.text : token.text.trim()}”: the hotter, the more it drew on that part of the painting.`);
+      else if (span && span.tokens?.length) {
+        out.push(`Mean of the maps of ${span.tokens.length} token${span.tokens.length === 1 ? "" : "s"}.`
+          + (tam?.variant === "reference" && span.tokens.includes(0)
+            ? " Token 0's among them is the first prompt word's map (the paper's code)." : ""));
+      } else {
+        out.push(`Where the model looked for “${span ? span.text : token.text.trim()}”: the hotter, the more it drew on that part of the painting.`);
+        if (token) out.push(...tokenMapNotes(tam, token.index));
+      }
     }
     if (on.has("otsu") && mapUrl) {
       out.push(!Number.isFinite(threshold) ? "No Otsu threshold could be computed for this map."
@@ -315,7 +324,7 @@ async function mount(root, { source, navigate, state }, key) {
     if (problem) announce(problem);
     figcaption.textContent = describe(span, token);
     scaleBox.replaceChildren(layerKey({ ...look, layers: next.layers, ref: mapRef, threshold }));
-    numbersHost.replaceChildren(tokenMode ? tokenNumbers(token) : numbersPanel(span, stats));
+    numbersHost.replaceChildren(tokenMode ? tokenNumbers(token, tam) : numbersPanel(span, stats));
     exportButton.disabled = !mapUrl && !samUrl;
 
     // compare panel: the other phrase with the same layers, or this phrase's own SAM 3 mask
@@ -360,9 +369,10 @@ async function mount(root, { source, navigate, state }, key) {
   return { key, el, update, firstPhrase };
 }
 
-function tokenNumbers(token) {
+function tokenNumbers(token, tam) {
   if (!token) return h("p", { class: "muted numbers-empty" }, "Select a token to see its numbers.");
   const rows = [["Token", `#${token.index} “${token.text}” (id ${token.id})`]];
+  if (tam) rows.push(["TAM variant", tam.label]);
   if (typeof token.reliance === "number") {
     rows.push(["Visual reliance", `${fmtNum(token.reliance, 3)}${token.visual ? " (visually relevant)" : ""}`]);
   }

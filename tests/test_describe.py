@@ -95,7 +95,7 @@ def teacher_forced_states(model_dir, painting_path, prompt, token_ids, dtype):
     from precompute.paintings import load_painting
 
     cap = load_captioner(str(model_dir), device="cpu", dtype=dtype)
-    inputs = prompt_inputs(cap, model_image(load_painting(painting_path)), prompt)
+    inputs = prompt_inputs(cap, model_image(load_painting(painting_path).image), prompt)
     forced = teacher_forced_inputs(inputs, token_ids)
     with torch.no_grad():
         hidden = cap.model.model(**forced).last_hidden_state[0]
@@ -112,7 +112,7 @@ def test_stored_maps_are_the_loop_references(paintings, tiny_qwen2vl_dir, tmp_pa
     over = {} if variant == "reference" else {"tam_variant": "corrected", "dtype": "float64"}
     assert describe.run(args_for(paintings, tmp_path / "ds", tiny_qwen2vl_dir, **over)) == 0
     ds = Dataset(tmp_path / "ds")
-    rec = ds.record("wide")
+    rec = ds.record(WIDE)
     assert rec.stages["describe"].settings["tam_variant"] == variant
     assert rec.provenance["tam"]["variant"] == variant
     ids = [t.id for t in rec.tokens]
@@ -136,22 +136,22 @@ def test_stored_maps_are_the_loop_references(paintings, tiny_qwen2vl_dir, tmp_pa
         want = corrected_loop(hidden.numpy(), head.numpy(), full.numpy(), image_pos.tolist(), grid, prompt_pos,
                               gen_pos)
     for token, ref in zip(rec.tokens, want, strict=True):
-        np.testing.assert_array_equal(read_png_u8(ds.painting_dir("wide") / token.map.png), ref["u8"])
+        np.testing.assert_array_equal(read_png_u8(ds.painting_dir(WIDE) / token.map.png), ref["u8"])
 
 
 def test_a_changed_variant_redoes_describe_on_resume(paintings, tiny_qwen2vl_dir, tmp_path, capsys):
     out = tmp_path / "ds"
     assert describe.run(args_for(paintings, out, tiny_qwen2vl_dir)) == 0
     ds = Dataset(out)
-    before = {t.index: read_png_u8(ds.painting_dir("square") / t.map.png) for t in ds.record("square").tokens}
+    before = {t.index: read_png_u8(ds.painting_dir(SQUARE) / t.map.png) for t in ds.record(SQUARE).tokens}
     assert describe.run(args_for(paintings, out, tiny_qwen2vl_dir)) == 0
     assert "0 done, 2 already done" in capsys.readouterr().out
     assert describe.run(args_for(paintings, out, tiny_qwen2vl_dir, tam_variant="corrected")) == 0
     assert "2 done, 0 already done" in capsys.readouterr().out
-    rec = ds.record("square")
+    rec = ds.record(SQUARE)
     assert rec.stages["describe"].settings["tam_variant"] == "corrected" == rec.provenance["tam"]["variant"]
     assert ds.manifest().settings["describe"]["tam_variant"] == "corrected"
-    after = {t.index: read_png_u8(ds.painting_dir("square") / t.map.png) for t in rec.tokens}
+    after = {t.index: read_png_u8(ds.painting_dir(SQUARE) / t.map.png) for t in rec.tokens}
     assert not np.array_equal(before[0], after[0])  # token 0: the first prompt word's map, then its own
 
 
@@ -344,10 +344,11 @@ def test_deep_and_animated_images_give_true_canvases(tiny_qwen2vl_dir, tmp_path,
     gives its first frame. The canvas is compared with values computed from the raw arrays."""
     folder = tmp_path / "in"
     folder.mkdir()
-    ramp = np.tile(np.linspace(0, 1, 224), (224, 1))  # (224, 224): dark left, light right
+    # 448 x 448 = 256*28*28, the least the model sees: the canvas keeps the image's own pixels
+    ramp = np.tile(np.linspace(0, 1, 448), (448, 1))  # (448, 448): dark left, light right
     Image.fromarray(np.floor(ramp * 65535).astype(np.uint16)).save(folder / "deep.png")
     Image.fromarray(ramp.astype(np.float32)).save(folder / "float.tif")
-    frames = [Image.new("RGB", (224, 224), (200, 30, 30)), Image.new("RGB", (224, 224), (30, 30, 200))]
+    frames = [Image.new("RGB", (448, 448), (200, 30, 30)), Image.new("RGB", (448, 448), (30, 30, 200))]
     frames[0].save(folder / "moving.gif", save_all=True, append_images=frames[1:])
     out = tmp_path / "ds"
     assert describe.run(args_for(folder, out, tiny_qwen2vl_dir)) == 0

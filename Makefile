@@ -8,7 +8,7 @@ BASE_STAMP := $(VENV)/.installed-base
 DATASET ?= data/smoke
 PAINTINGS ?= data/smoke-paintings
 
-.PHONY: help setup setup-serve test test-fast test-e2e test-js js-tools demo serve precompute bench bench-tam bench-server bench-explorer bench-cpu site site-demo lint smoke-dataset chromium wrk podman image image-precompute image-test clean
+.PHONY: help setup setup-serve test test-fast test-e2e test-js test-slurm slurm js-tools demo serve precompute bench bench-tam bench-server bench-explorer bench-cpu site site-demo lint smoke-dataset chromium wrk podman image image-precompute image-test clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -37,6 +37,16 @@ chromium: ## install Debian's Chromium for the browser tests if it is missing
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	else echo "no Chromium: install Debian's (sudo apt-get install chromium) or set TAMSCOPE_CHROMIUM" >&2; exit 1; fi
 
+# the SLURM test (tests/test_slurm.py) starts a private single-node cluster from Debian's slurm-wlm and
+# munge; only when they are missing are they installed, which needs root. Without them it skips.
+SLURM_PROGRAMS = slurmctld slurmd munged munge sbatch
+slurm: ## install Debian's slurm-wlm and munge for the real-cluster test if they are missing (root; else it skips)
+	@PATH="$$PATH:/usr/sbin:/sbin"; missing=; for p in $(SLURM_PROGRAMS); do command -v $$p >/dev/null || missing=$$p; done; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends slurm-wlm munge >/dev/null) || echo "slurm-wlm and munge could not be installed: the SLURM test will skip" >&2; \
+	else echo "no SLURM: the real-cluster test will skip (as root, \`make slurm\` installs Debian's slurm-wlm and munge)" >&2; fi
+
 # axe-core (the browser tests' accessibility checks) from the npm registry, pinned by
 # frontend/tests/package-lock.json into frontend/tests/node_modules (never committed); reinstalled
 # only when the lock changes. Without npm the checks skip with a message (the rest still runs).
@@ -63,12 +73,15 @@ wrk: ## install Debian's wrk for the server benchmark if it is missing
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) \
 		|| echo "wrk is not installable here: the benchmark falls back to its Python load generator"
 
-test: setup chromium js-tools podman ## every test: Python (unit, tiny models, server, browser, container image) and JS units
+test: setup chromium js-tools podman slurm ## every test: Python (unit, tiny models, server, browser, container image, a real SLURM cluster) and JS units
 	$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-js
 
-test-fast: setup ## tests without the browser and the container image
-	$(BIN)/pytest -q -m "not e2e and not image"
+test-fast: setup ## tests without the browser, the container image and the SLURM cluster
+	$(BIN)/pytest -q -m "not e2e and not image and not slurm"
+
+test-slurm: setup slurm ## the real-cluster test alone: a private single-node SLURM cluster runs `tamscope submit`
+	$(BIN)/pytest -q -m slurm
 
 test-e2e: setup chromium js-tools ## browser tests alone
 	$(BIN)/pytest -q -m e2e

@@ -151,10 +151,11 @@ class Dataset:
     def save_stats(self, stats: DatasetStats) -> None:
         atomic_write_json(self.root / STATS, stats)
 
-    def refresh_manifest(self, **fields: Any) -> DatasetManifest:
+    def refresh_manifest(self, *, list_paintings: bool = True, **fields: Any) -> DatasetManifest:
         """Rebuild the painting list and failures from the records; keep or update other fields.
 
         Called by every stage at its end, so the manifest always reflects what is on disk.
+        list_paintings=False keeps the list as it is (shard runs: `tamscope merge` lists them).
         """
         if self.has_manifest():
             manifest = self.manifest()
@@ -169,13 +170,14 @@ class Dataset:
                                                        for k, v in value.items()}}
             else:
                 data[key] = value.model_dump() if hasattr(value, "model_dump") else value
-        summaries, failures = [], []
-        for record in self.records():
-            summaries.append(summarise(record, self.root))
-            failures.extend(Failure(painting=record.id, **f.model_dump(exclude={"painting"}))
-                            for f in record.failures)
-        data["paintings"] = [s.model_dump() for s in summaries]
-        data["failures"] = [f.model_dump() for f in failures]
+        if list_paintings:
+            summaries, failures = [], []
+            for record in self.records():
+                summaries.append(summarise(record, self.root))
+                failures.extend(Failure(painting=record.id, **f.model_dump(exclude={"painting"}))
+                                for f in record.failures)
+            data["paintings"] = [s.model_dump() for s in summaries]
+            data["failures"] = [f.model_dump() for f in failures]
         manifest = DatasetManifest.model_validate(data)
         self.save_manifest(manifest)
         return manifest

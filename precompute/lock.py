@@ -5,9 +5,12 @@
 
 So a second unsharded run, or a second run of the same shard, stops at once with a message
 naming the pid that holds the dataset, and runs of different shards (same N: other Ns overlap)
-go on side by side. The kernel drops a lock when its process dies, even by kill -9: a lock file
-left behind holds nothing. The file holds the holder's pid for the message; the last holder
-removes it on its way out (and whoever opened it meanwhile sees it was unlinked and retries).
+go on side by side. The one file they share, manifest.json, they update in turn
+(`update_manifest`, on DATASET/.tamscope-lock-manifest), and only its fields: the painting list
+is left to `tamscope merge`, which holds the dataset alone. The kernel drops a lock when its
+process dies, even by kill -9: a lock file left behind holds nothing. The file holds the
+holder's pid for the message; the last holder removes it on its way out (and whoever opened it
+meanwhile sees it was unlinked and retries).
 
 Taking the lock also repairs what a killed run left (contract.commit.recover): interrupted
 painting commits and temporary files, of this shard's paintings only when sharded.
@@ -21,13 +24,15 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from contract.commit import recover
 from contract.errors import UserError
 from contract.store import Dataset
-from precompute.runner import in_shard
+from precompute.shards import in_shard
 
 LOCK = ".tamscope-lock"
+MANIFEST_LOCK = f"{LOCK}-manifest"
 _held: dict[tuple[str, tuple[int, int] | None], int] = {}  # (dataset, shard) -> nesting depth
 
 
@@ -54,11 +59,11 @@ def _holders(root: Path, path: Path) -> str:
     return ", ".join(shards) or "another process"
 
 
-def _acquire(path: Path, shared: bool, busy: str) -> int:
+def _acquire(path: Path, shared: bool, busy: str, wait: bool = False) -> int:
     for _ in range(20):  # only a holder unlinking the file at this very moment makes us retry
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             os.close(fd)
             raise DatasetBusy(f"{busy} ({_holders(path.parent, path)}); wait for it to finish, "
@@ -121,3 +126,28 @@ def writer(root: Path, shard: tuple[int, int] | None = None) -> Iterator[None]:
         _held.pop(key, None)
         for fd, path in reversed(taken):
             _release(fd, path)
+
+
+@contextmanager
+def _turn(path: Path) -> Iterator[None]:
+    """Hold `path` exclusively, waiting for the current holder (held for milliseconds)."""
+    fd = _acquire(path, shared=False, busy=f"{path} is held", wait=True)
+    try:
+        yield
+    finally:
+        _release(fd, path)
+
+
+def update_manifest(dataset: Dataset, shard: tuple[int, int] | None, **fields: Any) -> None:
+    """Set manifest fields a stage knows (models, settings, prompt, name; contract.store).
+
+    An unsharded run holds the dataset alone: it also rebuilds the painting list from every record.
+    Shard runs write the manifest concurrently, so they take turns (a read-modify-write each, on
+    DATASET/.tamscope-lock-manifest) and leave the painting list to `merge`: no shard loses another's
+    model entry, and none reads every record of the dataset at the end of every stage.
+    """
+    if shard is None:
+        dataset.refresh_manifest(**fields)
+        return
+    with _turn(dataset.root / MANIFEST_LOCK):
+        dataset.refresh_manifest(list_paintings=False, **fields)

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
+from precompute.progress import on_terminal
+
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16", "float64": "float64", "fp64": "float64"}
 
@@ -80,6 +84,10 @@ def missing_message(model_id: str, role: str) -> str:
 def load_pretrained(loader, model_id: str, role: str, **kwargs):
     """`loader(model_id, **kwargs)` (a from_pretrained), with missing weights as ModelNotAvailable."""
     offline_mode()
+    if not on_terminal():  # transformers' bars are carriage-return redraws: noise in a job log
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     path = Path(model_id).expanduser()
     if looks_like_path(model_id) and not (path / "config.json").is_file() and not (
             path / "preprocessor_config.json").is_file() and not (path / "tokenizer_config.json").is_file():
@@ -163,7 +171,20 @@ def load_with_processor(processor_loader, model_loader, model_id: str, role: str
     if found:
         raise ModelNotAvailable(f"{role} {model_id!r} cannot be used: " + "; ".join(found))
     model = load_pretrained(model_loader, model_id, role, dtype=resolve_dtype(dtype, dev), **kw)
+    tqdm.write(f"{role}: {model_id} on {dev} ({resource_note(model.dtype, dev)})")
     return processor, model.to(dev).eval()
+
+
+def resource_note(dtype, device) -> str:
+    """'float32, 2 CPU threads': what a job log needs to tell whether torch uses its allocation
+    (torch takes its thread count from OMP_NUM_THREADS, else from the machine's cores)."""
+    import torch
+
+    note = str(dtype).replace("torch.", "")
+    if device.type == "cpu":
+        threads = torch.get_num_threads()
+        note += f", {threads} CPU thread{'s' if threads != 1 else ''}"
+    return note
 
 
 def captioner_problems(config, processor) -> list[str]:

@@ -11,7 +11,7 @@ painting whose input changed or vanished is a violation, not a silent pass.
 
 With `--shard K/N` the per-painting stages process only shard K (a stable hash of the painting
 id) and the dataset-wide steps are left to `tamscope merge DATASET`, run once after all shards
-(docs/precompute.md has a SLURM job-array example).
+(`tamscope submit` runs them as a SLURM job array, precompute.submit).
 
 `--text-llm lexicon` runs without a text LLM: the span classifier's keyword baseline and the
 metadata string match only (what the embedded smoke dataset uses).
@@ -24,11 +24,10 @@ import importlib
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from contract.inputs import scan_input
 from contract.store import Dataset
 from precompute.lock import writer
+from precompute.progress import progress
 from precompute.runner import add_model_options, add_run_options, in_shard, parse_shard
 from tamscope.cli import COMMANDS
 
@@ -116,6 +115,21 @@ def _declare(group, flag: str, action: argparse.Action) -> None:
     group.add_argument(flag, **kw)
 
 
+def given_options(args: argparse.Namespace) -> list[tuple[str, ...]]:
+    """configure's inverse: the options of `tamscope precompute` that `args` holds, each with its
+    value, as on a command line (each option given, and every model: the pipeline always passes them)."""
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    options: list[tuple[str, ...]] = []
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if not action.option_strings or action.dest == "help" or value is None or value is False:
+            continue
+        flag = max(action.option_strings, key=len)
+        options.append((flag,) if value is True else (flag, str(value)))
+    return options
+
+
 def stage_argvs(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     """The command line of every stage, in order: its positionals and the options given."""
     common = common_dests()
@@ -182,10 +196,11 @@ def run(args: argparse.Namespace) -> int:
 def run_stages(args: argparse.Namespace, shard: tuple[int, int] | None, stages: list[tuple[str, list[str]]]) -> int:
     codes: dict[str, int] = {}
     start = time.monotonic()
-    overall = tqdm(stages, desc="precompute", unit="stage", dynamic_ncols=True)
-    for name, argv in overall:
-        overall.set_postfix_str(name)
+    overall = progress(total=len(stages), desc="precompute", unit="stage")
+    for name, argv in stages:
+        overall.set_postfix_str(name)  # shown at once: in a log, the line that says which stage starts
         codes[name] = run_command(name, argv)
+        overall.update()
     overall.close()
     print(f"\n== summary ({time.monotonic() - start:.0f} s) ==")
     print("\n".join(summary(args.dataset, shard, list(codes))))

@@ -9,7 +9,8 @@ A stage is a function `record -> record` (or -> Output, when it also writes file
   is on disk: a failed re-run keeps the earlier result (caption, spans, files, stamp),
 - clears the stamps of the stages that read this one's output (DOWNSTREAM), so re-typed spans
   get new span maps, SAM masks and metadata verdicts on the next run,
-- refreshes the manifest (painting list, failures, the stage's settings) at the end.
+- refreshes the manifest (painting list, failures, the stage's settings) at the end; a shard
+  run sets the settings alone and leaves the painting list to `merge` (precompute.lock).
 Stage commands hold the dataset's writer lock (precompute.lock) around all of this.
 It imports no torch: stages load their models lazily, on the first painting that needs them.
 """
@@ -17,16 +18,17 @@ It imports no torch: stages load their models lazily, on the first painting that
 from __future__ import annotations
 
 import traceback
-import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
 from contract.commit import commit_painting
-from contract.errors import UserError
 from contract.schema import Failure, PaintingRecord, StageStamp
 from contract.store import Dataset, utcnow
+from precompute.lock import update_manifest
+from precompute.progress import progress
+from precompute.shards import ShardError, in_shard, parse_shard  # noqa: F401 (the stages import them from here)
 
 
 @dataclass
@@ -102,31 +104,6 @@ def add_run_options(parser, what: str = "paintings already done with the same se
     parser.add_argument("--force", action="store_true", help=f"redo {what}")
 
 
-class ShardError(UserError, ValueError):
-    """A malformed --shard."""
-
-
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """'K/N' (0 <= K < N) -> (K, N). Sharding splits the work of a stage over N jobs."""
-    if not text:
-        return None
-    try:
-        k, n = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise ShardError(f"--shard must look like K/N, got {text!r}") from None
-    if not (n >= 1 and 0 <= k < n):
-        raise ShardError(f"--shard {text}: need 0 <= K < N")
-    return k, n
-
-
-def in_shard(pid: str, shard: tuple[int, int] | None) -> bool:
-    """Stable assignment by a hash of the id: shards never overlap and need no coordination."""
-    if shard is None:
-        return True
-    k, n = shard
-    return zlib.crc32(pid.encode()) % n == k
-
-
 def error_text(exc: BaseException) -> str:
     if isinstance(exc, PaintingError):
         return str(exc)
@@ -196,7 +173,7 @@ def run_stage(
     """
     summary = StageSummary(stage, needs=needs)
     pids = [pid for pid in (ids if ids is not None else dataset.painting_ids()) if in_shard(pid, shard)]
-    for pid in tqdm(pids, desc=stage, unit="painting", dynamic_ncols=True, leave=False):
+    for pid in progress(pids, desc=stage, unit="painting", leave=False):
         record = dataset.record(pid)
         if needs and needs not in record.stages:
             summary.waiting.append(pid)
@@ -207,6 +184,6 @@ def run_stage(
         attempt(dataset, stage, settings, pid, lambda record=record: process(record),
                 lambda pid=pid: dataset.record(pid), summary, verbose_errors)
     if refresh_manifest:
-        dataset.refresh_manifest(settings={stage: settings})
+        update_manifest(dataset, shard, settings={stage: settings})
     tqdm.write(summary.line())
     return summary

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sam": ("precompute.stages.sam", "SAM 3 masks for CVO/ICON spans and IoU with the Otsu mask"),
     "metadata": ("precompute.stages.metadata", "grade the title/artist the caption claims"),
     "stats": ("contract.stats", "dataset statistics for the dashboard"),
+    "submit": ("precompute.submit", "precompute on a SLURM cluster: a job array of shards, then the merge"),
     "merge": ("precompute.merge", "merge shards into one dataset manifest and statistics"),
     "validate": ("contract.validate", "check a dataset folder against the contract"),
     "serve": ("backend.cli", "serve the explorer and the JSON API"),

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,10 +15,12 @@ import pytest
 from PIL import Image
 
 from contract.inputs import scan_input
+from contract.schema import ModelRef
 from contract.store import Dataset
 from contract.validate import validate_dataset
-from precompute.lock import LOCK, DatasetBusy, writer
-from precompute.runner import in_shard
+from precompute.lock import LOCK, MANIFEST_LOCK, DatasetBusy, update_manifest, writer
+from precompute.shards import in_shard
+from testkit.fixture_dataset import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -106,3 +109,38 @@ def test_the_lock_is_reentrant_in_a_process_and_released(tmp_path):
     with writer(tmp_path, (0, 2)), pytest.raises(DatasetBusy, match="being written by"):
         with writer(tmp_path):  # the whole dataset while a shard of it is held
             pass
+
+
+def test_shards_take_turns_on_the_manifest(tmp_path):
+    """Two shard runs setting their model at once. Without turns, the second writes its entry
+    while the first is between reading and writing the manifest, and the first writes it away."""
+    root = tmp_path / "ds"
+    Dataset(root).refresh_manifest(name="t")
+    reading = threading.Event()
+
+    class SlowReader(Dataset):
+        def manifest(self):
+            manifest = super().manifest()
+            reading.set()
+            time.sleep(0.5)  # the first shard, read but not written
+            return manifest
+
+    first = threading.Thread(target=update_manifest, args=(SlowReader(root), (0, 2)),
+                             kwargs={"models": {"captioner": ModelRef(id="qwen", revision="a")}})
+    first.start()
+    assert reading.wait(10)
+    update_manifest(Dataset(root), (1, 2), models={"segmenter": ModelRef(id="sam", revision="b")})
+    first.join()
+    assert set(Dataset(root).manifest().models) == {"captioner", "segmenter"}
+    assert not (root / MANIFEST_LOCK).exists()
+
+
+def test_shard_runs_leave_the_painting_list_to_merge(tmp_path):
+    root = make_dataset(tmp_path / "ds", n_paintings=2, with_stats=False)
+    listed = Dataset(root).manifest().paintings
+    (root / "paintings" / listed[0].id / "record.json").unlink()  # a change the list does not show yet
+    update_manifest(Dataset(root), (0, 2), settings={"spans": {"retries": 2}})
+    manifest = Dataset(root).manifest()
+    assert manifest.paintings == listed and manifest.settings["spans"] == {"retries": 2}
+    update_manifest(Dataset(root), None, settings={"spans": {"retries": 2}})  # unsharded: the run owns the list
+    assert [p.id for p in Dataset(root).manifest().paintings] == [listed[1].id]

@@ -125,3 +125,35 @@ def test_no_podman_without_root_is_a_skip_not_a_failure(tmp_path):
     podman.chmod(0o755)
     done = make_podman({"PATH": str(tools)})
     assert done.returncode == 0 and done.stderr == "" and not (tools / "apt-get-ran").exists()
+
+
+def make_slurm(env: dict) -> subprocess.CompletedProcess:
+    # a program no machine has: SLURM counts as missing even where it is installed
+    return subprocess.run([MAKE, "--no-print-directory", "slurm", "SLURM_PROGRAMS=tamscope-no-such-program"],
+                          cwd=REPO, env=env, capture_output=True, text=True)
+
+
+def test_test_installs_slurm_where_it_is_missing(tmp_path):
+    plan = " ".join(dry_run("test", tmp_path / ".venv")).replace("\\ ", "")
+    assert re.search(r"apt-get install [^;]*--no-install-recommends slurm-wlm munge", plan)
+
+
+def test_no_slurm_without_root_is_a_message_not_a_failure(tmp_path):
+    tools = fake_tools(tmp_path / "bin")
+    (tools / "id").unlink()
+    (tools / "id").write_text("#!/bin/sh\necho 1000\n")
+    (tools / "id").chmod(0o755)
+    done = make_slurm({"PATH": str(tools)})
+    assert done.returncode == 0 and "the real-cluster test will skip" in done.stderr
+    assert not (tools / "apt-get-ran").exists()
+
+
+def test_slurm_that_cannot_be_installed_is_a_message_not_a_failure(tmp_path):
+    tools = fake_tools(tmp_path / "bin")
+    (tools / "id").unlink()
+    (tools / "id").write_text("#!/bin/sh\necho 0\n")  # root, whose apt-get fails (no network, no mirror)
+    (tools / "id").chmod(0o755)
+    os.symlink(shutil.which("touch"), tools / "touch")  # for the apt-get stand-in's mark
+    done = make_slurm({"PATH": str(tools)})
+    assert done.returncode == 0 and "could not be installed: the SLURM test will skip" in done.stderr
+    assert (tools / "apt-get-ran").exists()

@@ -168,6 +168,7 @@ def test_two_shards_and_merge_equal_one_run(reference, paintings, tiny_qwen2vl_d
         assert run_precompute(precompute_argv(paintings, out, tiny_qwen2vl_dir, tiny_sam3_dir, "--shard", shard)) == 0
         assert f"shard {shard} done" in capsys.readouterr().out
     assert not (out / "stats.json").exists()  # dataset-wide steps wait for the merge
+    assert Dataset(out).manifest().paintings == []  # and so does the painting list: shards only set fields
     assert len(Dataset(out).painting_ids()) == 4
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SOURCE_DATE_EPOCH", EPOCH)

@@ -6,7 +6,7 @@ import pytest
 
 from contract.schema import PaintingRecord
 from contract.store import Dataset
-from precompute.runner import PaintingError, in_shard, parse_shard, run_stage
+from precompute.runner import PaintingError, ShardError, in_shard, parse_shard, run_stage
 
 
 def _dataset(tmp_path: Path, n: int = 4) -> Dataset:
@@ -76,6 +76,11 @@ def test_shards_partition_the_ids():
 def test_bad_shard_is_rejected(text):
     with pytest.raises(ValueError):
         parse_shard(text)
+
+
+def test_a_shard_out_of_range_says_how_shards_are_numbered():
+    with pytest.raises(ShardError, match=r"--shard 1/1: K must be 0 to 0 \(shards are numbered from 0 to N-1\)"):
+        parse_shard("1/1")  # `sbatch --array=1` of a script that took N from SLURM_ARRAY_TASK_COUNT
 
 
 def test_no_temp_files_left(tmp_path):

@@ -55,9 +55,10 @@ from precompute.captioner_inputs import (
     prompt_inputs,
     teacher_forced_inputs,
 )
-from precompute.lock import writer
+from precompute.lock import update_manifest, writer
 from precompute.models import Lazy, load_captioner
 from precompute.paintings import fit, jpeg_bytes, load_painting
+from precompute.progress import progress
 from precompute.runner import (
     Output,
     PaintingError,
@@ -271,7 +272,7 @@ def describe_all(args: argparse.Namespace, shard, inputs: InputFolder) -> int:
     captioner = Lazy(lambda: load_captioner(args.model, args.device, args.dtype, args.revision), STAGE)
     summary = StageSummary(STAGE)
     relabelled = []
-    for painting in tqdm(paintings, desc=STAGE, unit="painting", dynamic_ncols=True):
+    for painting in progress(paintings, desc=STAGE, unit="painting"):
         existing = dataset.record(painting.id) if dataset.has_record(painting.id) else None
         if (not args.force and existing is not None and is_done(existing, STAGE, settings)
                 and (input_of(existing) or {}).get("sha256") == fingerprint(painting.path)):
@@ -294,7 +295,7 @@ def describe_all(args: argparse.Namespace, shard, inputs: InputFolder) -> int:
     if captioner.loaded:
         models["captioner"] = ModelRef(id=captioner.value.model_id, revision=captioner.value.revision)
     extra = {k: v for k, v in (("name", args.name), ("description", args.description)) if v}
-    dataset.refresh_manifest(models=models, prompt=args.prompt, settings={STAGE: settings}, **extra)
+    update_manifest(dataset, shard, models=models, prompt=args.prompt, settings={STAGE: settings}, **extra)
     lines = [summary.line()]
     if relabelled:
         lines.append(f"annotations changed for {len(relabelled)} painting(s): record updated, caption kept, "

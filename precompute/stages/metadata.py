@@ -31,7 +31,7 @@ from contract.store import Dataset
 from contract.textmatch import artist_matches, find_phrase, title_matches
 from precompute.claims import claims_from_spans
 from precompute.llmjson import MalformedAnswer, extract_json
-from precompute.lock import writer
+from precompute.lock import update_manifest, writer
 from precompute.runner import PaintingError, add_model_options, add_run_options, parse_shard, run_stage
 from precompute.textllm import DEFAULT_MODEL, NO_LLM, TextLLM
 
@@ -160,5 +160,5 @@ def run(args: argparse.Namespace) -> int:
     with writer(args.dataset, shard):
         summary = run_stage(STAGE, dataset, settings, process(judge), shard=shard, force=args.force, needs="spans")
         if judge is not None and judge.loaded:
-            dataset.refresh_manifest(models={"metadata_judge": judge.ref()})
+            update_manifest(dataset, shard, models={"metadata_judge": judge.ref()})
     return 1 if summary.failed else 0

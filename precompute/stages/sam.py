@@ -22,7 +22,7 @@ from PIL import Image
 from contract.metrics import iou, otsu
 from contract.schema import SEGMENTABLE, ModelRef, PaintingRecord, SamResult
 from contract.store import Dataset, encode_png, read_png_u8
-from precompute.lock import writer
+from precompute.lock import update_manifest, writer
 from precompute.models import Lazy, load_with_processor, model_revision
 from precompute.runner import Output, add_model_options, add_run_options, parse_shard, run_stage
 
@@ -118,5 +118,5 @@ def run(args: argparse.Namespace) -> int:
         summary = run_stage(STAGE, dataset, settings, process(dataset, segmenter), shard=shard, force=args.force,
                             needs="spanmaps")
         if segmenter.loaded:
-            dataset.refresh_manifest(models={"segmenter": segmenter.ref()})
+            update_manifest(dataset, shard, models={"segmenter": segmenter.ref()})
     return 1 if summary.failed else 0

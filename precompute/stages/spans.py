@@ -27,7 +27,7 @@ from pathlib import Path
 from contract.schema import ModelRef, PaintingRecord, Span
 from contract.stats import span_matching
 from contract.store import Dataset
-from precompute.lock import writer
+from precompute.lock import update_manifest, writer
 from precompute.runner import PaintingError, add_model_options, add_run_options, parse_shard, run_stage
 from precompute.spanalign import MalformedAnswer, align_spans, parse_span_answer
 from precompute.textllm import DEFAULT_MODEL, NO_LLM, TextLLM
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
                             shard=shard, force=args.force)
         model_ref = ModelRef(id=LEXICON_ID, revision="built-in") if lexicon else (llm.ref() if llm.loaded else None)
         if model_ref:
-            dataset.refresh_manifest(models={"span_classifier": model_ref})
+            update_manifest(dataset, shard, models={"span_classifier": model_ref})
     if totals.get("proposed"):
         totals["match_rate"] = (totals["exact"] + totals["repaired"]) / totals["proposed"]
         print(rate_line("this run", totals))

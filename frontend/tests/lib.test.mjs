@@ -5,7 +5,7 @@ import { bilinear, sampleAt } from "../js/lib/upsample.js";
 import { maskAbove, otsuThreshold } from "../js/lib/otsu.js";
 import { DEFAULTS, linkTo, parseState, serializeState } from "../js/lib/urlstate.js";
 import { fmtNum, fmtPct, niceTicks, percentileRank, quantiles } from "../js/lib/format.js";
-import { captionPieces, layoutSpans, stepIn, tokenRuns } from "../js/lib/spans.js";
+import { captionPieces, layoutSpans, matchNote, stepIn, tokenRuns } from "../js/lib/spans.js";
 import { relianceColor } from "../js/components/caption.js";
 import { golden } from "./golden.mjs";
 
@@ -188,4 +188,16 @@ test("bilinear into 8 bits rounds the float result", () => {
   const f = bilinear(c.grid, c.gw, c.gh, c.W, c.H);
   const u = bilinear(c.grid, c.gw, c.gh, c.W, c.H, new Uint8ClampedArray(c.W * c.H));
   f.forEach((v, i) => assert.ok(Math.abs(u[i] - v) <= 0.5 + 1e-6, `${i}: ${u[i]} vs ${v}`));
+});
+
+test("matchNote: approximate matches say their similarity and the phrase as named", () => {
+  const approx = { text: "Rousseau", match: "approximate", similarity: 0.8571, phrase: "Rousse" };
+  assert.equal(matchNote(approx), "approximate match (similarity 0.86) for “Rousse”");
+  assert.equal(matchNote({ ...approx, phrase: undefined }), "approximate match (similarity 0.86)");
+  assert.equal(matchNote({ ...approx, similarity: null }), "approximate match for “Rousse”");
+  assert.equal(matchNote({ text: "large, bright red sun", match: "repaired", phrase: "large bright red sun" }),
+    "named as “large bright red sun”");
+  for (const plain of [{ text: "a boat", match: "exact" }, { text: "a boat" }, { text: "x", match: "repaired" }]) {
+    assert.equal(matchNote(plain), null); // exact, older records without the field, nothing to add
+  }
 });

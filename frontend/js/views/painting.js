@@ -16,7 +16,7 @@ import { exportPng } from "../export.js";
 import { categoryInfo } from "../lib/categories.js";
 import { fmtNum } from "../lib/format.js";
 import { otsuThreshold } from "../lib/otsu.js";
-import { layoutSpans, stepIn } from "../lib/spans.js";
+import { layoutSpans, matchNote, stepIn } from "../lib/spans.js";
 import { linkTo } from "../lib/urlstate.js";
 import { mapAtCanvas, paint, prefetch, prepare, probe, renderLayers } from "../overlay.js";
 
@@ -246,6 +246,7 @@ async function mount(root, { source, navigate, state }, key) {
     if (!mapUrl && (on.has("tam") || on.has("otsu"))) out.push("No map was recorded for this selection.");
     if (on.has("tam") && mapUrl) {
       if (span && span.start == null) out.push(`“${span.text}” was named by the span classifier but does not occur in the caption; its map is shown as recorded.`);
+      else if (span?.match === "approximate") out.push(`“${span.text}”: an ${matchNote(span)}, the caption's closest words.`);
       else if (span && span.tokens?.length) out.push(`Mean of the maps of ${span.tokens.length} token${span.tokens.length === 1 ? "" : "s"}.`);
       else out.push(`Where the model looked for “${span ? span.text : token.text.trim()}”: the hotter, the more it drew on that part of the painting.`);
     }

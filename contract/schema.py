@@ -152,14 +152,20 @@ class Token(Strict):
 
 
 class Span(Strict):
-    """A typed phrase. `text` is exactly caption[start:end]. Imported data may hold phrases the
-    span classifier named but the caption does not contain (the authors' pipeline matched about
-    half of its phrases to words): they keep their map and metrics with start = end = None."""
+    """A typed phrase. `text` is exactly caption[start:end]; `match` says how it was found for the
+    phrase the span classifier named (contract/phrasealign.py), `phrase` holds that phrase when it
+    differs from `text`, `similarity` the word similarity of an approximate match. Imported data
+    may hold phrases the span classifier named that the caption does not contain: they keep their
+    map and metrics with start = end = None and the phrase as `text`. The three match fields are
+    absent in datasets written before they existed."""
 
     index: int = Field(ge=0)
     text: str
     start: int | None = Field(default=None, ge=0)
     end: int | None = Field(default=None, ge=0)
+    match: Literal["exact", "repaired", "approximate"] | None = None
+    similarity: float | None = Field(default=None, ge=0, le=1)
+    phrase: str | None = None
     category: Category
     tokens: list[int] = []  # indices into PaintingRecord.tokens
     map: MapRef | None = None
@@ -177,6 +183,10 @@ class Span(Strict):
             raise ValueError("start and end are both set or both null")
         if self.start is None and self.tokens:
             raise ValueError("a span not located in the caption cannot cover tokens")
+        if self.start is None and (self.match or self.phrase is not None):
+            raise ValueError("a span not located in the caption has no match and keeps its phrase as text")
+        if (self.similarity is not None) != (self.match == "approximate"):
+            raise ValueError("similarity is set for an approximate match and only for one")
         return self
 
 

@@ -12,8 +12,8 @@ Tests (scipy.stats): Kruskal-Wallis across categories with epsilon squared
 Holm's correction and Cliff's delta (2U / (n1 n2) - 1); for entropy and top-10% mass, and
 IoU between CVO and ICON. Metadata: title and artist accuracy with counts and up to 3 example
 painting ids graded correct and wrong (`examples`). Span matching: how
-many phrases the span classifier proposed and how many were found in the caption (exactly or
-repaired), summed over the records (`span_matching`).
+many phrases the span classifier proposed and how many were found in the caption (exactly,
+repaired or approximately), summed over the records (`span_matching`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from contract.schema import Category, DatasetStats, PaintingRecord
 from contract.store import Dataset
 
 METRICS = ("entropy", "gini", "top10", "iou", "reliance")
-MATCH_KEYS = ("proposed", "exact", "repaired", "rejected")
+MATCH_KEYS = ("proposed", "exact", "repaired", "approximate", "rejected")  # approximate: 0 in older records
 
 
 def span_matching(records: Iterable[PaintingRecord]) -> dict:
@@ -44,7 +44,7 @@ def span_matching(records: Iterable[PaintingRecord]) -> dict:
             totals["paintings"] += 1
             for key in MATCH_KEYS:
                 totals[key] += int(counts.get(key, 0))
-    matched = totals["exact"] + totals["repaired"]
+    matched = totals["exact"] + totals["repaired"] + totals["approximate"]
     totals["match_rate"] = matched / totals["proposed"] if totals["proposed"] else None
     return totals
 
@@ -199,8 +199,9 @@ def table(stats: dict) -> str:
             lines.append(f"{key} right: {m['correct']}/{m['graded']} ({100 * m['accuracy']:.0f}%)")
     sm = stats.get("span_matching") or {}
     if sm.get("proposed"):
-        lines.append(f"span matching: {sm['exact'] + sm['repaired']}/{sm['proposed']} proposed phrases found in "
-                     f"the caption ({100 * sm['match_rate']:.0f}%; {sm['repaired']} repaired)")
+        found = sm["exact"] + sm["repaired"] + sm.get("approximate", 0)
+        lines.append(f"span matching: {found}/{sm['proposed']} proposed phrases found in the caption "
+                     f"({100 * sm['match_rate']:.0f}%; {sm['repaired']} repaired, {sm.get('approximate', 0)} approximate)")
     k = stats["tests"].get("entropy", {}).get("kruskal") if stats["tests"].get("entropy") else None
     if k:
         lines.append(f"entropy across categories: Kruskal-Wallis H={k['H']:.1f}, p={k['p']:.2g}, "

@@ -3,8 +3,9 @@
 LLMs copy phrases imperfectly: they drop commas ("large bright red sun" for "large, bright
 red sun"), split words at token boundaries ("The S cream"), change case or quotes. We look
 for the exact text first; failing that, for the same letters and digits ignoring case,
-punctuation and spacing, mapped back to exact caption offsets (a "repair"). Among several
-occurrences the one nearest to `anchor` wins. Nothing else is guessed.
+punctuation and spacing, mapped back to exact caption offsets (a "repair"). A match never
+starts or ends inside a word ("Rousse" is not in "Rousseau"). Placing a whole list of phrases,
+with order and approximate matches for reworded ones, is contract.phrasealign's job.
 """
 
 from __future__ import annotations
@@ -24,6 +25,18 @@ def _folded(text: str) -> tuple[str, list[int]]:
     return "".join(chars), index
 
 
+def fold_word(word: str) -> str:
+    """A word as repairs compare it: its letters and digits, lower case, accents removed."""
+    return _folded(word)[0]
+
+
+def whole_words(caption: str, start: int, end: int) -> bool:
+    """caption[start:end] neither starts nor ends inside a word."""
+    cuts_start = 0 < start < len(caption) and caption[start - 1].isalnum() and caption[start].isalnum()
+    cuts_end = 0 < end < len(caption) and caption[end - 1].isalnum() and caption[end].isalnum()
+    return not (cuts_start or cuts_end)
+
+
 def _occurrences(haystack: str, needle: str) -> list[int]:
     hits, pos = [], haystack.find(needle)
     while pos >= 0:
@@ -32,26 +45,34 @@ def _occurrences(haystack: str, needle: str) -> list[int]:
     return hits
 
 
-def phrase_occurrences(caption: str, phrase: str) -> tuple[list[tuple[int, int]], str]:
-    """Every (start, end) of `phrase` in `caption`, in caption order, and how they were found:
-    "exact" when the text occurs as is, else "repaired" (letters and digits only, ignoring case,
-    accents, punctuation and spacing). ([], "") when it does not occur or has under 2 letters."""
+def phrase_occurrences(caption: str, phrase: str, *, inside_words: bool = False
+                       ) -> tuple[list[tuple[int, int]], str]:
+    """Every (start, end) of `phrase` in `caption` on whole words, in caption order, and how they
+    were found: "exact" when the text occurs as is, else "repaired" (letters and digits only,
+    ignoring case, accents, punctuation and spacing). ([], "") when it does not occur or has
+    under 2 letters. `inside_words` also keeps occurrences that start or end inside a word
+    (the rule before issue 12, kept to measure what it changed)."""
     phrase = phrase.strip()
     if not phrase:
         return [], ""
-    hits = _occurrences(caption, phrase)
+
+    def kept(hits: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        return hits if inside_words else [(s, e) for s, e in hits if whole_words(caption, s, e)]
+
+    hits = kept([(h, h + len(phrase)) for h in _occurrences(caption, phrase)])
     if hits:
-        return [(h, h + len(phrase)) for h in hits], "exact"
+        return hits, "exact"
     folded_caption, index = _folded(caption)
     folded_phrase, _ = _folded(phrase)
     if len(folded_phrase) < 2:
         return [], ""
-    hits = _occurrences(folded_caption, folded_phrase)
-    return [(index[h], index[h + len(folded_phrase) - 1] + 1) for h in hits], "repaired" if hits else ""
+    hits = kept([(index[h], index[h + len(folded_phrase) - 1] + 1) for h in _occurrences(folded_caption, folded_phrase)])
+    return hits, "repaired" if hits else ""
 
 
 def find_phrase(caption: str, phrase: str, anchor: int = 0) -> tuple[int, int, str] | None:
-    """(start, end, "exact" | "repaired") of `phrase` in `caption` nearest to `anchor`, or None."""
+    """(start, end, "exact" | "repaired") of `phrase` in `caption` (on whole words) nearest to
+    `anchor`, or None."""
     spans, how = phrase_occurrences(caption, phrase)
     if not spans:
         return None

@@ -7,19 +7,20 @@ is exactly caption[start:end] with their token indices, or precise reasons.
 
 - Unusable answers (no JSON, truncated, an item without text, a category outside the five)
   raise MalformedAnswer: the stage asks again with the reason.
-- Usable answers are aligned item by item. A phrase is looked up exactly, else "repaired"
-  (same letters and digits ignoring case, punctuation and spacing: "large bright red sun" for
-  "large, bright red sun", "The S cream" for "The Scream"); anything else is a paraphrase and
-  is rejected. Of several occurrences the first one after the previous accepted phrase that
-  overlaps no accepted span wins (models list phrases in caption order), else the first free
-  one anywhere. Rejected with a reason: not in the caption, no letters or digits, overlapping
-  an accepted span (every occurrence), covering no token.
+- Usable answers are aligned by contract.phrasealign (the aligner the importer uses too): each
+  phrase exactly, else "repaired" (same letters and digits ignoring case, punctuation and
+  spacing: "large bright red sun" for "large, bright red sun", "The S cream" for "The Scream"),
+  else "approximate" (a reworded phrase whose words are at least 80% alike: "Virgin Mary and
+  Christ Child" for "Virgin Mary and the Christ Child"), never cutting a word. Occurrences follow
+  the order of the list (models list phrases in caption order; a repeated phrase takes the next
+  occurrence) and spans never overlap. Rejected with a reason: not in the caption, no letters or
+  digits, overlapping an accepted span (every occurrence), covering no token.
 """
 
 from __future__ import annotations
 
+from contract.phrasealign import align_phrases
 from contract.schema import Category
-from contract.textmatch import phrase_occurrences
 from precompute.llmjson import MalformedAnswer, extract_json
 
 CATEGORIES = {c.value for c in Category}
@@ -46,40 +47,32 @@ def parse_span_answer(raw: str) -> list[dict]:
     return out
 
 
-def _overlaps(start: int, end: int, spans: list[dict]) -> bool:
-    return any(start < s["end"] and s["start"] < end for s in spans)
-
-
 def align_spans(caption: str, items: list[dict], token_offsets: list[tuple[int, int]]):
-    """(spans, rejected, counts): spans sorted by position, each {text, start, end, category, tokens}.
-
-    rejected: the items with a "reason". counts: proposed, exact, repaired, rejected.
+    """(spans, rejected, counts): spans sorted by position, each {text, start, end, match,
+    [similarity], [phrase], category, tokens}; `phrase` is the model's phrase where it differs from
+    the caption's text. rejected: the items with a "reason". counts: proposed, exact, repaired,
+    approximate, rejected.
     """
     spans, rejected = [], []
-    counts = {"proposed": len(items), "exact": 0, "repaired": 0, "rejected": 0}
-    cursor = 0
-    for item in items:
-        if not any(ch.isalnum() for ch in item["text"]):
-            rejected.append({**item, "reason": "no letters or digits"})
+    counts = {"proposed": len(items), "exact": 0, "repaired": 0, "approximate": 0, "rejected": 0}
+    placements = align_phrases(caption, [item["text"] for item in items], overlap=False)  # spans may not overlap
+    for item, where in zip(items, placements, strict=True):
+        if not where.placed:
+            rejected.append({**item, "reason": where.reason})
             continue
-        occurrences, how = phrase_occurrences(caption, item["text"])
-        if not occurrences:
-            rejected.append({**item, "reason": "not in the caption"})
-            continue
-        free = [(a, b) for a, b in occurrences if not _overlaps(a, b, spans)]
-        if not free:
-            rejected.append({**item, "reason": "overlaps another span"})
-            continue
-        start, end = next(((a, b) for a, b in free if a >= cursor), free[0])
+        start, end = where.start, where.end
         # an empty token (the first bytes of a split character) counts as the character it starts
         tokens = [i for i, (a, b) in enumerate(token_offsets) if a < end and start < max(b, a + 1)]
         if token_offsets and not tokens:
             rejected.append({**item, "reason": "covers no token"})
             continue
-        counts[how] += 1
-        spans.append({"text": caption[start:end], "start": start, "end": end, "category": item["category"],
-                      "tokens": tokens})
-        cursor = end
+        counts[where.match] += 1
+        span = {"text": caption[start:end], "start": start, "end": end, "match": where.match}
+        if where.similarity is not None:
+            span["similarity"] = where.similarity
+        if span["text"] != item["text"].strip():
+            span["phrase"] = item["text"]
+        spans.append({**span, "category": item["category"], "tokens": tokens})
     counts["rejected"] = len(rejected)
     spans.sort(key=lambda s: s["start"])
     return spans, rejected, counts

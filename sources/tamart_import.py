@@ -7,13 +7,18 @@ Their project page (repository nicolafan/tamart, branch gh-pages, MIT licence) h
     assets/masks/<stem>__<k>.png       SAM 3 union mask of span k, RGBA (mask = alpha > 0)
 We keep their maps, spans, masks and verdicts, and record where everything came from.
 - Spans keep their published order and index (so span k is their `<stem>__<k>.png` mask).
-- Span offsets: a span's `word` is found in the caption (contract.textmatch: exactly, or
-  repaired for dropped punctuation and split words), nearest to its highlighted segment;
-  their segments often miss the words. A word the caption does not contain (35 of the 449
-  spans of the sample) is kept, with its map, metrics and mask, but without offsets
-  (start = end = None): its map is real output of their pipeline and belongs in the
-  statistics, while an invented position in the caption would not. The counts are in each
-  record's provenance.
+- Span offsets: the spans' words are placed in the caption by contract.phrasealign, the
+  aligner of the pipeline's span stage: exactly, repaired (dropped punctuation, split words)
+  or approximately (reworded: "figure and halo" for "figure and the halo", with its similarity),
+  on whole words, in the order they are listed (a repeated word takes the next occurrence;
+  spans may nest). The word is authoritative, not their highlighted segment: segments come from
+  token indices their span LLM returned and often miss the words ("motion and dynamism."
+  highlighted for "sense of motion and dynamism"). A located span keeps their word as `phrase`
+  where it differs from the caption's text. A word the caption does not hold even approximately
+  (6 of the 449 spans of the sample) is kept, with its map, metrics and mask, but without offsets
+  (start = end = None): its map is real output of their pipeline and belongs in the statistics,
+  while an invented position in the caption would not. The counts are in each record's
+  provenance and the manifest's.
 - Span maps: their base64 grid maps are already min-max stretched to 0..255 (lo=0, hi=1).
 - Masks: converted to 0/255 grayscale PNGs at canvas size. CVO/ICON spans without a mask
   are recorded as "SAM 3 found nothing" (instances 0).
@@ -39,6 +44,7 @@ import base64
 import io
 import os
 import stat
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +55,7 @@ from tqdm import tqdm
 
 from contract.images import open_image
 from contract.metrics import gini, iou, otsu, spatial_entropy, top_mass
+from contract.phrasealign import Placement, align_phrases
 from contract.schema import (
     SEGMENTABLE,
     Annotations,
@@ -65,7 +72,6 @@ from contract.schema import (
     SpanMetrics,
 )
 from contract.store import Dataset, atomic_write_bytes, encode_png, read_png_u8, utcnow
-from contract.textmatch import find_phrase
 from sources.tamart_format import (
     INDEX,
     MASKS,
@@ -127,38 +133,24 @@ def read_site_file(site: Path, rel: str, limit: int = MAX_FILE_BYTES) -> bytes:
     return data
 
 
-def locate_spans(data: dict) -> tuple[list[tuple[int, int] | None], dict[str, int]]:
-    """For each published span, in order: (start, end) in the caption, or None when the
-    caption does not contain its word; and counts of how each was found (exact, repaired,
-    outside_segment, not_in_caption).
-
-    Their segments come from token indices the span LLM returned, which often miss the
-    words ("motion and dynamism." highlighted for "sense of motion and dynamism"), so the
-    word is authoritative: contract.textmatch finds it (exactly, or repaired for dropped
-    punctuation and split words), nearest to its segment.
-    """
-    caption, seg_start, seg_text, at = data["caption"], {}, {}, 0
+def locate_spans(data: dict) -> tuple[list[Placement], dict[str, int]]:
+    """For each published span, in order, where its word sits in the caption (a Placement, not
+    placed when the caption does not hold it); and counts: exact, repaired, approximate,
+    not_in_caption, and outside_segment (words their highlighted segment does not contain)."""
+    caption, seg_text, at = data["caption"], {}, 0
     for seg in data.get("segments", []):
         if seg["s"] is not None and seg["s"] >= 0:
-            seg_start.setdefault(seg["s"], at)
             seg_text.setdefault(seg["s"], seg["t"])
         at += len(seg["t"])
     if at != len(caption):
         raise LayoutError(f"{data.get('stem')}: segments do not rebuild the caption")
-    offsets: list[tuple[int, int] | None] = []
-    counts = {"exact": 0, "repaired": 0, "outside_segment": 0, "not_in_caption": 0}
-    for idx, span in enumerate(data.get("spans", [])):
-        word = span.get("word", "")
-        hit = find_phrase(caption, word, anchor=seg_start.get(idx, 0))
-        if hit is None:
-            counts["not_in_caption"] += 1
-            offsets.append(None)
-            continue
-        start, end, how = hit
-        counts[how] += 1
-        counts["outside_segment"] += word not in seg_text.get(idx, "")
-        offsets.append((start, end))
-    return offsets, counts
+    words = [span.get("word", "") for span in data.get("spans", [])]
+    placements = align_phrases(caption, words, overlap=True)
+    counts = {"exact": 0, "repaired": 0, "approximate": 0, "not_in_caption": 0, "outside_segment": 0}
+    for idx, (word, where) in enumerate(zip(words, placements, strict=True)):
+        counts[where.match or "not_in_caption"] += 1
+        counts["outside_segment"] += where.placed and word not in seg_text.get(idx, "")
+    return placements, counts
 
 
 def import_painting(site: Path, stem: str) -> tuple[PaintingRecord, dict[str, bytes]]:
@@ -177,9 +169,9 @@ def import_painting(site: Path, stem: str) -> tuple[PaintingRecord, dict[str, by
     if (w, h) != (data.w, data.h):
         raise LayoutError(f"{stem}: image is {w}x{h}, the data says {data.w}x{data.h}")
     gh, gw = data.grid_h, data.grid_w
-    offsets, counts = locate_spans(data.model_dump())
+    placements, counts = locate_spans(data.model_dump())
     spans = []
-    for k, (where, raw) in enumerate(zip(offsets, data.spans, strict=True)):
+    for k, (where, raw) in enumerate(zip(placements, data.spans, strict=True)):
         grid_map = np.frombuffer(base64.b64decode(raw.map, validate=True), dtype=np.uint8)
         if grid_map.size != gh * gw:
             raise LayoutError(f"{stem}: span map of {grid_map.size} values for a {gh}x{gw} grid")
@@ -199,9 +191,10 @@ def import_painting(site: Path, stem: str) -> tuple[PaintingRecord, dict[str, by
                 sam = SamResult(mask=f"sam/{k}.png", instances=raw.sam_n or 1, iou=iou(otsu_mask, sam_mask))
             else:
                 sam = SamResult(instances=0)
-        start, end = where if where is not None else (None, None)
-        text = data.caption[start:end] if where is not None else raw.word
-        spans.append(Span(index=k, text=text, start=start, end=end, category=raw.cat,
+        text = data.caption[where.start:where.end] if where.placed else raw.word
+        phrase = raw.word if where.placed and text != raw.word.strip() else None
+        spans.append(Span(index=k, text=text, start=where.start, end=where.end, match=where.match,
+                          similarity=where.similarity, phrase=phrase, category=raw.cat,
                           map=MapRef(png=png, lo=0.0, hi=1.0), otsu_threshold=threshold,
                           metrics=SpanMetrics(entropy=spatial_entropy(grid_map), gini=gini(grid_map),
                                               top10_mass=top_mass(grid_map)), sam=sam))
@@ -258,7 +251,7 @@ def import_tamart(site: Path, out: Path, left_out: Mapping[str, str] | None = No
             stems, refused = read_index(index)
     except ValueError as exc:
         raise LayoutError(f"{site} is not a project-page folder: {exc}") from None
-    failed, not_in_caption, imported = dict(refused), 0, 0
+    failed, matching, imported = dict(refused), Counter(), 0
     for stem in tqdm(stems, desc="import-tamart", unit="painting", dynamic_ncols=True):
         if stem in left_out:
             continue
@@ -273,20 +266,24 @@ def import_tamart(site: Path, out: Path, left_out: Mapping[str, str] | None = No
         for rel, data in files.items():
             atomic_write_bytes(folder / rel, data)
         ds.save_record(record)
-        not_in_caption += record.provenance["span_matching"]["not_in_caption"]
+        matching.update(record.provenance["span_matching"])
         imported += 1
     ds.refresh_manifest(
         name="tamart", label=None, attribution=ATTRIBUTION, prompt=PROMPT, models=MODELS,
         description=("The paper authors' published results: Qwen2-VL-2B captions, spans typed by Qwen3-4B, "
                      "TAM span maps and SAM 3 masks (imported from their project page)."),
         provenance={**SOURCE, "imported": utcnow(), "paintings": len(stems) + len(refused),
-                    "spans_not_in_caption": not_in_caption,
+                    "spans_not_in_caption": matching["not_in_caption"], "span_matching": dict(matching),
                     "import_failures": failed, "left_out": left_out})
     print(f"import-tamart: {imported} of {len(stems) + len(refused)} paintings imported"
           + (f"; {len(left_out)} left out (listed in the manifest's provenance)" if left_out else "")
           + (f"; {len(failed)} failed:" if failed else ""))
     for what, error in failed.items():
         print(f"  {what}: {error}")
+    if imported:
+        print(f"import-tamart: spans placed in their captions: {matching['exact']} exact, "
+              f"{matching['repaired']} repaired, {matching['approximate']} approximate; "
+              f"{matching['not_in_caption']} not in the caption")
     return ds
 
 

@@ -2,8 +2,9 @@
 
 Each function re-derives a documented definition (docs/metrics.md, contract/textmatch.py's
 docstring) with different, plain code: scipy's entropy, the Lorenz curve, a brute-force
-Otsu search, bilinear interpolation written as two matrices, a regular expression for phrase
-repair. Nothing here imports contract.metrics or contract.textmatch, so a regression there
+Otsu search, bilinear interpolation written as two matrices, regular expressions and a longest
+common subsequence for placing phrases. Nothing here imports contract.metrics,
+contract.textmatch or contract.phrasealign, so a regression there
 shows up as a disagreement instead of being copied into the expected value.
 
 One step is shared on purpose: maps reach the canvas through cv2's bilinear resize, the
@@ -14,6 +15,7 @@ is itself checked against bilinear interpolation in floats (bilinear).
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import re
@@ -178,28 +180,154 @@ def epsilon_squared(h: float, n: int) -> float:
     return h / (n - 1)
 
 
-# -- finding a quoted phrase in its caption (contract/textmatch.py's documented rule) ---------
+# -- placing phrases in their caption (contract/phrasealign.py's documented rule) ------------
+# Regular expressions with look-arounds for the hits on whole words, Ratcliff-Obershelp matching
+# written from its definition (brute force) where the product calls difflib, and an exhaustive
+# memoised search for the chain where the product uses a Fenwick tree.
+
+WORD_CHAR = r"[^\W_]"  # a letter or digit
+SIMILAR = 0.8  # docs/metrics.md: the approximate matching threshold
+
 
 def _without_accents(text: str) -> str:
     return "".join(ch for ch in unicodedata.normalize("NFD", text) if not unicodedata.combining(ch))
 
 
-def phrase_match(caption: str, phrase: str) -> str | None:
-    """How the rule finds `phrase`: "exact" when the caption contains it as written (outer
-    spaces aside), "repaired" when its letters and digits appear in order with only other
-    characters between them (case and accents ignored; at least 2 of them), else None."""
-    if phrase.strip() and phrase.strip() in caption:
-        return "exact"
-    letters = [ch for ch in _without_accents(phrase) if ch.isalnum()]
-    if len(letters) < 2:
-        return None
-    pattern = r"[\W_]*".join(re.escape(ch) for ch in letters)
-    return "repaired" if re.search(pattern, _without_accents(caption), flags=re.IGNORECASE) else None
-
-
 def letters(text: str) -> str:
     """The letters and digits of `text`, lower case, accents removed: what a repair keeps."""
     return "".join(ch for ch in _without_accents(text).casefold() if ch.isalnum())
+
+
+def _starts_after(pattern: str, text: str, flags=0) -> list[tuple[int, int]]:
+    """Every match of `pattern`, overlapping ones too (a look-ahead consumes nothing)."""
+    return [(m.start(1), m.end(1)) for m in re.finditer(f"(?=({pattern}))", text, flags)]
+
+
+def exact_hits(caption: str, phrase: str) -> list[tuple[int, int]]:
+    """The phrase as written (outer spaces aside), not glued to a letter or digit at either end."""
+    p = phrase.strip()
+    if not p:
+        return []
+    head = f"(?<!{WORD_CHAR})" if p[0].isalnum() else ""
+    tail = f"(?!{WORD_CHAR})" if p[-1].isalnum() else ""
+    return _starts_after(head + re.escape(p) + tail, caption)
+
+
+def repaired_hits(caption: str, phrase: str) -> list[tuple[int, int]]:
+    """Its letters and digits in order with only other characters between them (case and accents
+    ignored; at least 2 of them), starting and ending on word boundaries."""
+    chars = letters(phrase)
+    if len(chars) < 2:
+        return []
+    body = r"[\W_]*".join(re.escape(ch) for ch in chars)
+    return _starts_after(f"(?<!{WORD_CHAR}){body}(?!{WORD_CHAR})", _without_accents(caption), re.IGNORECASE)
+
+
+def common_blocks(a: list, b: list) -> list[tuple[int, int, int]]:
+    """Ratcliff-Obershelp matching, as difflib's SequenceMatcher(None, a, b) documents it: the
+    longest block common to a and b (of equally long ones the first in a, then the first in b),
+    then the same on each side of it. (i, j, size) triples, found by brute force."""
+    def blocks(alo, ahi, blo, bhi):
+        size, i0, j0 = 0, alo, blo
+        for i in range(alo, ahi):
+            for j in range(blo, bhi):
+                k = 0
+                while i + k < ahi and j + k < bhi and a[i + k] == b[j + k]:
+                    k += 1
+                if k > size:  # strictly longer: the first one found (smallest i, then j) keeps ties
+                    size, i0, j0 = k, i, j
+        if not size:
+            return []
+        return blocks(alo, i0, blo, j0) + [(i0, j0, size)] + blocks(i0 + size, ahi, j0 + size, bhi)
+    return blocks(0, len(a), 0, len(b))
+
+
+def letter_similarity(caption_word: str, word: str) -> float:
+    """2 x (letters in common blocks) / (letters of both)."""
+    return 2 * sum(k for _, _, k in common_blocks(list(caption_word), list(word))) / (len(caption_word) + len(word))
+
+
+def approximate_hits(caption: str, phrase: str) -> list[tuple[int, int, float]]:
+    """(start, end, similarity) of the runs of caption words most similar to the phrase, if at
+    least SIMILAR: 2 x (the phrase words in common blocks with the run, a near word counting its
+    letter similarity) / (phrase words + run words)."""
+    runs = [(m.start(), m.end(), letters(m.group())) for m in re.finditer(f"{WORD_CHAR}+", caption)]
+    vocabulary = {w for _, _, w in runs}
+    phrase_words, worth = [], []
+    for word in (letters(w) for w in re.findall(f"{WORD_CHAR}+", phrase)):
+        if word not in vocabulary:  # the most similar caption word (ties: the larger, as difflib's)
+            score, near = max(((letter_similarity(v, word), v) for v in vocabulary), default=(0.0, None))
+            word, score = (near, score) if score >= SIMILAR else (None, 0.0)
+        else:
+            score = 1.0
+        phrase_words.append(word)
+        worth.append(score)
+    n, hits = len(phrase_words), []
+    # a run that starts or ends with a word the phrase does not hold has the same blocks as the run
+    # without it, so a lower similarity: only runs from such a word to such a word can be the best
+    ends = [j for j, (_, _, w) in enumerate(runs) if w in phrase_words]
+    for i in ends:
+        for j in (j for j in ends if i <= j < i + 2 * n):  # past 1.5 n run words 2n / (n + m) < 0.8
+            run = [w for _, _, w in runs[i:j + 1]]
+            matched = sum(worth[b + t] for _, b, k in common_blocks(run, phrase_words) for t in range(k))
+            similarity = 2 * matched / (n + len(run))
+            if similarity >= SIMILAR - 1e-9:
+                hits.append((runs[i][0], runs[j][1], similarity))
+    best = max((h[2] for h in hits), default=None)
+    return [h for h in hits if abs(h[2] - best) < 1e-9]
+
+
+def phrase_hits(caption: str, phrase: str) -> tuple[str | None, list[tuple[int, int, float | None]]]:
+    """How the rule finds the phrase and its equally good hits: exact, else repaired, else
+    approximate; (None, []) when nothing qualifies."""
+    for kind, found in (("exact", exact_hits), ("repaired", repaired_hits)):
+        hits = found(caption, phrase)
+        if hits:
+            return kind, [(s, e, None) for s, e in hits]
+    hits = approximate_hits(caption, phrase) if any(ch.isalnum() for ch in phrase) else []
+    return ("approximate", hits) if hits else (None, [])
+
+
+def placements(caption: str, phrases: list[str], overlap: bool) -> list[dict | None]:
+    """Each phrase's {start, end, match, similarity} or None, by the documented order rule: the
+    longest chain of phrases in caption order (one hit each; nested but never the same range with
+    overlap, else disjoint), ties to the chain placing earlier phrases earlier; then each phrase
+    left out on a free hit between its chain neighbours, else the one nearest to them, stacked
+    (overlap only) when every hit is taken. Found here by exhaustive memoised search."""
+    found = [phrase_hits(caption, p) for p in phrases]
+
+    def follows(before, hit):
+        if before is None:
+            return True
+        return hit[:2] > before[:2] if overlap else hit[0] >= before[1]
+
+    @functools.cache
+    def best(i: int, before) -> tuple:
+        """The choices (hit or None) for phrases i.. after the chain's last hit `before`."""
+        if i == len(phrases):
+            return ()
+        options = [(None, *best(i + 1, before))]
+        options += [(hit, *best(i + 1, hit)) for hit in found[i][1] if follows(before, hit)]
+        return min(options, key=lambda seq: (-sum(h is not None for h in seq),
+                                             [(1,) if h is None else (0, h[0], h[1]) for h in seq]))
+
+    chain = list(best(0, None))
+    out, taken = [], [h for h in chain if h is not None]
+    for i, (kind, hits) in enumerate(found):
+        hit = chain[i]
+        if hit is None and hits:
+            clash = (lambda h: any(h[:2] == t[:2] for t in taken)) if overlap else (
+                lambda h: any(h[0] < t[1] and t[0] < h[1] for t in taken))
+            free = [h for h in hits if not clash(h)] or (hits if overlap else [])
+            after = ([h[0] for h in chain[:i] if h is not None] or [0])[-1]
+            before = ([h[0] for h in chain[i + 1:] if h is not None] or [len(caption)])[0]
+            inside = [h for h in free if after <= h[0] <= before]
+            outside = sorted(free, key=lambda h: (after - h[0] if h[0] < after else h[0] - before, h[0]))
+            hit = (inside or outside or [None])[0]
+            if hit is not None:
+                taken.append(hit)
+        out.append(None if hit is None else {"start": hit[0], "end": hit[1], "match": kind, "similarity": hit[2]})
+    return out
 
 
 # -- grading claimed titles and artists (contract/textmatch.py's documented rules) -----------

@@ -239,7 +239,11 @@ def test_heuristics_and_string_match_on_the_published_sample(tamart_dataset, tam
     disagreements = []  # (literal, their verdict) where the two differ
     for source in independent.published_paintings(tamart_sample):
         stem, caption, theirs = source["stem"], source["caption"], source.get("meta") or {}
-        meta_phrases = [s["word"] for s in source["spans"] if s["cat"] == "META"]
+        # their META phrases as the importer places them (the caption's words where it places
+        # them, their words where it cannot), derived again by tests/independent.py
+        where = independent.placements(caption, [s["word"] for s in source["spans"]], overlap=True)
+        meta_phrases = [caption[w["start"]:w["end"]] if w else s["word"]
+                        for s, w in zip(source["spans"], where, strict=True) if s["cat"] == "META"]
         ours = claims_from_spans(caption, ds.record(stem).spans)
         for field, claimed in (("title", ours.title), ("artist", ours.artist)):
             published = theirs.get(f"{field}_pred")
@@ -262,7 +266,9 @@ def test_heuristics_and_string_match_on_the_published_sample(tamart_dataset, tam
     # accepted, it never accepts what the judge rejected
     assert all(not literal and verdict for literal, verdict in disagreements), disagreements
     # the sample exercises both sides of each rule, and the docs quote the figures derived here
-    assert 0 < agree["title"] < 30 and 0 < agree["artist"] < 30 and disagreements
+    # (every artist they claimed is reachable since the importer places "Henri Rousse, titled The Artist
+    # and His Wife" approximately on the caption's "Henri Rousseau, titled ...": the title rule keeps both sides)
+    assert 0 < agree["title"] < 30 and 0 < agree["artist"] and disagreements
     stages = " ".join((REPO / "docs/stages.md").read_text().split())
     assert f"give their claimed title for {agree['title']} and their claimed artist for {agree['artist']}" in stages
     metrics = " ".join((REPO / "docs/metrics.md").read_text().split())

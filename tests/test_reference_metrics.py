@@ -10,7 +10,7 @@ caption does not contain. Definitions: docs/metrics.md.
 import re
 import subprocess
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +155,29 @@ def test_docs_table_shows_these_figures(published):
             assert cells[5].startswith(f"{len(ious)} / {len(want['sam_runs'])} "), category
         else:
             assert cells[4] == cells[5] == "–", category
+
+
+def test_docs_show_where_the_phrases_land(tamart_sample):
+    """docs/metrics.md's placement figures ("now" column, the similarities, the phrases left out)
+    are those tests/independent.py derives from the raw captions and phrases."""
+    kinds, similarities, total = Counter(), [], 0
+    for data in independent.published_paintings(tamart_sample):
+        words = [span["word"] for span in data["spans"]]
+        for where in independent.placements(data["caption"], words, overlap=True):
+            kinds[where["match"] if where else "not placed"] += 1
+            if where and where["match"] == "approximate":
+                similarities.append(where["similarity"])
+            total += 1
+    doc = (REPO / "docs" / "metrics.md").read_text()
+    assert f"| published phrases ({total}) | now | before |" in doc
+    for kind in ("exact", "repaired", "approximate", "not placed"):
+        assert re.search(rf"^\| {kind} \| {kinds[kind]} \|", doc, flags=re.M), kind
+    assert "| starting or ending inside a word | 0 |" in doc  # test_importer checks every span for it
+    flat = " ".join(doc.split())
+    assert (f"lowest {min(similarities):.3f}" in flat and f"median {np.median(similarities):.3f}" in flat
+            and f"highest {max(similarities):.3f}" in flat)
+    assert f"The {kinds['not placed']} left out" in flat
+    assert f"including the {kinds['not placed']} whose phrase the caption does not contain" in flat
+    placed = total - kinds["not placed"]
+    assert (f"places {placed} of the {total} phrases in their captions ({kinds['exact']} exact, "
+            f"{kinds['repaired']} repaired, {kinds['approximate']} approximate" in flat)

@@ -72,7 +72,32 @@ def test_alignment_exact_repaired_and_rejected():
     assert [r["reason"] for r in rejected] == ["overlaps another span", "not in the caption",
                                                "overlaps another span", "no letters or digits",
                                                "no letters or digits"]
-    assert counts == {"proposed": 9, "exact": 2, "repaired": 2, "rejected": 5}
+    assert counts == {"proposed": 9, "exact": 2, "repaired": 2, "approximate": 0, "rejected": 5}
+    assert [s["match"] for s in got] == ["repaired", "repaired", "exact", "exact"]
+    assert [s.get("phrase") for s in got] == ["large bright red sun", "The S cream", None, None]
+
+
+def test_alignment_approximate_whole_words_and_order():
+    """A reworded phrase is placed approximately with its similarity and the model's phrase kept;
+    a phrase is never found inside a word; spans follow the list's order."""
+    caption = ("The Virgin Mary and the Christ Child at the center, painted by Henri Rousseau. "
+               "A woman washing clothes, a cat, a woman washing clothes.")
+    items = [{"text": "Virgin Mary and Christ Child at the center", "category": "ICON"},
+             {"text": "Rousse", "category": "META"},  # a name cut at a token boundary
+             {"text": "woman washing clothes", "category": "CVO"},
+             {"text": "cat", "category": "CVO"},
+             {"text": "woman washing clothes", "category": "CVO"}]
+    got, rejected, counts = align_spans(caption, items, offsets(caption))
+    assert rejected == [] and counts == {"proposed": 5, "exact": 3, "repaired": 0, "approximate": 2, "rejected": 0}
+    virgin, rousseau, woman1, cat, woman2 = got
+    # 8 phrase words all matched in a run of 9 caption words: 2 * 8 / (8 + 9)
+    assert (virgin["text"], virgin["match"], virgin["similarity"]) == (
+        "Virgin Mary and the Christ Child at the center", "approximate", round(16 / 17, 4))
+    assert virgin["phrase"] == "Virgin Mary and Christ Child at the center"
+    # "rousse" stands for "rousseau": 6 of their letters in common, 2 * 6 / (6 + 8); one word of one
+    assert (rousseau["text"], rousseau["similarity"], rousseau["phrase"]) == ("Rousseau", round(12 / 14, 4), "Rousse")
+    assert woman1["start"] < cat["start"] < woman2["start"] and woman1["text"] == woman2["text"]
+    assert "similarity" not in woman1 and "phrase" not in woman1
 
 
 def test_alignment_maps_to_token_indices():
@@ -148,7 +173,7 @@ def test_stage_records_failures_and_goes_on(tmp_path):
                                                             "reason": "not in the caption"}]
     from contract.stats import span_matching
 
-    assert span_matching(ds.records()) == {"proposed": 4, "exact": 3, "repaired": 0, "rejected": 1,
+    assert span_matching(ds.records()) == {"proposed": 4, "exact": 3, "repaired": 0, "approximate": 0, "rejected": 1,
                                            "paintings": 2, "match_rate": 0.75}
 
 

@@ -100,3 +100,25 @@ def test_a_linked_file_inside_its_folder_is_a_violation_too(dataset):
     found = [str(v) for v in validate_dataset(dataset)]
     assert found == ["paintings/painting-0/record.json:canvas: canvas.jpg is a symbolic link (a dataset holds none: "
                      "the server follows no link)"]
+
+
+def test_match_fields_are_optional_and_consistent(dataset):
+    """Records written before spans said how they were found (the fixture's) stay valid; the
+    fields, when there, agree with each other."""
+    assert "match" not in json.loads((dataset / "paintings/painting-0/record.json").read_text())["spans"][0]
+
+    def approximate(d):
+        d["spans"][0].update(match="approximate", similarity=0.86, phrase="a boat in the harbour")
+
+    edit_record(dataset, "painting-0", approximate)
+    assert validate_dataset(dataset) == []
+    edit_record(dataset, "painting-0", lambda d: d["spans"][0].update(match="exact"))  # similarity left over
+    edit_record(dataset, "painting-1", lambda d: d["spans"][0].update(match="approximate"))  # no similarity
+    edit_record(dataset, "painting-1", lambda d: d["spans"][1].update(start=None, end=None, tokens=[], match="exact"))
+    edit_record(dataset, "painting-1", lambda d: d["spans"][2].update(match="fuzzy"))
+    found = sorted(str(v) for v in validate_dataset(dataset))
+    for where, what in [("painting-0/record.json:spans.0", "similarity is set for an approximate match"),
+                        ("painting-1/record.json:spans.0", "similarity is set for an approximate match"),
+                        ("painting-1/record.json:spans.1", "has no match"),
+                        ("painting-1/record.json:spans.2.match", "")]:
+        assert any(f"paintings/{where}" in line and what in line for line in found), (where, found)

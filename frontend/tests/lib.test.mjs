@@ -5,7 +5,7 @@ import { bilinear, sampleAt } from "../js/lib/upsample.js";
 import { maskAbove, otsuThreshold } from "../js/lib/otsu.js";
 import { DEFAULTS, address, linkTo, pagePath, parseState, serializeState, stateAt } from "../js/lib/urlstate.js";
 import { fmtNum, fmtPct, niceTicks, percentileRank, quantiles } from "../js/lib/format.js";
-import { captionPieces, layoutSpans, stepIn, tokenRuns } from "../js/lib/spans.js";
+import { captionPieces, layoutSpans, matchNote, stepIn, tokenRuns } from "../js/lib/spans.js";
 import { tamInfo, tokenMapNotes } from "../js/lib/tam.js";
 import { relianceColor } from "../js/components/caption.js";
 import { golden } from "./golden.mjs";
@@ -234,4 +234,16 @@ test("tam: the variant a painting's maps were made with, and token 0's map in th
   assert.deepEqual(tokenMapNotes(null, 0), []);
   const noPrompt = tamInfo({ provenance: { tam: { variant: "reference" } } });  // an empty prompt
   assert.match(tokenMapNotes(noPrompt, 0)[0], /closing line break/);
+});
+
+test("matchNote: approximate matches say their similarity and the phrase as named", () => {
+  const approx = { text: "Rousseau", match: "approximate", similarity: 0.8571, phrase: "Rousse" };
+  assert.equal(matchNote(approx), "approximate match (similarity 0.86) for “Rousse”");
+  assert.equal(matchNote({ ...approx, phrase: undefined }), "approximate match (similarity 0.86)");
+  assert.equal(matchNote({ ...approx, similarity: null }), "approximate match for “Rousse”");
+  assert.equal(matchNote({ text: "large, bright red sun", match: "repaired", phrase: "large bright red sun" }),
+    "named as “large bright red sun”");
+  for (const plain of [{ text: "a boat", match: "exact" }, { text: "a boat" }, { text: "x", match: "repaired" }]) {
+    assert.equal(matchNote(plain), null); // exact, older records without the field, nothing to add
+  }
 });

@@ -2,9 +2,9 @@
 
 The LLM (default Qwen/Qwen3-4B-Instruct-2507; any causal LM id or folder) gets the caption
 and returns JSON: exact phrases copied from it, each with a category. precompute.spanalign
-parses the answer and finds each phrase in the caption (exactly, or repaired for dropped
-punctuation and split words), then maps it to token indices through the tokens' character
-offsets. Phrases not in the caption, without letters, overlapping or covering no token are
+parses the answer and finds each phrase in the caption (exactly, repaired for dropped
+punctuation and split words, or approximately for a reworded phrase: contract.phrasealign),
+then maps it to token indices through the tokens' character offsets. Phrases not in the caption, without letters, overlapping or covering no token are
 rejected with a reason. A malformed answer (not JSON, wrong category, truncated) is retried
 `--retries` times with the reason given back to the model, then recorded as the painting's
 failure (its raw answers kept in the record) without stopping the stage.
@@ -136,7 +136,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def rate_line(what: str, totals: dict) -> str:
     rate = totals.get("match_rate")
     return (f"{STAGE}: match rate {what}: {rate:.1%} of {totals['proposed']} proposed phrases "
-            f"({totals['exact']} exact, {totals['repaired']} repaired, {totals['rejected']} rejected)")
+            f"({totals['exact']} exact, {totals['repaired']} repaired, {totals.get('approximate', 0)} approximate, "
+            f"{totals['rejected']} rejected)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         if model_ref:
             update_manifest(dataset, shard, models={"span_classifier": model_ref})
     if totals.get("proposed"):
-        totals["match_rate"] = (totals["exact"] + totals["repaired"]) / totals["proposed"]
+        totals["match_rate"] = (totals["exact"] + totals["repaired"] + totals["approximate"]) / totals["proposed"]
         print(rate_line("this run", totals))
     overall = span_matching(dataset.records())
     if overall["proposed"]:

@@ -1,6 +1,8 @@
 // The caption as buttons: typed phrases (span mode) or every generated token (token mode),
 // optionally shaded by each token's visual reliance. Spans that cannot sit inline (overlapping
 // another phrase, or not found in the caption at all) get buttons in lists under the caption.
+// A phrase placed approximately (the span classifier reworded it) has a dotted outline and a
+// tooltip with its similarity and the phrase as named.
 // Built once per mode; selection changes only flip aria-pressed (no rebuild, no layout shift).
 //
 // Phrases inside the caption are inline elements with role="button", not <button>s: a
@@ -10,7 +12,7 @@
 
 import { h } from "../dom.js";
 import { categoryInfo, categoryStyle } from "../lib/categories.js";
-import { captionPieces, tokenRuns } from "../lib/spans.js";
+import { captionPieces, matchNote, tokenRuns } from "../lib/spans.js";
 
 /** Background for a token's visual reliance: warm leans on the image, blue on language. */
 export function relianceColor(reliance) {
@@ -45,9 +47,11 @@ function textRun(rec, start, end, reliance) {
 function spanButton(rec, span, where, { reliance, onSpan }) {
   const info = categoryInfo(span.category);
   const inline = where === "inline";
-  const attrs = { class: `span span-${where}`, id: `span-${span.index}`, "aria-pressed": "false",
+  const note = matchNote(span);
+  const attrs = { class: `span span-${where}${span.match === "approximate" ? " span-approx" : ""}`,
+    id: `span-${span.index}`, "aria-pressed": "false",
     "data-testid": "span-button", "data-index": span.index, "data-cat": span.category, "data-where": where,
-    style: categoryStyle(span.category), title: `${info.label}${span.map ? "" : " (no map)"}`,
+    style: categoryStyle(span.category), title: `${info.label}${span.map ? "" : " (no map)"}${note ? `: ${note}` : ""}`,
     "aria-label": `${span.text} (${info.label})`, onclick: () => onSpan(span.index) };
   if (!inline) return h("button", { type: "button", ...attrs }, span.text);
   return h("span", { role: "button", tabindex: "0", ...attrs, onkeydown: (e) => {

@@ -62,6 +62,21 @@ export function tokenRuns(tokens, start, end) {
   return out;
 }
 
+/**
+ * How a located phrase was found, when it is not verbatim: an approximate match (a reworded
+ * phrase placed on the caption words most like it) with its similarity and the phrase as named,
+ * or a repair (the same letters, other punctuation). null for exact matches and older records.
+ * @param {{match?: string, similarity?: number, phrase?: string, text: string}} span
+ */
+export function matchNote(span) {
+  const named = span.phrase && span.phrase !== span.text ? `“${span.phrase}”` : null;
+  if (span.match === "approximate") {
+    const similarity = Number.isFinite(span.similarity) ? ` (similarity ${span.similarity.toFixed(2)})` : "";
+    return `approximate match${similarity}${named ? ` for ${named}` : ""}`;
+  }
+  return span.match === "repaired" && named ? `named as ${named}` : null;
+}
+
 /** The next index in `order` from `current` (wrapping); the first one when nothing is selected. */
 export function stepIn(order, current, step) {
   if (!order.length) return null;

@@ -16,7 +16,7 @@ import { exportPng } from "../export.js";
 import { categoryInfo } from "../lib/categories.js";
 import { fmtNum } from "../lib/format.js";
 import { otsuThreshold } from "../lib/otsu.js";
-import { layoutSpans, stepIn } from "../lib/spans.js";
+import { layoutSpans, matchNote, stepIn } from "../lib/spans.js";
 import { tamInfo, tokenMapNotes } from "../lib/tam.js";
 import { linkTo } from "../lib/urlstate.js";
 import { mapAtCanvas, paint, prefetch, prepare, probe, renderLayers } from "../overlay.js";
@@ -249,6 +249,7 @@ async function mount(root, { source, navigate, state }, key) {
     if (!mapUrl && (on.has("tam") || on.has("otsu"))) out.push("No map was recorded for this selection.");
     if (on.has("tam") && mapUrl) {
       if (span && span.start == null) out.push(`“${span.text}” was named by the span classifier but does not occur in the caption; its map is shown as recorded.`);
+      else if (span?.match === "approximate") out.push(`“${span.text}”: an ${matchNote(span)}, the caption's closest words.`);
       else if (span && span.tokens?.length) {
         out.push(`Mean of the maps of ${span.tokens.length} token${span.tokens.length === 1 ? "" : "s"}.`
           + (tam?.variant === "reference" && span.tokens.includes(0)

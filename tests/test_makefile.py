@@ -53,6 +53,13 @@ def fake_tools(folder: Path) -> Path:
     return folder
 
 
+def run_as(tools: Path, uid: int) -> None:
+    """Make the recipes' `id -u` answer `uid`: what they do as root or as a user, tested as either."""
+    (tools / "id").unlink()
+    (tools / "id").write_text(f"#!/bin/sh\necho {uid}\n")
+    (tools / "id").chmod(0o755)
+
+
 def make_chromium(env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([MAKE, "--no-print-directory", "chromium"], cwd=REPO, env=env, capture_output=True,
                           text=True)
@@ -71,9 +78,7 @@ def test_an_existing_chromium_needs_no_install(tmp_path):
 
 def test_no_chromium_without_root_says_what_to_do(tmp_path):
     tools = fake_tools(tmp_path / "bin")
-    (tools / "id").unlink()
-    (tools / "id").write_text("#!/bin/sh\necho 1000\n")  # a user without root, whoever runs the test
-    (tools / "id").chmod(0o755)
+    run_as(tools, uid=1000)  # a user without root, whoever runs the test
     done = make_chromium({"PATH": str(tools)})
     assert done.returncode != 0 and "TAMSCOPE_CHROMIUM" in done.stderr and "apt-get install chromium" in done.stderr
     assert not (tools / "apt-get-ran").exists()
@@ -114,9 +119,7 @@ def make_podman(env: dict) -> subprocess.CompletedProcess:
 
 def test_no_podman_without_root_is_a_skip_not_a_failure(tmp_path):
     tools = fake_tools(tmp_path / "bin")
-    (tools / "id").unlink()
-    (tools / "id").write_text("#!/bin/sh\necho 1000\n")
-    (tools / "id").chmod(0o755)
+    run_as(tools, uid=1000)  # a user without root, whoever runs the test
     done = make_podman({"PATH": str(tools)})
     assert done.returncode == 0 and "image test will skip" in done.stderr and "apt-get install podman" in done.stderr
     assert not (tools / "apt-get-ran").exists()
@@ -140,9 +143,7 @@ def test_test_installs_slurm_where_it_is_missing(tmp_path):
 
 def test_no_slurm_without_root_is_a_message_not_a_failure(tmp_path):
     tools = fake_tools(tmp_path / "bin")
-    (tools / "id").unlink()
-    (tools / "id").write_text("#!/bin/sh\necho 1000\n")
-    (tools / "id").chmod(0o755)
+    run_as(tools, uid=1000)  # a user without root, whoever runs the test
     done = make_slurm({"PATH": str(tools)})
     assert done.returncode == 0 and "the real-cluster test will skip" in done.stderr
     assert not (tools / "apt-get-ran").exists()
@@ -150,9 +151,7 @@ def test_no_slurm_without_root_is_a_message_not_a_failure(tmp_path):
 
 def test_slurm_that_cannot_be_installed_is_a_message_not_a_failure(tmp_path):
     tools = fake_tools(tmp_path / "bin")
-    (tools / "id").unlink()
-    (tools / "id").write_text("#!/bin/sh\necho 0\n")  # root, whose apt-get fails (no network, no mirror)
-    (tools / "id").chmod(0o755)
+    run_as(tools, uid=0)  # root, whose apt-get fails (no network, no mirror)
     os.symlink(shutil.which("touch"), tools / "touch")  # for the apt-get stand-in's mark
     done = make_slurm({"PATH": str(tools)})
     assert done.returncode == 0 and "could not be installed: the SLURM test will skip" in done.stderr

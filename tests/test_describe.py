@@ -396,3 +396,36 @@ def test_impossible_pixel_bounds_are_refused(paintings, tmp_path, bounds):
     with pytest.raises(SystemExit, match="--min-pixels <= --max-pixels"):
         describe.run(args_for(paintings, tmp_path / "ds", "unused-model", **bounds))
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("variant", ["reference", "corrected"])
+def test_span_maps_average_what_the_variant_says(paintings, tiny_qwen2vl_dir, tmp_path, variant):
+    """reference: a span map is the mean of its tokens' stored 8-bit maps, as TAMArt's pipeline
+    averages them; corrected: the mean of the filtered float maps. Rebuilt here with cv2 and
+    safetensors from the stored files, min-max stretched to 0..255 by hand."""
+    import cv2
+    from safetensors.numpy import load_file
+
+    from precompute.stages import spanmaps, spans
+
+    root = tmp_path / "ds"
+    assert describe.run(args_for(paintings, root, tiny_qwen2vl_dir, tam_variant=variant)) == 0
+    assert spans.run(stage_args(spans, root, "--model", "lexicon")) == 0
+    assert spanmaps.run(stage_args(spanmaps, root)) == 0
+    ds, checked = Dataset(root), 0
+    for pid in ds.painting_ids():
+        folder, rec = ds.painting_dir(pid), ds.record(pid)
+        floats = load_file(folder / "tam_raw.safetensors")["maps"].astype(np.float64)
+        for span in (s for s in rec.spans if s.tokens):
+            if variant == "reference":
+                stack = [cv2.imread(str(folder / rec.tokens[t].map.png), cv2.IMREAD_GRAYSCALE) / 255.0 for t in span.tokens]
+            else:
+                stack = [floats[t] for t in span.tokens]
+            mean = np.mean(stack, axis=0)
+            lo, hi = mean.min(), mean.max()
+            want = np.zeros(mean.shape, np.uint8) if hi - lo <= 1e-12 else np.round((mean - lo) / (hi - lo) * 255)
+            got = cv2.imread(str(folder / span.map.png), cv2.IMREAD_GRAYSCALE)
+            assert np.array_equal(got, want), (pid, span.index)
+            assert (span.map.lo, span.map.hi) == pytest.approx((lo, hi), abs=1e-12)
+            checked += 1
+    assert checked >= 2, "the lexicon found too few phrases with tokens to check anything"

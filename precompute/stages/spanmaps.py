@@ -1,8 +1,9 @@
 """`tamscope spanmaps DATASET`: one map per typed span, and how localised it is.
 
 A span's map is the mean (default, the paper's choice) or the max (`--how max`) of its
-tokens' maps: the filtered float maps in [0, 1] from tam_raw.safetensors when present, else
-the 8-bit token PNGs / 255. It is min-max stretched to 0..255 like the published maps and
+tokens' maps: with the `reference` TAM variant (the default) the 8-bit token PNGs / 255, as
+the authors' pipeline averages its stored maps; with `corrected` the filtered float maps in
+[0, 1] from tam_raw.safetensors (the PNGs / 255 when it is missing). It is min-max stretched to 0..255 like the published maps and
 stored as spans/<i>.png with its float range (committed with the record: the runner writes
 nothing until every span of the painting is done). Metrics (contract.metrics) are computed on that
 8-bit map: entropy, Gini, top-10% mass, and the Otsu threshold on the map resized to the
@@ -27,9 +28,12 @@ STAGE = "spanmaps"
 
 
 def token_maps(folder: Path, record: PaintingRecord) -> np.ndarray:
-    """(T, gh, gw) float maps in [0, 1] of every token."""
+    """(T, gh, gw) maps in [0, 1] of every token: in the `reference` TAM variant the stored 8-bit
+    maps / 255, as TAMArt averages them (after each token's quantisation); otherwise the
+    filtered float maps, which keep the levels the 8 bits lose."""
     raw = folder / "tam_raw.safetensors"
-    if raw.is_file():
+    reference = (record.provenance.get("tam") or {}).get("variant") == "reference"
+    if raw.is_file() and not reference:
         from safetensors.numpy import load_file
 
         maps = load_file(raw)["maps"]

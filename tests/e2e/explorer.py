@@ -25,12 +25,16 @@ _READ = """([testid, points]) => {
 }"""
 
 
-def wait_drawn(page, signature_prefix: str, testid: str = "overlay", timeout: float = 10_000) -> None:
+def wait_drawn(page, signature_prefix: str, testid: str = "overlay", timeout: float = 10_000,
+               exact: bool = False) -> None:
     """Wait until the overlay says it painted something starting with `signature_prefix`
-    ("tam span-2 inferno", "none", ...): the view sets data-drawn after putImageData."""
+    ("tam span-2 inferno", "none", ...): the view sets data-drawn after putImageData.
+    `exact` for a whole signature ("... tint 0"), which as a prefix would also match the
+    drawing before the change ("... tint 0.5")."""
     page.wait_for_function(
-        "([t, p]) => (document.querySelector(`[data-testid=\"${t}\"]`)?.dataset.drawn || '').startsWith(p)",
-        arg=[testid, signature_prefix], timeout=timeout)
+        "([t, p, exact]) => { const s = document.querySelector(`[data-testid=\"${t}\"]`)?.dataset.drawn || '';"
+        " return exact ? s === p : s.startsWith(p); }",
+        arg=[testid, signature_prefix, exact], timeout=timeout)
 
 
 def read_overlay(page, testid: str = "overlay", points=None) -> dict:

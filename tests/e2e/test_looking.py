@@ -58,7 +58,7 @@ def brightness(image: np.ndarray) -> float:
 def test_default_overlay_is_transparent_where_the_map_is_cold(tab, server, e2e_datasets):
     page = tab.page
     page.goto(server + FIXTURE.format("painting-1") + "&span=2")
-    wait_drawn(page, "tam span-2 inferno 0.8 hot 0")
+    wait_drawn(page, "tam span-2 inferno 0.8 hot 0", exact=True)
     rec = record(e2e_datasets["fixture"], "painting-1")
     W, H = rec["canvas"]["width"], rec["canvas"]["height"]
     want = np.rint(expected_map(e2e_datasets["fixture"] / "paintings/painting-1/spans/2.png", W, H))
@@ -73,7 +73,7 @@ def test_default_overlay_is_transparent_where_the_map_is_cold(tab, server, e2e_d
 
     # "hide below": nothing under the threshold, the ramp restarts above it
     page.get_by_test_id("cut").fill("0.5")
-    wait_drawn(page, "tam span-2 inferno 0.8 hot 0.5")
+    wait_drawn(page, "tam span-2 inferno 0.8 hot 0.5", exact=True)
     assert "cut=0.5" in page.url
     drawn = read_overlay(page, points=points)
     for (x, y), px in zip(points, drawn["at"], strict=True):
@@ -85,7 +85,7 @@ def test_default_overlay_is_transparent_where_the_map_is_cold(tab, server, e2e_d
     # the full tint stays as an option: one opacity over the whole canvas, as before
     page.get_by_test_id("look-select").select_option("tint")
     page.get_by_test_id("cut").fill("0")
-    wait_drawn(page, "tam span-2 inferno 0.8 tint 0")
+    wait_drawn(page, "tam span-2 inferno 0.8 tint 0", exact=True)
     tint = read_overlay(page)
     assert tint["opaque"] == W * H and tint["alphas"] == [204]
 
@@ -117,7 +117,7 @@ def test_export_follows_the_same_rule(tab, server, e2e_datasets, tmp_path):
     """Where the map is below "hide below", the exported pixel is the painting's own."""
     page = tab.page
     page.goto(server + FIXTURE.format("painting-1") + "&span=2&cut=0.5")
-    wait_drawn(page, "tam span-2 inferno 0.8 hot 0.5")
+    wait_drawn(page, "tam span-2 inferno 0.8 hot 0.5", exact=True)
     rec = record(e2e_datasets["fixture"], "painting-1")
     W, H = rec["canvas"]["width"], rec["canvas"]["height"]
     image, name = export(page, tmp_path)

@@ -58,7 +58,8 @@ CREATE TABLE paintings (
     rowid INTEGER PRIMARY KEY,          -- position in the manifest, from 1
     id TEXT NOT NULL UNIQUE,
     title TEXT, artist TEXT, artist_key TEXT, year TEXT, year_num INTEGER, style TEXT, style_key TEXT,
-    genre TEXT, status TEXT NOT NULL, n_tokens INTEGER NOT NULL, n_spans INTEGER NOT NULL,
+    genre TEXT, record TEXT NOT NULL,       -- identity of record.json when indexed (inode:size:mtime)
+    status TEXT NOT NULL, n_tokens INTEGER NOT NULL, n_spans INTEGER NOT NULL,
     n_sam INTEGER NOT NULL, caption TEXT,
     title_verdict TEXT, artist_verdict TEXT,   -- 'correct' | 'wrong' | NULL (not graded)
     mean_entropy REAL, mean_gini REAL, mean_top10 REAL, mean_iou REAL,
@@ -70,6 +71,7 @@ CREATE TABLE spans (
     painting INTEGER NOT NULL REFERENCES paintings(rowid),
     idx INTEGER NOT NULL, text TEXT NOT NULL, category TEXT NOT NULL,
     start INTEGER, "end" INTEGER, match TEXT, n_tokens INTEGER NOT NULL, has_map INTEGER NOT NULL,
+    map TEXT,                             -- the map's PNG, relative to the painting folder
     otsu INTEGER, entropy REAL, gini REAL, top10 REAL,
     sam INTEGER,                          -- NULL: SAM 3 not run; 0: nothing found; 1: a mask
     iou REAL, instances INTEGER
@@ -79,7 +81,7 @@ CREATE TABLE categories (category TEXT PRIMARY KEY, n INTEGER NOT NULL, median_e
 CREATE TABLE bad (id TEXT PRIMARY KEY, error TEXT NOT NULL);
 """
 INDEXES = """
-CREATE INDEX spans_painting ON spans(painting, idx);
+CREATE INDEX spans_painting ON spans(painting, category);
 CREATE INDEX spans_category_entropy ON spans(category, entropy);
 CREATE INDEX paintings_artist ON paintings(artist_key);
 CREATE INDEX paintings_style ON paintings(style_key);
@@ -155,6 +157,11 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def record_identity(root: Path, pid: str) -> str:
+    """What the index stored for a record when it read it: a server compares it before serving."""
+    return _identity(Path(root) / PAINTINGS / pid / RECORD)
+
+
 def painting_row(record: PaintingRecord, root: Path) -> dict[str, Any]:
     summary = summarise(record, root).model_dump(mode="json", exclude_none=True, exclude={"caption"})
     ann, meta = record.annotations, record.metadata
@@ -182,7 +189,8 @@ def span_rows(record: PaintingRecord) -> Iterator[dict[str, Any]]:
         m, sam = s.metrics, s.sam
         yield {
             "idx": s.index, "text": s.text, "category": s.category.value, "start": s.start, "end": s.end,
-            "match": s.match, "n_tokens": len(s.tokens), "has_map": int(s.map is not None), "otsu": s.otsu_threshold,
+            "match": s.match, "n_tokens": len(s.tokens), "has_map": int(s.map is not None),
+            "map": s.map.png if s.map else None, "otsu": s.otsu_threshold,
             "entropy": m.entropy if m else None, "gini": m.gini if m else None, "top10": m.top10_mass if m else None,
             "sam": None if sam is None else int(sam.mask is not None), "iou": sam.iou if sam else None,
             "instances": sam.instances if sam else None,
@@ -190,10 +198,10 @@ def span_rows(record: PaintingRecord) -> Iterator[dict[str, Any]]:
 
 
 PAINTING_COLUMNS = (
-    "id", "title", "artist", "artist_key", "year", "year_num", "style", "style_key", "genre", "status", "n_tokens",
+    "id", "title", "artist", "artist_key", "year", "year_num", "style", "style_key", "genre", "record", "status", "n_tokens",
     "n_spans", "n_sam", "caption", "title_verdict", "artist_verdict", "mean_entropy", "mean_gini", "mean_top10",
     "mean_iou", "canvas_w", "canvas_h", "summary")
-SPAN_COLUMNS = ("idx", "text", "category", "start", "end", "match", "n_tokens", "has_map", "otsu", "entropy",
+SPAN_COLUMNS = ("idx", "text", "category", "start", "end", "match", "n_tokens", "has_map", "map", "otsu", "entropy",
                 "gini", "top10", "sam", "iou", "instances")
 
 
@@ -263,31 +271,75 @@ def build_index(root: Path, target: Path | None = None, progress=None) -> Path:
     return target
 
 
+NO_FOLDER = "listed in manifest.json but has no folder under paintings/"
+LINKED = "is a symbolic link (a dataset holds none)"
+
+
+PARALLEL_FROM = 2000  # paintings from which records are parsed in worker processes (one per core)
+CHUNK = 250  # paintings per task
+
+
+def _read_painting(root: Path, pid: str) -> tuple[str, Any, Any]:
+    """("ok", painting row values, span rows) or ("bad", error, None) for one listed painting."""
+    folder = root / PAINTINGS / pid
+    if folder.is_symlink() or (folder / RECORD).is_symlink():
+        return "bad", f"{PAINTINGS}/{pid} or its {RECORD} {LINKED}", None
+    if not folder.is_dir():
+        return "bad", NO_FOLDER, None
+    identity = _identity(folder / RECORD)  # before reading, like the version
+    try:
+        record = PaintingRecord.model_validate_json((folder / RECORD).read_bytes())
+        if record.id != pid:
+            raise ValueError(f"record id {record.id!r} differs from its folder")
+    except (OSError, ValueError) as exc:  # ValidationError is a ValueError
+        return "bad", _short(exc), None
+    row = painting_row(record, root)
+    row["record"] = identity
+    return "ok", tuple(row[c] for c in PAINTING_COLUMNS), [tuple(s[c] for c in SPAN_COLUMNS) for s in span_rows(record)]
+
+
+def _read_chunk(root: Path, pids: list[str]) -> list[tuple[str, Any, Any]]:
+    return [_read_painting(root, pid) for pid in pids]
+
+
+def _readings(root: Path, ids: list[str]):
+    """(pid, reading) in the manifest's order; records parsed by worker processes for large datasets
+    (pydantic validation is most of an index build: about 2 ms per published-size record)."""
+    workers = min(os.cpu_count() or 1, 4)
+    if len(ids) < PARALLEL_FROM or workers < 2:
+        for pid in ids:
+            yield pid, _read_painting(root, pid)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunks = [ids[i:i + CHUNK] for i in range(0, len(ids), CHUNK)]
+    # spawn: a server calls this at startup, where forking a process with threads is unsafe
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for pids, readings in zip(chunks, pool.map(_read_chunk, [root] * len(chunks), chunks), strict=True):
+            yield from zip(pids, readings, strict=True)
+
+
 def _fill(conn: sqlite3.Connection, root: Path, ids: list[str], progress) -> None:
     pcols = ", ".join(f'"{c}"' for c in PAINTING_COLUMNS)
     scols = ", ".join(f'"{c}"' for c in SPAN_COLUMNS)
     insert_p = f"INSERT INTO paintings (rowid, {pcols}) VALUES (?, {', '.join('?' * len(PAINTING_COLUMNS))})"
     insert_s = f"INSERT INTO spans (painting, {scols}) VALUES (?, {', '.join('?' * len(SPAN_COLUMNS))})"
+    at = {c: k for k, c in enumerate(SPAN_COLUMNS)}
     by_category: dict[str, tuple[list[float], list[float], list[int]]] = {}
-    for rowid, pid in enumerate(ids, start=1):
-        try:
-            record = PaintingRecord.model_validate_json((root / PAINTINGS / pid / RECORD).read_bytes())
-            if record.id != pid:
-                raise ValueError(f"record id {record.id!r} differs from its folder")
-        except (OSError, ValueError) as exc:  # ValidationError is a ValueError
-            conn.execute("INSERT INTO bad VALUES (?, ?)", (pid, _short(exc)))
+    for rowid, (pid, (status, row, spans)) in enumerate(_readings(root, ids), start=1):
+        if status == "bad":
+            conn.execute("INSERT INTO bad VALUES (?, ?)", (pid, row))
             continue
-        row = painting_row(record, root)
-        conn.execute(insert_p, (rowid, *(row[c] for c in PAINTING_COLUMNS)))
-        spans = list(span_rows(record))
-        conn.executemany(insert_s, [(rowid, *(s[c] for c in SPAN_COLUMNS)) for s in spans])
+        conn.execute(insert_p, (rowid, *row))
+        conn.executemany(insert_s, [(rowid, *s) for s in spans])
         for s in spans:
-            ent, ious, count = by_category.setdefault(s["category"], ([], [], [0]))
+            ent, ious, count = by_category.setdefault(s[at["category"]], ([], [], [0]))
             count[0] += 1
-            if s["entropy"] is not None:
-                ent.append(s["entropy"])
-            if s["sam"] and s["iou"] is not None:
-                ious.append(s["iou"])
+            if s[at["entropy"]] is not None:
+                ent.append(s[at["entropy"]])
+            if s[at["sam"]] and s[at["iou"]] is not None:
+                ious.append(s[at["iou"]])
         if progress is not None:
             progress(rowid, len(ids))
     conn.executemany("INSERT INTO categories VALUES (?, ?, ?, ?, ?)",
@@ -399,12 +451,12 @@ def search_words(text: str) -> list[str]:
 
 
 def matches_records(root: Path, path: Path | None = None) -> list[str]:
-    """What differs between the index and the records (for `tamscope validate`): [] when it matches."""
+    """What differs between a current index and the records (for `tamscope validate`): [] when it
+    matches, or when it is not current (then nothing trusts it: it is rebuilt before use)."""
     root = Path(root)
     path = Path(path) if path else root / INDEX
-    reason = why_stale(root, path)
-    if reason:
-        return [f"{INDEX} is {reason}: run `tamscope index {root}`"]
+    if why_stale(root, path):
+        return []  # stale, corrupt or of another format: whoever reads it next rebuilds it first
     problems = []
     header, ids = manifest_header(root)
     with closing(connect(path)) as conn:
@@ -421,6 +473,7 @@ def matches_records(root: Path, path: Path | None = None) -> list[str]:
                 problems.append(f"{INDEX}: {pid} is indexed but its record does not parse")
                 continue
             want = painting_row(record, root)
+            want["record"] = _identity(root / PAINTINGS / pid / RECORD)
             got = dict(conn.execute(f"SELECT {', '.join(PAINTING_COLUMNS)} FROM paintings WHERE rowid = ?",
                                     (listed[pid],)).fetchone())
             if got != want:

@@ -116,7 +116,8 @@ def check_record(folder: Path, record: PaintingRecord, where: str) -> list[Viola
 
 
 def index_violations(root: Path) -> list[Violation]:
-    """The index (contract.index) is a cache: absent is fine, present it must match the records."""
+    """The index (contract.index) is a cache: absent or stale is fine (it is rebuilt before use),
+    current it must match the records."""
     if not (root / INDEX).exists():
         return []
     if (root / INDEX).is_symlink():

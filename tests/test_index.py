@@ -124,6 +124,12 @@ def test_validate_reports_an_index_that_differs_from_the_records(fixture_ds):
         conn.commit()
     found = [str(v) for v in validate_dataset(fixture_ds)]
     assert found and all(v.startswith(ix.INDEX) for v in found) and any("spans" in v for v in found)
+    with closing(sqlite3.connect(fixture_ds / ix.INDEX)) as conn:  # a painting gone from the index
+        conn.execute("DELETE FROM paintings WHERE id = 'painting-3'")
+        conn.commit()
+    assert any("other paintings" in str(v) for v in validate_dataset(fixture_ds))
+    (fixture_ds / ix.INDEX).write_bytes(b"garbage")
+    assert validate_dataset(fixture_ds) == []  # corrupt: rebuilt before anything reads it
     (fixture_ds / ix.INDEX).unlink()
     assert validate_dataset(fixture_ds) == []  # absent is fine: a cache
 
@@ -221,3 +227,19 @@ def test_the_command(fixture_ds, capsys):
     assert "built (forced)" in out and "4 paintings, 28 spans" in out
     assert ix.run(argparse.Namespace(dataset=fixture_ds, force=False)) == 0
     assert "current" in capsys.readouterr().out
+
+
+def test_worker_processes_build_the_same_index(fixture_ds, monkeypatch, tmp_path):
+    """Large datasets parse their records in worker processes: the rows are the same as in one process."""
+    serial = tmp_path / "serial.sqlite"
+    ix.build_index(fixture_ds, serial)
+    monkeypatch.setattr(ix, "PARALLEL_FROM", 2)
+    monkeypatch.setattr(ix, "CHUNK", 3)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    ix.build_index(fixture_ds)
+    query = ("SELECT p.id, p.summary, s.idx, s.text, s.entropy, s.iou FROM paintings p JOIN spans s "
+             "ON s.painting = p.rowid ORDER BY p.rowid, s.idx")
+    with closing(ix.connect(serial)) as a, closing(ix.connect(fixture_ds / ix.INDEX)) as b:
+        assert [tuple(r) for r in a.execute(query)] == [tuple(r) for r in b.execute(query)]
+        assert [tuple(r) for r in a.execute("SELECT * FROM categories")] == [
+            tuple(r) for r in b.execute("SELECT * FROM categories")]

@@ -44,6 +44,20 @@ class ApiSource {
     return json(`${this.ds(ds)}/paintings?${params}`);
   }
   async record(ds, pid) { return this.memo(`r:${ds}/${pid}`, () => json(`${this.p(ds, pid)}${this.v(ds)}`)); }
+  /** What the gallery's filters offer: {categories, styles: [[name, n]], artists, years, ...} */
+  async facets(ds) { return this.memo(`f:${ds}`, () => json(`${this.ds(ds)}/facets${this.v(ds)}`)); }
+  /** The previous and next painting in the gallery's order: {previous, next, position, total} */
+  async neighbours(ds, pid) {
+    return this.memo(`n:${ds}/${pid}`, () => json(`${this.ds(ds)}/neighbours/${encodeURIComponent(pid)}${this.v(ds)}`));
+  }
+  /** The phrase atlas: {total, summary, categories, items: [{painting, index, text, category, entropy, iou, ...}]} */
+  async atlas(ds, filters) {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(filters)) if (v !== "" && v !== null && v !== undefined) params.set(k, v);
+    const version = this.info.get(ds)?.version;
+    if (version) params.set("v", version);
+    return json(`${this.ds(ds)}/spans?${params}`);
+  }
   async stats(ds) {
     if (this.info.get(ds)?.has_stats === false) return null; // not computed: don't ask (a 404 in the console)
     return this.memo(`s:${ds}`, () => json(`${this.ds(ds)}/stats${this.v(ds)}`).catch(() => null));
@@ -81,6 +95,21 @@ class StaticSource {
     const items = (await this.manifest(ds)).paintings.filter((s) => matches(s, filters));
     return { total: items.length, offset, limit, items: items.slice(offset, offset + limit) };
   }
+  async facets(ds) {
+    const paintings = (await this.manifest(ds)).paintings;
+    const count = (key) => {
+      const seen = new Map();
+      for (const p of paintings) { const v = (p[key] ?? "").toString().trim(); if (v) seen.set(v, (seen.get(v) || 0) + 1); }
+      return [...seen].sort((a, b) => b[1] - a[1]);
+    };
+    return { n_paintings: paintings.length, styles: count("style"), artists: count("artist") };
+  }
+  async neighbours(ds, pid) {
+    const paintings = (await this.manifest(ds)).paintings;
+    const at = paintings.findIndex((p) => p.id === pid);
+    return { previous: paintings[at - 1] ?? null, next: at < 0 ? null : paintings[at + 1] ?? null, position: at + 1,
+      total: paintings.length };
+  }
   async record(ds, pid) {
     const key = `${ds}/${pid}`;
     if (!this.records.has(key)) this.records.set(key, json(this.file(ds, pid, "record.json")));
@@ -99,7 +128,8 @@ class StaticSource {
   canvasUrl(ds, pid) { return this.file(ds, pid, this.rec(ds, pid)?.canvas?.path || "canvas.jpg"); }
   thumbUrl(ds, pid, thumb) { return thumb ? `${this.root(ds)}/${thumb}` : this.file(ds, pid, "thumb.jpg"); }
   tokenMapUrl(ds, pid, i) { return this.file(ds, pid, this.rec(ds, pid).tokens[i].map.png); }
-  spanMapUrl(ds, pid, i) { return this.file(ds, pid, this.rec(ds, pid).spans[i].map.png); }
+  // `png`: the map's path when known without the record (the atlas' items carry it)
+  spanMapUrl(ds, pid, i, png) { return this.file(ds, pid, png || this.rec(ds, pid).spans[i].map.png); }
   samMaskUrl(ds, pid, i) { return this.file(ds, pid, this.rec(ds, pid).spans[i].sam.mask); }
 }
 

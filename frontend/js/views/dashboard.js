@@ -155,7 +155,7 @@ export async function renderDashboard(root, { source, state, navigate }) {
   const sm = stats.span_matching;
   root.replaceChildren(h("section", { class: "dashboard", "data-testid": "dashboard" },
     h("h2", {}, `${manifest.name}: dashboard`),
-    h("p", { class: "muted" }, `${stats.n_paintings ?? manifest.paintings.length} paintings, ${stats.n_spans ?? "?"} typed phrases.`,
+    h("p", { class: "muted" }, `${stats.n_paintings ?? manifest.n_paintings ?? manifest.paintings?.length} paintings, ${stats.n_spans ?? "?"} typed phrases.`,
       sm?.proposed ? ` The span classifier proposed ${sm.proposed} phrases; ${sm.exact + sm.repaired + (sm.approximate || 0)} were found in the captions (${fmtPct(sm.match_rate)}${sm.approximate ? `, ${sm.approximate} approximately` : ""}).` : "",
       " Click a white dot or a phrase to open it."),
     table,

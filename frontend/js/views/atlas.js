@@ -141,6 +141,8 @@ export async function renderAtlas(root, { source, state, navigate }) {
       + "the phrase's map (brighter = more attention) over the part of the painting it covers."),
     filters, summaryTable(result, state),
     cards.length ? h("ul", { class: "cards" }, cards)
-      : h("p", { class: "muted", "data-testid": "atlas-empty" }, "No phrase matches."),
+      : h("p", { class: "muted", "data-testid": "atlas-empty" }, result.needs_words
+        ? "Type a word of a phrase: this static copy of the explorer finds phrases by their words."
+        : "No phrase matches."),
     pager));
 }

@@ -74,6 +74,8 @@ class IndexQueries:
             meta = {r["key"]: r["value"] for r in conn.execute("SELECT key, value FROM meta")}
         self.meta = meta
         self.fts = meta.get("fts5") == "1"
+        self.summaries: dict[SpanFilter, tuple] = {}  # atlas filter -> its medians (the index never changes)
+        self.lock = threading.Lock()
 
     def connection_scope(self):
         from contextlib import closing
@@ -234,8 +236,16 @@ class IndexQueries:
     def atlas(self, f: SpanFilter, sort: str, descending: bool, offset: int, limit: int) -> bytes:
         where, params = self._span_where(f)
         total = self.conn.execute(f"SELECT count(*) FROM spans s{where}", params).fetchone()[0]
-        median_entropy, n_entropy = self._median("entropy", where, params)
-        median_iou, n_iou = self._median("iou", where, params)
+        # the matches' medians depend on the filter only: paging and sorting one search reuse them
+        with self.lock:
+            known = self.summaries.get(f)
+        if known is None:
+            known = (*self._median("entropy", where, params), *self._median("iou", where, params))
+            with self.lock:
+                self.summaries[f] = known
+                while len(self.summaries) > 512:
+                    self.summaries.pop(next(iter(self.summaries)))
+        median_entropy, n_entropy, median_iou, n_iou = known
         order = _order(SPAN_SORTS[sort], descending) + ", s.painting, s.idx"
         cols = ", ".join(f's."{c}"' for c in SPAN_FIELDS)
         rows = self.conn.execute(

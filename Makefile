@@ -8,7 +8,7 @@ BASE_STAMP := $(VENV)/.installed-base
 DATASET ?= data/smoke
 PAINTINGS ?= data/smoke-paintings
 
-.PHONY: help setup setup-serve test test-fast test-e2e test-js test-slurm slurm js-tools demo serve precompute bench bench-tam bench-server bench-explorer bench-align bench-cpu site site-demo lint smoke-dataset chromium wrk podman image image-precompute image-test clean
+.PHONY: help setup setup-serve test test-fast test-e2e test-js test-slurm slurm js-tools demo serve precompute bench bench-tam bench-server bench-explorer bench-align bench-scale bench-cpu site site-demo lint smoke-dataset chromium wrk podman image image-precompute image-test clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -115,6 +115,10 @@ bench-explorer: setup chromium ## explorer timings in headless Chromium
 
 bench-align: setup-serve ## where the published phrases land in their captions, now and before issue 12
 	$(BIN)/python -m bench.alignment
+
+# not part of `bench`: it builds 10,000- and 100,000-painting datasets (hard links, ~3 GB of records) and runs long
+bench-scale: setup chromium ## tamscope at 10,000 and 100,000 paintings: index, validate, stats, start, RSS, API p95, browser, static site
+	$(BIN)/python -m bench.scale --json build/bench-scale.json
 
 # not part of `bench`: it builds the real-size models (up to 17 GB of RAM) and takes ~15 min on 2 cores
 bench-cpu: setup ## CPU time per painting of every stage, real model architectures with random weights (slow: ~15 min, 17 GB RAM)

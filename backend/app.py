@@ -5,7 +5,10 @@ Routes (docs/api.md; OpenAPI at /docs and /openapi.json):
     GET /api/datasets
     GET /api/datasets/{ds}                               manifest
     GET /api/datasets/{ds}/stats                         stats.json
-    GET /api/datasets/{ds}/paintings?q=&category=&artist=&style=&offset=&limit=
+    GET /api/datasets/{ds}/paintings?q=&category=&artist=&style=&year_min=&year_max=&sam=&...&sort=&order=
+    GET /api/datasets/{ds}/facets                        what the gallery's filters offer, with counts
+    GET /api/datasets/{ds}/spans?q=&category=&entropy_max=&...&sort=   the phrase atlas (backend.search)
+    GET /api/datasets/{ds}/neighbours/{pid}              previous and next painting in the gallery's order
     GET /api/datasets/{ds}/paintings/{pid}               record
     GET /api/datasets/{ds}/paintings/{pid}/canvas|thumb
     GET /api/datasets/{ds}/paintings/{pid}/tokens/{i}.png
@@ -14,16 +17,17 @@ Routes (docs/api.md; OpenAPI at /docs and /openapi.json):
     GET /config.json, GET /, GET /static/{path}          the explorer (backend.pages)
     GET /openapi.json, GET /docs                         the API's schema and its reference page
 Every error is {"error": {"status", "code", "message"}} (backend.errors). Ids are checked
-against the in-memory catalog; file paths come only from the records (backend.catalog).
-Handlers are `async def` on purpose: they only look up bytes in memory, and a sync handler
-would cost a thread-pool hop per request.
+against the dataset's index; file paths come only from the records (backend.catalog).
+Handlers are `async def` on purpose: most only look up bytes in memory, and a sync handler
+would cost a thread-pool hop per request; index queries and a painting's first check run in
+the thread pool.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import orjson
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -35,9 +39,10 @@ from starlette.concurrency import run_in_threadpool
 from backend import FRONTEND, errors, shell
 from backend import openapi as oa
 from backend.blobs import Blob, BlobCache
-from backend.catalog import GalleryQuery, Painting, ServedDataset, load_catalog
+from backend.catalog import Painting, PaintingUnavailable, ServedDataset, load_catalog
 from backend.http import IMMUTABLE, REVALIDATE, EdgeMiddleware, relative_slash_redirects, send_blob
 from backend.pages import mount_docs, mount_explorer
+from backend.search import PAINTING_SORTS, SPAN_SORTS, PaintingFilter, SpanFilter
 from contract.schema import ID_PATTERN, Category
 
 
@@ -51,6 +56,11 @@ def canonical_integer(value):
 Integer = BeforeValidator(canonical_integer)
 Id = Annotated[str, PathParam(pattern=ID_PATTERN, max_length=128)]
 Index = Annotated[int, Integer, PathParam(ge=0, le=100_000)]
+MAX_QUERY = 500  # characters of a search: longer is 422 (a search is words, not a document)
+Verdict = Literal["correct", "wrong", "ungraded"]
+Order = Literal["asc", "desc"]
+PaintingSort = Literal[tuple(PAINTING_SORTS)]  # type: ignore[valid-type]
+SpanSort = Literal[tuple(SPAN_SORTS)]  # type: ignore[valid-type]
 Version = Annotated[str | None, Query(max_length=64, description=(
     "the dataset's `version` (from /api/datasets): when it matches, the response is cached as immutable"))]
 
@@ -74,8 +84,16 @@ def create_app(data_dirs: list[Path], skip_bad: bool = False, frontend: Path = F
             raise HTTPException(404, f"no dataset {ds!r}")
         return found
 
-    def painting(ds: str, pid: str) -> Painting:
-        found = dataset(ds).paintings.get(pid)
+    async def painting(ds: str, pid: str) -> Painting:
+        served = dataset(ds)
+        try:
+            found = served.cached(pid)  # checked already: no thread-pool hop
+            if found is None:
+                found = await run_in_threadpool(served.painting, pid)  # first use: read and check it
+            if isinstance(found, PaintingUnavailable):
+                raise found
+        except PaintingUnavailable as exc:
+            raise HTTPException(404, f"painting {pid!r} cannot be served: {exc}") from None
         if found is None:
             raise HTTPException(404, f"no painting {pid!r} in dataset {ds!r}")
         return found
@@ -83,8 +101,18 @@ def create_app(data_dirs: list[Path], skip_bad: bool = False, frontend: Path = F
     def caching(ds: str, v: str | None) -> str:
         return IMMUTABLE if v is not None and v == catalog[ds].version else REVALIDATE
 
+    async def query(request: Request, ds: str, key: tuple, make, v: str | None) -> Response:
+        """An index query's answer, kept in the cache (the index only changes with the version)."""
+        served = dataset(ds)
+        blob = cache.get((ds, served.version, *key))
+        if blob is None:
+            blob = Blob.of(await run_in_threadpool(make, served.index), "application/json")
+            cache.put((ds, served.version, *key), blob)
+        return send_blob(request, blob, caching(ds, v))
+
     async def painting_file(request: Request, ds: str, pid: str, key: str, what: str, v: str | None) -> Response:
-        ref = painting(ds, pid).files.get(key)
+        found = await painting(ds, pid)
+        ref = found.files.get(key)
         if ref is None:
             raise HTTPException(404, f"painting {pid!r} has no {what}")
         blob = cache.get(ref)
@@ -94,8 +122,8 @@ def create_app(data_dirs: list[Path], skip_bad: bool = False, frontend: Path = F
             except OSError:  # deleted, or replaced by a link or a special file since startup
                 raise HTTPException(404, f"the {what} of painting {pid!r} is missing on the server") from None
             cache.put(ref, blob)
-        # a file regenerated since startup is not the content the dataset version names
-        return send_blob(request, blob, caching(ds, v) if blob.etag == ref.etag else REVALIDATE)
+        # a file regenerated since it was checked is not the content the dataset version names
+        return send_blob(request, blob, caching(ds, v) if blob.etag == ref.etag and found.current else REVALIDATE)
 
     @app.get("/api/health", summary="Liveness: the served dataset ids", responses={200: {"model": oa.Health}})
     async def health():
@@ -118,29 +146,72 @@ def create_app(data_dirs: list[Path], skip_bad: bool = False, frontend: Path = F
             raise HTTPException(404, f"dataset {ds!r} has no statistics (run `tamscope stats`)")
         return send_blob(request, blob, caching(ds, v))
 
-    @app.get("/api/datasets/{ds}/paintings", summary="Paintings, filtered and paged", responses=oa.PAGE)
+    @app.get("/api/datasets/{ds}/paintings", summary="Paintings: searched, filtered, sorted and paged",
+             responses=oa.PAGE)
     async def paintings(request: Request, ds: Id,
-                        q: Annotated[str | None, Query(max_length=200, description=(
-                            "case-insensitive substring of title, artist or caption"))] = None,
+                        q: Annotated[str | None, Query(max_length=MAX_QUERY, description=(
+                            "words of the title, artist, caption or a phrase, all required, the last as a prefix"))] = None,
                         category: Annotated[Category | None, Query(description=(
                             "only paintings whose caption has a span of this category"))] = None,
                         artist: Annotated[str | None, Query(max_length=200, description=(
                             "exact artist, case-insensitive"))] = None,
                         style: Annotated[str | None, Query(max_length=200, description=(
                             "exact style, case-insensitive"))] = None,
+                        year_min: Annotated[int | None, Query(ge=-10_000, le=10_000)] = None,
+                        year_max: Annotated[int | None, Query(ge=-10_000, le=10_000)] = None,
+                        sam: Annotated[bool | None, Query(description=(
+                            "true: SAM 3 found at least one phrase of the painting; false: none"))] = None,
+                        title_verdict: Annotated[Verdict | None, Query()] = None,
+                        artist_verdict: Annotated[Verdict | None, Query()] = None,
+                        sort: Annotated[PaintingSort, Query(description="order (the manifest's), or a column")] = "order",
+                        order: Annotated[Order, Query()] = "asc",
                         offset: Annotated[int, Integer, Query(ge=0, le=1_000_000)] = 0,
                         limit: Annotated[int, Integer, Query(ge=1, le=200)] = 50, v: Version = None):
-        query = GalleryQuery.of(q, category.value if category else None, artist, style, offset, limit)
-        blob = cache.get((ds, query))
-        if blob is None:
-            blob = dataset(ds).search(query)
-            cache.put((ds, query), blob)
-        return send_blob(request, blob, caching(ds, v))
+        f = PaintingFilter(q.strip() if q and q.strip() else None, category.value if category else None,
+                           artist.strip().lower() if artist else None, style.strip().lower() if style else None,
+                           year_min, year_max, sam, title_verdict, artist_verdict)
+        return await query(request, ds, ("paintings", f, sort, order, offset, limit),
+                           lambda index: index.gallery(f, sort, order == "desc", offset, limit), v)
+
+    @app.get("/api/datasets/{ds}/facets", summary="What the gallery's filters offer, with counts", responses=oa.FACETS)
+    async def facets(request: Request, ds: Id, v: Version = None):
+        return await query(request, ds, ("facets",), lambda index: orjson.dumps(index.facets()), v)
+
+    @app.get("/api/datasets/{ds}/spans", summary="The phrase atlas: phrases across paintings, with summary numbers",
+             responses=oa.ATLAS)
+    async def spans(request: Request, ds: Id,
+                    q: Annotated[str | None, Query(max_length=MAX_QUERY, description=(
+                        "words of the phrase, all required, the last as a prefix"))] = None,
+                    category: Annotated[Category | None, Query()] = None,
+                    entropy_min: Annotated[float | None, Query(ge=0, le=1)] = None,
+                    entropy_max: Annotated[float | None, Query(ge=0, le=1)] = None,
+                    iou_min: Annotated[float | None, Query(ge=0, le=1)] = None,
+                    iou_max: Annotated[float | None, Query(ge=0, le=1)] = None,
+                    sam: Annotated[bool | None, Query(description=(
+                        "true: SAM 3 found the phrase; false: it ran and found nothing"))] = None,
+                    sort: Annotated[SpanSort, Query()] = "painting",
+                    order: Annotated[Order, Query()] = "asc",
+                    offset: Annotated[int, Integer, Query(ge=0, le=10_000_000)] = 0,
+                    limit: Annotated[int, Integer, Query(ge=1, le=200)] = 48, v: Version = None):
+        f = SpanFilter(q.strip() if q and q.strip() else None, category.value if category else None,
+                       entropy_min, entropy_max, iou_min, iou_max, sam)
+        return await query(request, ds, ("spans", f, sort, order, offset, limit),
+                           lambda index: index.atlas(f, sort, order == "desc", offset, limit), v)
+
+    @app.get("/api/datasets/{ds}/neighbours/{pid}", summary="The paintings before and after one, in the gallery's order",
+             responses=oa.NEIGHBOURS)
+    async def neighbours(request: Request, ds: Id, pid: Id, v: Version = None):
+        served = dataset(ds)
+        found = await run_in_threadpool(served.index.neighbours, pid)
+        if found is None:
+            raise HTTPException(404, f"no painting {pid!r} in dataset {ds!r}")
+        return send_blob(request, Blob.of(orjson.dumps(found), "application/json"), caching(ds, v))
 
     @app.get("/api/datasets/{ds}/paintings/{pid}", summary="One painting's record (docs/data-format.md)",
              responses=oa.RECORD)
     async def record(request: Request, ds: Id, pid: Id, v: Version = None):
-        return send_blob(request, painting(ds, pid).record, caching(ds, v))
+        found = await painting(ds, pid)
+        return send_blob(request, found.record, caching(ds, v) if found.current else REVALIDATE)
 
     @app.get("/api/datasets/{ds}/paintings/{pid}/canvas", summary="The canvas image the maps align to",
              responses=oa.PICTURE, response_class=Response)

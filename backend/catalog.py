@@ -1,32 +1,45 @@
-"""The datasets a server instance serves, loaded once at startup and kept in memory.
+"""The datasets a server instance serves: opened at startup from their index, read lazily.
 
-Records and manifests are held as ready-to-send blobs, and every file a client may fetch is
-named here, from the records, by its path inside the dataset folder together with its content
-hash. Request handlers only look ids up in these tables: a client never supplies a path.
-Every read goes through backend.datafiles (no symbolic link followed, regular files only).
+Startup opens each dataset's index (contract/index.py; rebuilt there if it is missing, stale or
+corrupt) and reads nothing else but the statistics: no record is read or validated, so it takes
+the same second for 4 paintings or 100,000, and memory does not grow with the paintings. The
+records were validated when the dataset was written (and again while it was indexed: a record
+that does not parse is in the index's `bad` list, refused at startup or left out with
+--skip-bad).
 
-Each dataset gets a `version`: a hash over the manifest, the statistics, every record and
-every file's content. A URL carrying `?v=<version>` therefore names content that cannot
-change, and the server marks it immutable (backend.app).
+A painting is checked the first time it is served: its record is read and validated against the
+contract and its files (contract.validate.check_record: present, inside the folder, readable
+images of the right size, no symbolic link), and every file it names is hashed. The result, or
+the reason it cannot be served, is kept in a bounded table (most recently used paintings). Request
+handlers only look ids up: a client never supplies a path. Every read goes through
+backend.datafiles (no symbolic link followed, regular files only).
+
+A dataset's `version` is its content version (contract.index): a URL carrying `?v=<version>`
+names content that cannot change, and the server marks it immutable (backend.app). A record
+rewritten since the index was built, or a file whose bytes changed since its painting was first
+served, is served as revalidate-only under its new ETag.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple
 
 import orjson
+from pydantic import ValidationError
 
 from backend.blobs import Blob, content_hash, media_type
 from backend.datafiles import read_dataset_file
+from backend.search import IndexQueries
+from contract.index import NO_FOLDER, IndexUnavailable, ensure_index, record_identity
 from contract.schema import DatasetManifest, PaintingRecord, is_valid_id
 from contract.store import MANIFEST, PAINTINGS, RECORD, STATS
-from contract.validate import validate_dataset
+from contract.validate import LINK, check_record
 
 log = logging.getLogger("tamscope.serve")
 
@@ -46,57 +59,66 @@ class FileRef:
         return Blob.of(read_dataset_file(self.root, self.rel), media_type(PurePosixPath(self.rel)))
 
 
-class GalleryQuery(NamedTuple):
-    """A gallery query, normalised: equal queries are one cache entry (backend.app)."""
-
-    needle: str | None
-    category: str | None
-    artist: str | None
-    style: str | None
-    offset: int
-    limit: int
-
-    @classmethod
-    def of(cls, q: str | None, category: str | None, artist: str | None, style: str | None,
-           offset: int, limit: int) -> GalleryQuery:
-        return cls(q.lower() if q else None, category, artist.strip().lower() if artist else None,
-                   style.strip().lower() if style else None, offset, limit)
-
-
 @dataclass
 class Painting:
     record: Blob
-    summary: dict
-    search_text: str  # lower-cased title, artist and caption
     files: dict[str, FileRef]  # "canvas", "thumb", "token/3", "span/2", "sam/2"
+    current: bool  # the record is the one the index (and so the dataset's version) describes
+
+
+class PaintingUnavailable(Exception):
+    """A painting of the index that cannot be served; the message says why."""
+
+
+PAINTINGS_KEPT = 4096  # checked paintings kept per dataset (a record blob and its file table each)
 
 
 @dataclass
 class ServedDataset:
     id: str
     root: Path
-    manifest: DatasetManifest
+    real: Path
+    manifest: DatasetManifest  # the manifest without its painting list
     manifest_blob: Blob
     stats: Blob | None
-    paintings: dict[str, Painting] = field(default_factory=dict)
-    skipped: dict[str, list[str]] = field(default_factory=dict)  # painting id -> its violations
+    index: IndexQueries
+    n_paintings: int
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # painting id -> why it is left out
     version: str = ""
+    checked: OrderedDict = field(default_factory=OrderedDict)  # pid -> Painting | PaintingUnavailable
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def listing(self) -> dict:
         m = self.manifest
         return {"id": self.id, "name": m.name, "description": m.description, "label": m.label,
-                "n_paintings": len(self.paintings), "version": self.version, "has_stats": self.stats is not None}
+                "n_paintings": self.n_paintings, "version": self.version, "has_stats": self.stats is not None}
 
-    def search(self, query: GalleryQuery) -> Blob:
-        """One page of the gallery, filtered."""
-        needle, category, artist, style, offset, limit = query
-        items = [p.summary for p in self.paintings.values()
-                 if (not needle or needle in p.search_text)
-                 and (not category or p.summary.get("categories", {}).get(category))
-                 and (not artist or (p.summary.get("artist") or "").strip().lower() == artist)
-                 and (not style or (p.summary.get("style") or "").strip().lower() == style)]
-        body = {"total": len(items), "offset": offset, "limit": limit, "items": items[offset:offset + limit]}
-        return Blob.of(orjson.dumps(body), "application/json")
+    def cached(self, pid: str) -> Painting | PaintingUnavailable | None:
+        with self.lock:
+            found = self.checked.get(pid)
+            if found is not None:
+                self.checked.move_to_end(pid)
+            return found
+
+    def painting(self, pid: str) -> Painting | None:
+        """The painting, checked on first use (blocking: the server calls it off the event loop).
+        None if the index does not list it; PaintingUnavailable if it cannot be served."""
+        found = self.cached(pid)
+        if found is None:
+            if not self.index.has(pid):
+                return None
+            try:
+                found = load_painting(self.real, pid, self.index.record_identity(pid))
+            except PaintingUnavailable as exc:
+                log.warning("painting %s of %s cannot be served: %s", pid, self.root, exc)
+                found = exc
+            with self.lock:
+                self.checked[pid] = found
+                while len(self.checked) > PAINTINGS_KEPT:
+                    self.checked.popitem(last=False)
+        if isinstance(found, PaintingUnavailable):
+            raise found
+        return found
 
 
 def dataset_id(root: Path, taken: set[str]) -> str:
@@ -126,22 +148,33 @@ def painting_files(root: Path, pid: str, record: PaintingRecord) -> dict[str, Fi
     files = {}
     for key, rel in rels.items():
         path = f"{PAINTINGS}/{pid}/{rel}"
-        try:  # validated already; this read is the guard that matters for what the server may send
+        try:  # checked already; this read is the guard that matters for what the server may send
             body = read_dataset_file(root, path)
         except OSError as exc:
-            raise StartupError(f"{path}: {key} cannot be served: {exc.strerror or exc}") from None
+            raise PaintingUnavailable(f"{path}: {key} cannot be served: {exc.strerror or exc}") from None
         files[key] = FileRef(root, path, f'"{content_hash(body)}"')
     return files
 
 
-def split_violations(violations) -> dict[str, list[str]]:
-    """Violations by painting id; "" collects those of the dataset itself (manifest, stats)."""
-    bad: dict[str, list[str]] = {}
-    for v in violations:
-        parts = v.location.split("/")
-        pid = parts[1].split(":")[0] if len(parts) >= 2 and parts[0] == PAINTINGS else ""
-        bad.setdefault(pid, []).append(str(v))
-    return bad
+def load_painting(root: Path, pid: str, indexed_identity: str | None) -> Painting:
+    """Read, validate and check one painting (its record and every file it names)."""
+    rel = f"{PAINTINGS}/{pid}/{RECORD}"
+    identity = record_identity(root, pid)
+    try:
+        raw = read_dataset_file(root, rel)
+    except OSError as exc:
+        raise PaintingUnavailable(f"{rel} cannot be served: {exc.strerror or exc}") from None
+    try:
+        record = PaintingRecord.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise PaintingUnavailable(f"{rel}:{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    problems = check_record(root / PAINTINGS / pid, record, rel)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise PaintingUnavailable(f"{problems[0]}{more}")
+    return Painting(Blob.of(orjson.dumps(orjson.loads(raw)), "application/json"), painting_files(root, pid, record),
+                    current=identity == indexed_identity)
 
 
 def load_dataset(root: Path, ds_id: str, skip_bad: bool) -> ServedDataset:
@@ -150,55 +183,37 @@ def load_dataset(root: Path, ds_id: str, skip_bad: bool) -> ServedDataset:
     if not (root / MANIFEST).is_file():
         raise StartupError(f"{root} is not a dataset folder (no {MANIFEST}); build one with `tamscope precompute` "
                            f"or `tamscope import-tamart`")
-    bad = split_violations(validate_dataset(root))
-    if bad and (not skip_bad or "" in bad):
-        lines = [line for lines in bad.values() for line in lines]
+    links = [name for name in (MANIFEST, STATS, PAINTINGS) if (root / name).is_symlink()]
+    if links:
+        raise StartupError(f"dataset {root} is invalid:\n  " + "\n  ".join(f"{n}: {LINK}" for n in links))
+    try:
+        opened = ensure_index(real)
+    except IndexUnavailable as exc:
+        raise StartupError(f"dataset {root} cannot be served: {exc}") from None
+    if opened.rebuilt:
+        log.info("indexed %s (%s): %s", root, opened.reason, opened.path)
+    index = IndexQueries(opened.path)
+    bad = {pid: [f"{PAINTINGS}/{pid}/{RECORD}: {error}"] for pid, error in index.bad().items()}
+    own = [line for pid, lines in bad.items() for line in lines if NO_FOLDER in line]  # the manifest's own problem
+    if bad and (not skip_bad or own):
+        lines = own if own and skip_bad else [line for lines in bad.values() for line in lines]
         more = f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else ""
-        hint = "" if "" in bad else "\n(--skip-bad serves the dataset without these paintings)"
+        hint = "" if own else "\n(--skip-bad serves the dataset without these paintings)"
         raise StartupError(f"dataset {root} is invalid:\n  " + "\n  ".join(lines[:20]) + more + hint)
+    for pid, lines in bad.items():
+        log.warning("skipping painting %s of %s: %s", pid, root, "; ".join(lines))
+    header = orjson.loads(index.meta["manifest"])
     try:
-        manifest = DatasetManifest.model_validate_json(read_dataset_file(real, MANIFEST))
         stats = Blob.of(read_dataset_file(real, STATS), "application/json") if os.path.lexists(real / STATS) else None
-    except OSError as exc:  # replaced since validation
+    except OSError as exc:  # replaced since indexing
         raise StartupError(f"dataset {root} cannot be served: {exc.filename}: {exc.strerror or exc}") from None
-    paintings: dict[str, Painting] = {}
-    for summary in manifest.paintings:
-        if summary.id in bad:
-            continue
-        try:
-            paintings[summary.id] = load_painting(real, summary)
-        except StartupError as exc:  # a file changed since validation (a link put in place, say)
-            if not skip_bad:
-                raise
-            bad[summary.id] = [str(exc)]
-    if bad:
-        manifest = manifest.model_copy(update={"paintings": [p for p in manifest.paintings if p.id not in bad]})
-        for pid, lines in bad.items():
-            log.warning("skipping painting %s of %s: %s", pid, root, "; ".join(lines))
-    served = ServedDataset(
-        id=ds_id, root=root, manifest=manifest,
-        manifest_blob=Blob.of(orjson.dumps(manifest.model_dump(mode="json", exclude_none=True)), "application/json"),
-        stats=stats,
-        paintings=paintings, skipped=bad)
-    version = hashlib.sha256(served.manifest_blob.etag.encode())
-    version.update(served.stats.etag.encode() if served.stats else b"-")
-    for pid, painting in paintings.items():
-        version.update(f"\n{pid} {painting.record.etag}".encode())
-        version.update("".join(f" {k}={f.etag}" for k, f in sorted(painting.files.items())).encode())
-    served.version = version.hexdigest()[:20]
-    return served
-
-
-def load_painting(root: Path, summary) -> Painting:
-    rel = f"{PAINTINGS}/{summary.id}/{RECORD}"
-    try:
-        raw = read_dataset_file(root, rel)
-    except OSError as exc:
-        raise StartupError(f"{rel} cannot be served: {exc.strerror or exc}") from None
-    record = PaintingRecord.model_validate_json(raw)
-    text = " ".join(filter(None, [summary.title, summary.artist, record.caption])).lower()
-    return Painting(Blob.of(orjson.dumps(orjson.loads(raw)), "application/json"),
-                    summary.model_dump(mode="json", exclude_none=True), text, painting_files(root, summary.id, record))
+    n = index.count()
+    # the manifest without its painting list (100,000 captions are not for the browser): n_paintings counts them
+    body = {**header, "n_paintings": n}
+    return ServedDataset(
+        id=ds_id, root=root, real=real, manifest=DatasetManifest.model_validate({**header, "paintings": []}),
+        manifest_blob=Blob.of(orjson.dumps(body), "application/json"), stats=stats, index=index, n_paintings=n,
+        skipped=bad, version=opened.version)
 
 
 def load_catalog(roots: list[Path], skip_bad: bool = False) -> dict[str, ServedDataset]:

@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     for ds in app.state.catalog.values():
-        print(f"serving {ds.id}: {len(ds.paintings)} paintings from {ds.root}"
+        print(f"serving {ds.id}: {ds.n_paintings} paintings from {ds.root}"
               + (f" (left out: {', '.join(sorted(ds.skipped))})" if ds.skipped else ""))
     # 0.0.0.0 is where it listens, not an address a browser opens: name this machine's
     shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(args.host, args.host)

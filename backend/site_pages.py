@@ -24,6 +24,7 @@ from backend import shell
 from contract.schema import DatasetManifest, PaintingRecord
 
 DESCRIPTION_CHARS = 200  # what previews show of a caption
+FRONT_PAGE_CARDS = 1000  # paintings listed on the front page per dataset (its HTML stays small at 100,000)
 
 
 def page_name(dataset: str, painting: str) -> str:
@@ -40,6 +41,7 @@ class SiteDataset:
     manifest: DatasetManifest
     records: dict[str, PaintingRecord]  # painting id -> record, in the manifest's order
     files: list[tuple[str, Path]]  # (path inside the dataset, source) of every file the explorer reads
+    version: str = ""  # the dataset's content version (contract/index.py)
 
 
 def _byline(record: PaintingRecord) -> str:
@@ -74,27 +76,34 @@ def painting_page(ds: SiteDataset, record: PaintingRecord, site_url: str | None)
 
 
 def render_pages(env: Environment, static: Callable[[str], str], csp: str, datasets: list[SiteDataset],
-                 site_url: str | None) -> dict[str, bytes]:
-    """Relative path -> HTML of the front page and of every painting's page."""
+                 site_url: str | None, skip: set[str] = frozenset()) -> dict[str, bytes]:
+    """Relative path -> HTML of the front page and of every painting's page (but those of the
+    datasets in `skip`, which the previous export has: backend/site.py). The front page lists
+    the first FRONT_PAGE_CARDS paintings of each dataset; the explorer pages through the rest."""
     credits = shell.credits(ds.manifest for ds in datasets)
     common = dict(static=static, csp=csp, attributions=credits)
     pages: dict[str, bytes] = {}
     listing = []
     for ds in datasets:
         cards = []
-        for pid, record in ds.records.items():
+        for k, (pid, record) in enumerate(ds.records.items()):
+            if k >= FRONT_PAGE_CARDS and ds.id in skip:
+                break
             thumb = record.thumb or record.canvas
-            cards.append({"page": page_name(ds.id, pid), "title": record.annotations.title or pid,
+            if k < FRONT_PAGE_CARDS:
+                cards.append({"page": page_name(ds.id, pid), "title": record.annotations.title or pid,
                           "byline": ", ".join(str(x) for x in (record.annotations.artist, record.annotations.year) if x),
                           "thumb": {"src": _file(ds, pid, thumb.path), "width": thumb.width, "height": thumb.height}
                           if thumb else None})
+            if ds.id in skip:
+                continue
             html = shell.render(env, "site-painting.html", label=ds.manifest.label,
                                 page=painting_page(ds, record, site_url), **common)
             pages[page_name(ds.id, pid)] = html.encode("utf-8")
         listing.append({"id": ds.id, "name": ds.manifest.name, "description": ds.manifest.description,
-                        "label": ds.manifest.label, "paintings": cards})
+                        "label": ds.manifest.label, "paintings": cards, "more": max(0, len(ds.records) - len(cards))})
     description = ("Where a multimodal LLM looks when it describes a painting: "
-                   + ", ".join(f"{d['name']} ({len(d['paintings'])} paintings)" for d in listing))
+                   + ", ".join(f"{d['name']} ({len(d['paintings']) + d['more']} paintings)" for d in listing))
     pages["index.html"] = shell.render(env, "site-index.html", datasets=listing, description=description,
                                        url=site_url, **common).encode("utf-8")
     return pages

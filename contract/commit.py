@@ -65,7 +65,8 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+def link_or_copy(src: Path, dst: Path) -> None:
+    """DST as a hard link to SRC (a copy where the file system has none): for files never changed in place."""
     try:
         os.link(src, dst)  # files are never modified in place, so sharing the inode is safe
     except OSError:  # a file system without hard links
@@ -113,7 +114,7 @@ def commit_painting(dataset: Dataset, record: PaintingRecord, files: dict[str, b
         if rel in files:
             _write(target, files[rel])
         elif (folder / rel).is_file():
-            _link_or_copy(folder / rel, target)
+            link_or_copy(folder / rel, target)
         step("file")
     atomic_write_bytes(staging / RECORD, dumps_json(record))  # complete from here on
     step("staged")

@@ -213,6 +213,9 @@ def run(args: argparse.Namespace) -> int:
     dataset = Dataset(args.dataset)
     stats = compute(dataset)
     dataset.save_stats(stats)
+    from contract.index import ensure_index  # the statistics changed the content version: re-index
+
+    ensure_index(dataset.root)
     data = stats.model_dump(mode="json")
     if getattr(args, "json", False):
         sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")

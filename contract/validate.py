@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 
 from contract.commit import REPLACED, STAGING, interrupted, temp_files
+from contract.index import INDEX, IndexUnavailable, matches_records
 from contract.inputs import fingerprint, input_of, scan_input, vanished
 from contract.schema import DatasetManifest, DatasetStats, PaintingRecord, is_valid_id
 from contract.store import MANIFEST, PAINTINGS, RECORD, STATS, Dataset
@@ -114,6 +115,19 @@ def check_record(folder: Path, record: PaintingRecord, where: str) -> list[Viola
     return out
 
 
+def index_violations(root: Path) -> list[Violation]:
+    """The index (contract.index) is a cache: absent or stale is fine (it is rebuilt before use),
+    current it must match the records."""
+    if not (root / INDEX).exists():
+        return []
+    if (root / INDEX).is_symlink():
+        return [Violation(INDEX, LINK)]
+    try:
+        return [Violation(INDEX, problem) for problem in matches_records(root)]
+    except IndexUnavailable as exc:  # the manifest is broken: reported above
+        return [Violation(INDEX, f"cannot be checked: {exc}")]
+
+
 def leftover_violations(root: Path) -> list[Violation]:
     """What a killed writer left: half-committed painting folders and temporary files."""
     out = [Violation(f"{PAINTINGS}/{pid}", "an interrupted write left .staging/.replaced folders beside it "
@@ -203,6 +217,7 @@ def validate_dataset(root: Path, input_folder: Path | None = None) -> list[Viola
             DatasetStats.model_validate_json((root / STATS).read_bytes())
         except ValidationError as err:
             out += _pydantic_violations(STATS, err)
+    out += index_violations(root)
     out += leftover_violations(root)
     if input_folder is not None:
         out += input_violations(root, Path(input_folder))

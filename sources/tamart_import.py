@@ -302,7 +302,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_stats:
         from contract import stats
 
-        stats.run(argparse.Namespace(dataset=args.out, json=False, quiet=True))
+        stats.run(argparse.Namespace(dataset=args.out, json=False, quiet=True))  # writes the index too
+    else:
+        from contract.index import ensure_index
+
+        ensure_index(args.out)
     from contract.validate import run as validate
 
     valid = validate(argparse.Namespace(dataset=ds.root))

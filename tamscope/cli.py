@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("contract.stats", "dataset statistics for the dashboard"),
     "submit": ("precompute.submit", "precompute on a SLURM cluster: a job array of shards, then the merge"),
     "merge": ("precompute.merge", "merge shards into one dataset manifest and statistics"),
+    "index": ("contract.index", "build the dataset's search index (index.sqlite) if missing or stale"),
     "validate": ("contract.validate", "check a dataset folder against the contract"),
     "serve": ("backend.cli", "serve the explorer and the JSON API"),
     "import-tamart": ("sources.tamart_import", "import the paper authors' project-page data"),

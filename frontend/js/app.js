@@ -9,6 +9,7 @@
 import { openSource } from "./data.js";
 import { h } from "./dom.js";
 import { address, stateAt } from "./lib/urlstate.js";
+import { renderAtlas } from "./views/atlas.js";
 import { renderDashboard } from "./views/dashboard.js";
 import { renderGallery } from "./views/gallery.js";
 import { renderPainting } from "./views/painting.js";
@@ -44,7 +45,7 @@ function render({ focus = null } = {}) {
   banner.hidden = !current?.label;
   banner.textContent = current?.label || "";
   picker.value = state.dataset || "";
-  const section = state.view === "dashboard" ? "dashboard" : "gallery";
+  const section = ["dashboard", "atlas"].includes(state.view) ? state.view : "gallery";
   document.querySelectorAll("[data-nav]").forEach((a) => {
     a.setAttribute("aria-current", String(a.dataset.nav === section));
     a.href = address({ dataset: state.dataset, view: a.dataset.nav });
@@ -56,6 +57,7 @@ function render({ focus = null } = {}) {
       if (!state.dataset) main.replaceChildren(h("p", {}, "No dataset is being served."));
       else if (viewName === "painting") await renderPainting(main, ctx);
       else if (viewName === "dashboard") await renderDashboard(main, ctx);
+      else if (viewName === "atlas") await renderAtlas(main, ctx);
       else await renderGallery(main, ctx);
       document.title = [viewName === "painting" ? main.querySelector("h2")?.textContent : null,
         current?.name, "tamscope"].filter(Boolean).join(" — ");
@@ -79,8 +81,8 @@ async function boot() {
   const start = here();
   if (pages && start.view === "painting" && start.painting) { // a painting opened by its query: to its own page
     const ds = start.dataset || datasets[0]?.id;
-    const manifest = ds ? await source.manifest(ds).catch(() => null) : null;
-    if (manifest?.paintings.some((p) => p.id === start.painting)) history.replaceState(null, "", addressOf(start));
+    const around = ds ? await source.neighbours(ds, start.painting).catch(() => null) : null;
+    if (around?.position > 0) history.replaceState(null, "", addressOf(start));
   }
   // the id is what URLs and error messages name: the picker shows it, and the dataset's own name when it differs
   picker.replaceChildren(...datasets.map((d) => h("option", { value: d.id, title: d.description || null },

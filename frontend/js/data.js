@@ -13,17 +13,6 @@ const json = async (url) => {
   return response.json();
 };
 
-function matches(summary, { q, category, artist, style }) {
-  if (q) {
-    const text = [summary.title, summary.artist, summary.caption].filter(Boolean).join(" ").toLowerCase();
-    if (!text.includes(q.toLowerCase())) return false;
-  }
-  if (category && !(summary.categories || {})[category]) return false;
-  if (artist && (summary.artist || "").trim().toLowerCase() !== artist.trim().toLowerCase()) return false;
-  if (style && (summary.style || "").toLowerCase() !== style.toLowerCase()) return false;
-  return true;
-}
-
 class ApiSource {
   constructor(base) { this.base = base.replace(/\/$/, ""); this.cache = new Map(); this.info = new Map(); }
   // `?v=<dataset version>`: the server answers such URLs as immutable (the version hashes the content)
@@ -44,6 +33,20 @@ class ApiSource {
     return json(`${this.ds(ds)}/paintings?${params}`);
   }
   async record(ds, pid) { return this.memo(`r:${ds}/${pid}`, () => json(`${this.p(ds, pid)}${this.v(ds)}`)); }
+  /** What the gallery's filters offer: {categories, styles: [[name, n]], artists, years, ...} */
+  async facets(ds) { return this.memo(`f:${ds}`, () => json(`${this.ds(ds)}/facets${this.v(ds)}`)); }
+  /** The previous and next painting in the gallery's order: {previous, next, position, total} */
+  async neighbours(ds, pid) {
+    return this.memo(`n:${ds}/${pid}`, () => json(`${this.ds(ds)}/neighbours/${encodeURIComponent(pid)}${this.v(ds)}`));
+  }
+  /** The phrase atlas: {total, summary, categories, items: [{painting, index, text, category, entropy, iou, ...}]} */
+  async atlas(ds, filters) {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(filters)) if (v !== "" && v !== null && v !== undefined) params.set(k, v);
+    const version = this.info.get(ds)?.version;
+    if (version) params.set("v", version);
+    return json(`${this.ds(ds)}/spans?${params}`);
+  }
   async stats(ds) {
     if (this.info.get(ds)?.has_stats === false) return null; // not computed: don't ask (a 404 in the console)
     return this.memo(`s:${ds}`, () => json(`${this.ds(ds)}/stats${this.v(ds)}`).catch(() => null));
@@ -59,6 +62,21 @@ class ApiSource {
   }
 }
 
+// Words as the server's index sees them (contract/index.py, backend/site_search.py): runs of
+// letters, digits and "_", lower case, accents removed; 16 at most.
+const WORD_RE = /[\p{L}\p{N}_]+/gu;
+const normWord = (w) => w.toLowerCase().normalize("NFKD").replace(/\p{M}/gu, "");
+export const queryWords = (q) => (String(q || "").match(WORD_RE) || []).slice(0, 16).map(normWord);
+const shardOf = (word) => [...new TextEncoder().encode([...word].slice(0, 2).join(""))]
+  .map((b) => b.toString(16).padStart(2, "0")).join("");
+const undelta = (xs) => { let at = 0; return xs.map((d) => (at += d)); };
+const median = (xs) => {
+  if (!xs.length) return null;
+  const s = [...xs].sort((a, b) => a - b), m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const decode = (code) => (code === -1 ? null : code / 10000);
+
 class StaticSource {
   constructor(datasets, pages) { this.datasets = datasets; this.pages = pages; this.cache = new Map(); this.records = new Map(); }
   root(ds) {
@@ -69,17 +87,119 @@ class StaticSource {
   file(ds, pid, rel) { return `${this.root(ds)}/paintings/${encodeURIComponent(pid)}/${rel}`; }
   async listDatasets() {
     return Promise.all(this.datasets.map(async (d) => {
-      const m = await this.manifest(d.id);
-      return { id: d.id, name: m.name, description: m.description, label: m.label, n_paintings: m.paintings.length };
+      const meta = await this.search(d.id, "meta.json");
+      const m = meta.manifest;
+      return { id: d.id, name: m.name, description: m.description, label: m.label, n_paintings: meta.n_paintings };
     }));
   }
-  async manifest(ds) {
-    if (!this.cache.has(ds)) this.cache.set(ds, json(`${this.root(ds)}/manifest.json`));
-    return this.cache.get(ds);
+  // the manifest without its painting list (search/meta.json): manifest.json holds every caption
+  async manifest(ds) { return (await this.search(ds, "meta.json")).manifest; }
+  // the precomputed search files of export-site (backend/site_search.py), fetched as needed
+  search(ds, rel) { return this.memoStatic(`${ds}/${rel}`, () => json(`${this.root(ds)}/search/${rel}`)); }
+  memoStatic(key, make) {
+    if (!this.cache.has(key)) this.cache.set(key, make().catch((e) => { this.cache.delete(key); throw e; }));
+    return this.cache.get(key);
+  }
+  async chunkItems(ds, positions) {
+    const { chunk } = await this.search(ds, "meta.json");
+    const needed = [...new Set(positions.map((p) => Math.floor(p / chunk)))];
+    const chunks = new Map(await Promise.all(needed.map(async (k) => [k, await this.search(ds, `gallery/${k}.json`)])));
+    return positions.map((p) => chunks.get(Math.floor(p / chunk))[p % chunk]);
+  }
+  /** Positions of the paintings holding every word (the last as a prefix), or null for "all". */
+  async wordPositions(ds, words, shardsKey, file) {
+    const meta = await this.search(ds, "meta.json");
+    const lists = await Promise.all(words.map(async (word, k) => {
+      const name = shardOf(word);
+      if (!meta[shardsKey].includes(name)) return [];
+      const shard = await this.search(ds, `${file}/${name}.json`);
+      const last = k === words.length - 1 && [...word].length >= 2;
+      return Object.keys(shard).filter((w) => (last ? w.startsWith(word) : w === word)).map((w) => shard[w]);
+    }));
+    return lists;
+  }
+  async positions(ds, { q, category, artist, style, year_min, year_max, sam }) {
+    const meta = await this.search(ds, "meta.json");
+    let keep = null;
+    const words = queryWords(q);
+    if (words.length) {
+      for (const postings of await this.wordPositions(ds, words, "word_shards", "words")) {
+        const set = new Set(postings.flatMap(undelta));
+        keep = keep === null ? set : new Set([...keep].filter((p) => set.has(p)));
+      }
+    }
+    if (category || artist || style || year_min != null || year_max != null || (sam !== undefined && sam !== "")) {
+      const attrs = await this.search(ds, "attrs.json");
+      const index = (list, name) => list.findIndex(([n]) => n.trim().toLowerCase() === name.trim().toLowerCase());
+      const a = artist ? index(meta.facets.artists, artist) : null, st = style ? index(meta.facets.styles, style) : null;
+      const bit = category ? 1 << meta.categories_order.indexOf(category) : 0;
+      const ok = (p) => { const [pa, ps, year, mask, found] = attrs[p];
+        return (a === null || pa === a) && (st === null || ps === st) && (!bit || mask & bit)
+          && (year_min == null || (year !== null && year >= year_min)) && (year_max == null || (year !== null && year <= year_max))
+          && (sam === undefined || sam === "" || String(Boolean(found)) === String(sam)); };
+      const base = keep === null ? attrs.map((_, p) => p) : [...keep];
+      keep = new Set(base.filter(ok));
+    }
+    return keep === null ? null : [...keep].sort((x, y) => x - y);
   }
   async paintings(ds, { offset = 0, limit = 50, ...filters }) {
-    const items = (await this.manifest(ds)).paintings.filter((s) => matches(s, filters));
-    return { total: items.length, offset, limit, items: items.slice(offset, offset + limit) };
+    const meta = await this.search(ds, "meta.json");
+    const found = await this.positions(ds, filters);
+    const total = found === null ? meta.n_paintings : found.length;
+    const page = found === null ? Array.from({ length: Math.max(0, Math.min(limit, total - offset)) }, (_, k) => offset + k)
+      : found.slice(offset, offset + limit);
+    return { total, offset, limit, items: await this.chunkItems(ds, page) };
+  }
+  async facets(ds) { return (await this.search(ds, "meta.json")).facets; }
+  async neighbours(ds, pid) {
+    const ids = await this.search(ds, "ids.json");
+    const at = ids.indexOf(pid);
+    if (at < 0) return { previous: null, next: null, position: 0, total: ids.length };
+    const around = [at - 1, at + 1].filter((p) => p >= 0 && p < ids.length);
+    const items = await this.chunkItems(ds, around);
+    const get = (p) => items[around.indexOf(p)] ?? null;
+    return { previous: get(at - 1), next: get(at + 1), position: at + 1, total: ids.length };
+  }
+  async atlas(ds, { q, category, entropy_max, sort = "painting", order = "asc", offset = 0, limit = 48 }) {
+    const meta = await this.search(ds, "meta.json");
+    const words = queryWords(q);
+    let entries;
+    if (words.length) {
+      for (const lists of await this.wordPositions(ds, words, "phrase_shards", "phrases")) {
+        const here = new Map(lists.flat().map((e) => [`${e[0]}:${e[1]}`, e]));
+        entries = entries === undefined ? here : new Map([...entries].filter(([k]) => here.has(k)));
+      }
+      entries = [...entries.values()];
+    } else if (meta.atlas_all) entries = await this.search(ds, "atlas.json");
+    else return { total: 0, offset, limit, needs_words: true, summary: { n: 0 }, categories: meta.categories, items: [] };
+    const code = category ? meta.categories_order.indexOf(category) : -1;
+    const ceiling = entropy_max === null || entropy_max === undefined || entropy_max === "" ? null : Number(entropy_max) * 10000;
+    entries = entries.filter((e) => (code < 0 || e[2] === code) && (ceiling === null || (e[3] !== -1 && e[3] <= ceiling)));
+    const column = { entropy: 3, iou: 4, gini: 9, top10: 10 }[sort];
+    const sign = order === "desc" ? -1 : 1;
+    entries.sort((x, y) => {
+      if (column !== undefined) {
+        const a = x[column], b = y[column];
+        if ((a === -1) !== (b === -1)) return a === -1 ? 1 : -1; // none last
+        if (a !== b) return sign * (a - b);
+      } else if (sort === "text" && x[7] !== y[7]) return sign * x[7].localeCompare(y[7]);
+      else if (sort === "category" && x[2] !== y[2]) return sign * (x[2] - y[2]);
+      else if (sort === "painting" && (x[0] !== y[0] || x[1] !== y[1])) return sign * (x[0] - y[0] || x[1] - y[1]);
+      return x[0] - y[0] || x[1] - y[1];
+    });
+    const page = entries.slice(offset, offset + limit);
+    const paintings = await this.chunkItems(ds, page.map((e) => e[0]));
+    const items = page.map((e, k) => {
+      const p = paintings[k];
+      return { painting: p.id, title: p.title ?? null, artist: p.artist ?? null, year: p.year == null ? null : String(p.year),
+        thumb: p.thumb ?? null, index: e[1], text: e[7], category: meta.categories_order[e[2]], entropy: decode(e[3]),
+        gini: decode(e[9]), top10: decode(e[10]), iou: decode(e[4]), sam: e[5] === -1 ? null : e[5] === 1, otsu: e[6] === -1 ? null : e[6],
+        has_map: e[8] !== null, map: e[8] === 0 ? `spans/${e[1]}.png` : e[8] };
+    });
+    const ent = entries.filter((e) => e[3] !== -1).map((e) => e[3] / 10000);
+    const ious = entries.filter((e) => e[5] === 1 && e[4] !== -1).map((e) => e[4] / 10000);
+    return { total: entries.length, offset, limit, categories: meta.categories, items,
+      summary: { n: entries.length, median_entropy: median(ent), n_entropy: ent.length, median_iou: median(ious), n_iou: ious.length } };
   }
   async record(ds, pid) {
     const key = `${ds}/${pid}`;
@@ -99,7 +219,8 @@ class StaticSource {
   canvasUrl(ds, pid) { return this.file(ds, pid, this.rec(ds, pid)?.canvas?.path || "canvas.jpg"); }
   thumbUrl(ds, pid, thumb) { return thumb ? `${this.root(ds)}/${thumb}` : this.file(ds, pid, "thumb.jpg"); }
   tokenMapUrl(ds, pid, i) { return this.file(ds, pid, this.rec(ds, pid).tokens[i].map.png); }
-  spanMapUrl(ds, pid, i) { return this.file(ds, pid, this.rec(ds, pid).spans[i].map.png); }
+  // `png`: the map's path when known without the record (the atlas' items carry it)
+  spanMapUrl(ds, pid, i, png) { return this.file(ds, pid, png || this.rec(ds, pid).spans[i].map.png); }
   samMaskUrl(ds, pid, i) { return this.file(ds, pid, this.rec(ds, pid).spans[i].sam.mask); }
 }
 
@@ -110,4 +231,3 @@ export async function openSource() {
   return new ApiSource(config.api || "api");
 }
 
-export { matches };

@@ -36,6 +36,16 @@ def test_static_site_smoke(browser, site_root):
             page.get_by_test_id("gallery-item").first.wait_for()
             assert page.get_by_test_id("gallery-item").count() == 4
             tab.shot("gallery")
+            # search and the phrase atlas from the precomputed files (backend/site_search.py)
+            page.get_by_test_id("gallery-search").fill("blue hour")
+            page.wait_for_function("() => document.querySelector('[data-testid=gallery-count]').textContent === '1 painting'")
+            page.goto(base + "?view=atlas&aq=calm&asort=entropy")
+            page.wait_for_function("() => document.querySelectorAll('[data-testid=atlas-item]').length === 8")
+            page.wait_for_function("() => [...document.querySelectorAll('.atlas-crop')].every((c) => c.dataset.drawn === '1')")
+            shown = [float(e) for e in page.eval_on_selector_all("[data-testid=atlas-item]", "els => els.map(e => e.dataset.entropy)")]
+            assert shown == sorted(shown)
+            page.goto(base)
+            page.get_by_test_id("gallery-item").first.wait_for()
             page.get_by_test_id("gallery-item").nth(2).click()
             page.get_by_test_id("painting-view").wait_for()
             span_button(page, "a starry sky").click()

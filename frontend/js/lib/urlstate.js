@@ -6,12 +6,16 @@ export const DEFAULTS = Object.freeze({
   view: "gallery", dataset: null, painting: null, span: null, token: null, compare: null,
   mode: "span", layers: Object.freeze(["tam"]), look: "hot", cmap: "inferno", opacity: 0.8, cut: 0,
   samstyle: "outline", highlight: "solid", reliance: false, q: "", cat: "", artist: "", style: "", page: 0,
+  // the phrase atlas (views/atlas.js): phrase words, category, highest entropy, sort and direction
+  aq: "", acat: "", emax: null, asort: "painting", adesc: false,
 });
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const CHOICES = {
-  view: ["gallery", "painting", "dashboard"], mode: ["span", "token"], look: ["hot", "tint"],
+  view: ["gallery", "painting", "dashboard", "atlas"], mode: ["span", "token"], look: ["hot", "tint"],
   cmap: ["inferno", "viridis", "magma", "grayscale"], samstyle: ["outline", "hatch"], highlight: ["solid", "underline"],
   cat: ["", "CVO", "ICON", "STYLE", "AFFECT", "META"],
+  acat: ["", "CVO", "ICON", "STYLE", "AFFECT", "META"],
+  asort: ["painting", "entropy", "gini", "top10", "iou", "text"],
 };
 // links made before layers could stack name one overlay: ?overlay=sam
 const LEGACY_OVERLAY = { tam: ["tam"], otsu: ["otsu"], sam: ["sam"], none: [] };
@@ -49,8 +53,9 @@ export function parseState(search) {
     else if (key === "opacity") state.opacity = fraction(value) ?? DEFAULTS.opacity;
     else if (key === "cut") state.cut = fraction(value, 0.95) ?? DEFAULTS.cut; // 1 would hide everything
     else if (key === "layers") state.layers = parseLayers(value) ?? DEFAULTS.layers;
-    else if (key === "reliance") state.reliance = value === "1";
-    else if (key === "q" || key === "artist" || key === "style") state[key] = value.slice(0, 200);
+    else if (key === "reliance" || key === "adesc") state[key] = value === "1";
+    else if (key === "emax") state.emax = fraction(value);
+    else if (key === "q" || key === "artist" || key === "style" || key === "aq") state[key] = value.slice(0, 200);
     else if (CHOICES[key]?.includes(value)) state[key] = value;
   }
   return state;
@@ -62,7 +67,7 @@ export function serializeState(state) {
   for (const key of ORDER) {
     const value = state[key];
     if (value === undefined || value === null || value === DEFAULTS[key]) continue;
-    if (key === "reliance") { if (value) params.set(key, "1"); continue; }
+    if (key === "reliance" || key === "adesc") { if (value) params.set(key, "1"); continue; }
     if (key === "layers") {
       const layers = LAYERS.filter((l) => value.includes(l)).join(",");
       if (layers !== DEFAULTS.layers.join(",")) params.set(key, layers || "none");

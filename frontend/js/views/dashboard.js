@@ -27,6 +27,14 @@ function spanLink(state, navigate, ex, label, attrs = {}) {
     onclick: (e) => { if (e.ctrlKey || e.metaKey || e.shiftKey) return; e.preventDefault(); navigate(change); } }, label);
 }
 
+/** The values drawn as dots: all of them up to MAX_DOTS, else MAX_DOTS evenly spaced quantiles of
+ *  the sorted values (the shape of the distribution, without 100,000 SVG circles to lay out). */
+const MAX_DOTS = 400;
+export function dots(sorted) {
+  if (sorted.length <= MAX_DOTS) return sorted;
+  return Array.from({ length: MAX_DOTS }, (_, k) => sorted[Math.round((k * (sorted.length - 1)) / (MAX_DOTS - 1))]);
+}
+
 /** A jitter in [-1, 1] that is the same on every render (no Math.random in charts). */
 const jitter = (i) => ((Math.sin(i * 12.9898) * 43758.5453) % 1);
 
@@ -52,7 +60,7 @@ function distribution(stats, metric, state, navigate, examplesKey) {
       s("line", { x1: x(q("min")), x2: x(q("max")), y1: y, y2: y, stroke: color }),
       s("rect", { x: x(q("q1")), y: y - 10, width: Math.max(1, x(q("q3")) - x(q("q1"))), height: 20, fill: color,
         "fill-opacity": 0.22, stroke: color }),
-      ...(st[`${metric}_values`] || []).map((v, k) => s("circle", { cx: x(v), cy: y + jitter(k + i * 997) * 7, r: 2,
+      ...dots(st[`${metric}_values`] || []).map((v, k) => s("circle", { cx: x(v), cy: y + jitter(k + i * 997) * 7, r: 2,
         fill: color, "fill-opacity": 0.55 })),
       s("line", { x1: x(q("median")), x2: x(q("median")), y1: y - 11, y2: y + 11, stroke: "#fff", "stroke-width": 2 }),
       s("title", {}, `${c}: median ${fmtNum(q("median"), 3)}, mean ${fmtNum(q("mean"), 3)}, n = ${q("n") ?? st.count}`));
@@ -155,7 +163,7 @@ export async function renderDashboard(root, { source, state, navigate }) {
   const sm = stats.span_matching;
   root.replaceChildren(h("section", { class: "dashboard", "data-testid": "dashboard" },
     h("h2", {}, `${manifest.name}: dashboard`),
-    h("p", { class: "muted" }, `${stats.n_paintings ?? manifest.paintings.length} paintings, ${stats.n_spans ?? "?"} typed phrases.`,
+    h("p", { class: "muted" }, `${stats.n_paintings ?? manifest.n_paintings ?? manifest.paintings?.length} paintings, ${stats.n_spans ?? "?"} typed phrases.`,
       sm?.proposed ? ` The span classifier proposed ${sm.proposed} phrases; ${sm.exact + sm.repaired + (sm.approximate || 0)} were found in the captions (${fmtPct(sm.match_rate)}${sm.approximate ? `, ${sm.approximate} approximately` : ""}).` : "",
       " Click a white dot or a phrase to open it."),
     table,

@@ -29,11 +29,11 @@ function select(id, label, value, options, onchange) {
 }
 
 export async function renderGallery(root, { source, state, navigate }) {
-  const manifest = await source.manifest(state.dataset);
-  const distinct = (key) => [...new Set(manifest.paintings.map((p) => (p[key] ?? "").toString().trim()).filter(Boolean))]
-    .sort((a, b) => a.localeCompare(b));
-  const result = await source.paintings(state.dataset, { q: state.q, category: state.cat, artist: state.artist,
-    style: state.style, offset: state.page * PAGE, limit: PAGE });
+  // the page, the dataset's name and what the filters offer: three small answers, fetched together
+  const [manifest, facets, result] = await Promise.all([source.manifest(state.dataset), source.facets(state.dataset),
+    source.paintings(state.dataset, { q: state.q, category: state.cat, artist: state.artist,
+      style: state.style, offset: state.page * PAGE, limit: PAGE })]);
+  const distinct = (key) => (facets[key] || []).map(([name]) => name).sort((a, b) => a.localeCompare(b));
   if (!searchBox) {
     searchBox = h("input", { type: "search", id: "gallery-search", placeholder: "title, artist, caption…",
       autocomplete: "off", "data-testid": "gallery-search" });
@@ -63,9 +63,9 @@ export async function renderGallery(root, { source, state, navigate }) {
     h("label", { class: "control", for: "gallery-search" }, h("span", {}, "Search"), search),
     select("gallery-category", "Has", state.cat, [["", "any category"],
       ...CATEGORIES.map((c) => [c, `${c}: ${categoryInfo(c).label}`])], (v) => navigate({ cat: v, page: 0 }, { focus: "gallery-category" })),
-    select("gallery-style", "Style", state.style, [["", "any style"], ...distinct("style").map((v) => [v, v])],
+    select("gallery-style", "Style", state.style, [["", "any style"], ...distinct("styles").map((v) => [v, v])],
       (v) => navigate({ style: v, page: 0 }, { focus: "gallery-style" })),
-    select("gallery-artist", "Artist", state.artist, [["", "any artist"], ...distinct("artist").map((v) => [v, v])],
+    select("gallery-artist", "Artist", state.artist, [["", "any artist"], ...distinct("artists").map((v) => [v, v])],
       (v) => navigate({ artist: v, page: 0 }, { focus: "gallery-artist" })),
     state.q || state.cat || state.style || state.artist ? h("button", { type: "button", "data-testid": "clear-filters",
       onclick: () => navigate({ q: "", cat: "", style: "", artist: "", page: 0 }) }, "Clear filters") : null);

@@ -49,8 +49,8 @@ async function thresholdFor(url, W, H) {
 
 async function mount(root, { source, navigate, state }, key) {
   const ds = state.dataset;
-  const [rec, stats, manifest] = await Promise.all([source.record(ds, state.painting), source.stats(ds),
-    source.manifest(ds)]);
+  const [rec, stats, around] = await Promise.all([source.record(ds, state.painting), source.stats(ds),
+    source.neighbours(ds, state.painting).catch(() => ({ previous: null, next: null }))]);
   const W0 = rec.canvas?.width || 1, H0 = rec.canvas?.height || 1;
   const scale = Math.min(1, MAX_SIDE / Math.max(W0, H0));
   const W = Math.max(1, Math.round(W0 * scale)), H = Math.max(1, Math.round(H0 * scale));
@@ -143,8 +143,7 @@ async function mount(root, { source, navigate, state }, key) {
     else navigate({ span: next, token: null }, { ...SELECT, focus: `span-${next}` });
   });
 
-  const index = manifest.paintings.findIndex((p) => p.id === rec.id);
-  const neighbour = (k) => manifest.paintings[index + k];
+  const neighbour = (k) => (k < 0 ? around.previous : around.next);
   const go = (p) => p && h("a", { href: linkTo(state, { painting: p.id, span: null, token: null, compare: null }),
     "data-testid": "painting-nav", onclick: (e) => { e.preventDefault(); navigate({ painting: p.id, span: null, token: null, compare: null }); } },
   p.title || p.id);

@@ -1,0 +1,117 @@
+"""`export-site` at a few thousand paintings (the smoke dataset replicated by hard links, testkit/replicate.py):
+the precomputed search files answer what the records say, and a re-export of an unchanged
+dataset reuses them and the paintings' pages. Expected values come from the records' JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from pathlib import Path
+
+import orjson
+import pytest
+
+from backend import site_search
+from backend.site import FULL_CHECK_MAX, export_site
+from backend.site_pages import FRONT_PAGE_CARDS
+from contract.store import atomic_write_bytes
+from testkit.replicate import replicate
+
+N = FULL_CHECK_MAX + 100  # above the whole-validation limit: the export checks by the index
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory) -> Path:
+    return replicate(tmp_path_factory.mktemp("scale") / "big", N)
+
+
+@pytest.fixture(scope="module")
+def site(big, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site") / "site"
+    export_site(big, out)
+    return out
+
+
+def records(root: Path) -> list[dict]:
+    ids = [p["id"] for p in orjson.loads((root / "manifest.json").read_bytes())["paintings"]]
+    return [orjson.loads((root / "paintings" / pid / "record.json").read_bytes()) for pid in ids]
+
+
+def norm_words(text: str | None) -> set[str]:
+    return {"".join(c for c in unicodedata.normalize("NFKD", w.lower()) if not unicodedata.combining(c))
+            for w in re.findall(r"\w+", text or "")}
+
+
+def test_gallery_chunks_and_meta(big, site):
+    search = site / "data" / "big" / "search"
+    meta = json.loads((search / "meta.json").read_text())
+    recs = records(big)
+    assert meta["n_paintings"] == N and meta["manifest"]["name"] == f"smoke x{N}"
+    chunks = sorted(search.glob("gallery/*.json"), key=lambda p: int(p.stem))
+    assert len(chunks) == -(-N // site_search.CHUNK)
+    summaries = [s for c in chunks for s in json.loads(c.read_text())]
+    assert [s["id"] for s in summaries] == [r["id"] for r in recs]
+    assert all("caption" not in s for s in summaries)
+    assert json.loads((search / "ids.json").read_text()) == [r["id"] for r in recs]
+    # the front page lists the first paintings and says how many more there are
+    html = (site / "index.html").read_text()
+    assert html.count('class="card"') == FRONT_PAGE_CARDS and f"{N - FRONT_PAGE_CARDS} more" in html
+    assert (site / f"big~{recs[-1]['id']}.html").is_file()
+
+
+@pytest.mark.parametrize("word", ["boats", "ä", "angels", "f"])
+def test_word_postings_are_the_paintings_that_hold_the_word(big, site, word):
+    search = site / "data" / "big" / "search"
+    shard = json.loads((search / f"words/{site_search.shard_of(site_search.normalise(word))}.json").read_text())
+    positions, at = [], 0
+    for d in shard.get(site_search.normalise(word), []):
+        at += d
+        positions.append(at)
+    want = [k for k, r in enumerate(records(big))
+            if site_search.normalise(word) in norm_words(r["annotations"]["title"]) | norm_words(r["annotations"]["artist"])
+            | norm_words(r.get("caption")) | set().union(*(norm_words(s["text"]) for s in r["spans"]))]
+    assert positions == want
+
+
+def test_phrase_postings_carry_the_span_numbers(big, site):
+    search = site / "data" / "big" / "search"
+    shard = json.loads((search / f"phrases/{site_search.shard_of('boats')}.json").read_text())
+    entries = shard["boats"]
+    recs = records(big)
+    want = [(k, s["index"]) for k, r in enumerate(recs) for s in r["spans"] if "boats" in norm_words(s["text"])]
+    assert [(e[0], e[1]) for e in entries] == want
+    for e in entries[:50]:
+        span = recs[e[0]]["spans"][e[1]]
+        assert e[7] == span["text"] and e[3] == round(span["metrics"]["entropy"] * 10_000)
+        assert e[5] == (1 if (span.get("sam") or {}).get("mask") else 0)
+    meta = json.loads((search / "meta.json").read_text())
+    n_spans = sum(len(r["spans"]) for r in recs)
+    assert meta["n_spans"] == n_spans and meta["atlas_all"] is (n_spans <= site_search.ATLAS_ALL)
+
+
+def test_an_unchanged_dataset_is_exported_incrementally(big, site):
+    """Same content version: the search files and the pages are the previous export's (same inodes)."""
+    search = site / "data" / "big" / "search" / "meta.json"
+    page = next(site.glob("big~*.html"))
+    before = (search.stat().st_ino, page.stat().st_ino)
+    export_site(big, site)
+    assert (search.stat().st_ino, page.stat().st_ino) == before
+
+
+def test_a_changed_dataset_is_exported_anew(tmp_path):
+    """A writer replaces one record: a new content version, search files and pages computed again."""
+    small = replicate(tmp_path / "small", 6)
+    site = tmp_path / "site"
+    export_site(small, site)
+    search = site / "data" / "small" / "search" / "meta.json"
+    before = search.stat().st_ino
+    path = next((small / "paintings").iterdir()) / "record.json"
+    record = orjson.loads(path.read_bytes())
+    record["annotations"]["title"] = "Renamed painting"
+    atomic_write_bytes(path, orjson.dumps(record))
+    export_site(small, site)
+    assert search.stat().st_ino != before
+    assert "Renamed painting" in (site / f"small~{record['id']}.html").read_text()
+    shard = json.loads((site / "data" / "small" / "search" / "words" / f"{site_search.shard_of('renamed')}.json").read_text())
+    assert "renamed" in shard

@@ -5,11 +5,12 @@ Per painting:
    authors' pipeline does (precompute.captioner_inputs.model_image: at most `--max-pixels`, 1280
    merged vision tokens by default) and make it the canvas (the image the maps align to, exactly
    what the model sees), with a thumbnail.
-2. Greedy caption with the chat template (prompt + image), `--max-new-tokens`.
-3. One teacher-forced forward pass over prompt + caption through the base model gives the
-   last-layer hidden states after the final norm (`last_hidden_state`, which is what the LM
-   head reads; `output_hidden_states` of generate would keep every layer of every step).
-4. The TAM engine (precompute.tam) on those states, the LM-head rows and the token layout:
+2. Greedy caption with the chat template (prompt + image), `--max-new-tokens`, in one vision
+   pass (precompute.generation.generate_greedy): hooks keep, while generating, the last-layer
+   hidden states after the final norm (what the LM head reads: the states a teacher-forced
+   pass over prompt + caption gives, without running it) and log P(token | image), which is
+   stored for reliance (tam_raw.safetensors `logp_image`), so reliance runs only its blurred pass.
+3. The TAM engine (precompute.tam) on those states, the LM-head rows and the token layout:
    image tokens (`<|image_pad|>` run, raster order over the merged grid), the user's prompt
    text (between `<|vision_end|>` and `<|im_end|>`), and the generated tokens (the end token
    and anything after it excluded). `--tam-variant reference` (default) gives the authors' maps
@@ -18,7 +19,7 @@ Per painting:
    prompt position (one full LM-head row); the painting's provenance says whether the strings
    line up with the ids, which tokens hold NaN cells (stored as 0) and which maps their code
    could not compute (docs/tam.md). `corrected` needs neither.
-5. Tokens with character offsets: the caption is decoded prefix by prefix, so each token gets
+4. Tokens with character offsets: the caption is decoded prefix by prefix, so each token gets
    exactly the text it adds; a byte-level token that only starts a multi-byte character adds
    nothing (empty text) and the token completing it carries the character. Concatenating the
    token texts rebuilds the caption exactly.
@@ -53,8 +54,8 @@ from precompute.captioner_inputs import (
     MIN_PIXELS,
     model_image,
     prompt_inputs,
-    teacher_forced_inputs,
 )
+from precompute.generation import Generation, generate_greedy
 from precompute.lock import update_manifest, writer
 from precompute.models import Lazy, load_captioner
 from precompute.paintings import fit, jpeg_bytes, load_painting
@@ -76,6 +77,7 @@ DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
 DEFAULT_PROMPT = "Describe the content and style of this image."
 TAM_VARIANTS = ("reference", "corrected")  # --tam-variant; the first is the default (docs/tam.md)
 THUMB_SIDE = 256
+LOGP_KEY = "logp_image"  # tam_raw.safetensors: (T,) float64 log P(token | image) for reliance
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -107,7 +109,7 @@ class Caption:
 
 
 def token_texts(tokenizer, ids: list[int]) -> list[str]:
-    """Text each token adds to the decoded caption (see step 5 of the module docstring)."""
+    """Text each token adds to the decoded caption (see step 4 of the module docstring)."""
     texts, done = [], ""
     for i in range(len(ids)):
         current = tokenizer.decode(ids[: i + 1], skip_special_tokens=False, clean_up_tokenization_spaces=False)
@@ -162,17 +164,22 @@ def reference_inputs(tok, hidden, head, prompt_ids: list[int], answer_ids: list[
 
 
 def caption_painting(captioner, canvas, prompt: str, max_new_tokens: int, variant: str = TAM_VARIANTS[0]) -> Caption:
+    inputs = prompt_inputs(captioner, canvas, prompt)
+    generation, = generate_greedy(captioner, inputs, max_new_tokens)
+    return caption_of(captioner, generation, inputs["image_grid_thw"][0], variant)
+
+
+def caption_of(captioner, generation: Generation, grid_thw, variant: str) -> Caption:
+    """The caption, its tokens and maps from one row of a generation (precompute.generation):
+    the states taken while generating are those of a teacher-forced pass over prompt + caption,
+    so no second pass runs. grid_thw: the row's image_grid_thw (3,)."""
     import torch
 
     from precompute.tam import compute_tam
 
-    proc, model = captioner.processor, captioner.model
-    tok = proc.tokenizer
-    inputs = prompt_inputs(captioner, canvas, prompt)
-    n_prompt = inputs["input_ids"].shape[1]
-    with torch.inference_mode():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    answer = out[0, n_prompt:].tolist()  # everything generated, the end token included
+    tok, model = captioner.processor.tokenizer, captioner.model
+    prompt_ids, answer = generation.prompt_ids, generation.answer  # answer: the end token included
+    n_prompt = len(prompt_ids)
     stops = {tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
     stops |= set(np.atleast_1d(model.generation_config.eos_token_id or []).tolist())
     end = next((i for i, t in enumerate(answer) if t in stops), len(answer))
@@ -180,28 +187,27 @@ def caption_painting(captioner, canvas, prompt: str, max_new_tokens: int, varian
     if not generated:
         raise PaintingError("the captioner produced an empty caption")
 
-    # One teacher-forced pass: last-layer states after the final norm. (1, S, D)
-    forced = teacher_forced_inputs(inputs, generated)
-    full = forced["input_ids"]  # (1, S)
-    with torch.inference_mode():
-        hidden = model.model(**forced).last_hidden_state[0]  # (S, D)
+    hidden = generation.hidden[:n_prompt + len(generated)]  # (S, D), S = P + T: prompt + caption
+    assert hidden.shape[0] == n_prompt + len(generated), "generation kept too few states"
+    full = torch.tensor(prompt_ids + generated)  # (S,)
     special = {"image": captioner.image_token_id, "vision_end": tok.convert_tokens_to_ids("<|vision_end|>"),
                "im_end": tok.convert_tokens_to_ids("<|im_end|>")}
-    image_pos, prompt_pos = layout(full[0, :n_prompt].tolist(), special)
-    _, h, w = inputs["image_grid_thw"][0].tolist()
+    image_pos, prompt_pos = layout(prompt_ids, special)
+    _, h, w = grid_thw.tolist()
     grid = (h // captioner.merge_size, w // captioner.merge_size)
     head = model.get_output_embeddings()
     reference, tam_facts = None, {}
     if variant == "reference":
-        ids = full[0].tolist()
-        reference, tam_facts = reference_inputs(tok, hidden, head, [ids[i] for i in prompt_pos], answer,
+        reference, tam_facts = reference_inputs(tok, hidden, head, [prompt_ids[i] for i in prompt_pos], answer,
                                                 prompt_pos[0] if prompt_pos else None)
-    tam = compute_tam(hidden, head.weight, full[0], torch.tensor(image_pos), grid, torch.tensor(prompt_pos),
+    tam = compute_tam(hidden, head.weight, full, torch.tensor(image_pos), grid, torch.tensor(prompt_pos),
                       torch.arange(n_prompt, n_prompt + len(generated)), lm_head_bias=head.bias, reference=reference)
     caption, tokens = build_tokens(tok, generated)
     raw = {"raw": tam.raw, "lo": tam.lo, "hi": tam.hi, "maps": tam.maps, "text_relevance": tam.text_relevance,
            "interference_scale": tam.interference_scale, "class_ids": tam.class_ids, "nan_cells": tam.nan_cells,
-           "token_ids": np.asarray(generated, dtype=np.int64)}
+           "token_ids": np.asarray(generated, dtype=np.int64),
+           # log P(token | image, prompt, caption so far), read by reliance (its with-image term)
+           LOGP_KEY: generation.logp[:len(generated)].cpu().numpy().astype(np.float64)}
     if reference is not None:
         tam_facts |= {"nan_cells": int(tam.nan_cells.sum()), "nan_tokens": np.flatnonzero(tam.nan_cells).tolist(),
                       "undefined_tokens": np.flatnonzero(tam.undefined).tolist()}

@@ -5,9 +5,14 @@ when Answering Questions?", Eq. 5-6) is the log-likelihood ratio
 
     LLR_t = log P(a_t | a_<t, image, prompt) - log P(a_t | a_<t, blurred image, prompt)
 
-Two teacher-forced passes over prompt + caption (the token ids describe generated, the same
-chat template through precompute.captioner_inputs): one with the canvas, one with a strongly
-blurred copy. Only the LM-head rows at the T answer positions are computed (logits_to_keep).
+The first term is describe's: it keeps log P(token | image) while generating the caption
+(precompute.generation; tam_raw.safetensors `logp_image`), on the very image the caption was
+generated from. So reliance runs one teacher-forced pass over prompt + caption (the token ids
+describe generated, the same chat template through precompute.captioner_inputs), with a
+strongly blurred copy of the canvas; only the LM-head rows at the T answer positions are
+computed (logits_to_keep). A dataset described before describe kept log P (or with another
+dtype than reliance loads) gets the second pass on the canvas too, as before
+(`provenance.reliance.logp_image_from` says which). Log-sum-exps are taken in float64.
 
 Decisions (docs/stages.md):
 - Baseline image: cv2.GaussianBlur with sigma = `--blur` x the canvas's longer side (default
@@ -61,8 +66,12 @@ def blurred(image: Image.Image, fraction: float) -> Image.Image:
                                             borderType=cv2.BORDER_REFLECT_101))
 
 
+LOGSUMEXP_ROWS = 64  # answer positions converted to float64 at once (64 x 151,936 x 8 bytes = 78 MB)
+
+
 def answer_logprobs(captioner, image: Image.Image, prompt: str, generated: list[int]) -> np.ndarray:
-    """(T,) log P(generated[t] | prompt, image, generated[:t]) from one teacher-forced pass."""
+    """(T,) log P(generated[t] | prompt, image, generated[:t]) from one teacher-forced pass.
+    The log-sum-exp is taken in float64, as describe's (precompute.generation)."""
     import torch
 
     inputs = prompt_inputs(captioner, image, prompt)
@@ -72,18 +81,46 @@ def answer_logprobs(captioner, image: Image.Image, prompt: str, generated: list[
     # the logits at position p predict the token at p + 1: positions P-1 .. P+T-2
     keep = torch.arange(n_prompt - 1, n_prompt - 1 + n, device=device)
     with torch.inference_mode():
-        logits = captioner.model(**forced, logits_to_keep=keep).logits[0].float()  # (T, V)
-    ids = torch.tensor(generated, device=device)
-    picked = logits.gather(1, ids[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)  # (T,)
-    return picked.double().cpu().numpy()
+        logits = captioner.model(**forced, logits_to_keep=keep).logits[0]  # (T, V), the model's dtype
+        ids = torch.tensor(generated, device=device)
+        picked = logits.gather(1, ids[:, None])[:, 0].double()  # (T,)
+        lse = torch.cat([chunk.double().logsumexp(-1) for chunk in logits.split(LOGSUMEXP_ROWS)])  # (T,)
+    return (picked - lse).cpu().numpy()
 
 
-def reliance_of(captioner, canvas: Image.Image, prompt: str, generated: list[int],
-                blur: float) -> tuple[np.ndarray, np.ndarray]:
-    """(log P with the canvas, log P with the blurred canvas), each (T,)."""
-    with_image = answer_logprobs(captioner, canvas, prompt, generated)
-    without = answer_logprobs(captioner, blurred(canvas, blur), prompt, generated)
-    return with_image, without
+def described_logprobs(dataset: Dataset, record: PaintingRecord, captioner) -> np.ndarray | None:
+    """(T,) log P(token | image) as describe kept it while generating (tam_raw.safetensors
+    `logp_image`), or None when it cannot stand for the with-image pass: a dataset described
+    before describe kept it, other token ids, or another dtype than the one loaded here."""
+    from safetensors import safe_open
+
+    from precompute.stages.describe import LOGP_KEY
+
+    path = dataset.painting_dir(record.id) / record.provenance.get("tam_raw", "tam_raw.safetensors")
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="numpy") as raw:
+        if LOGP_KEY not in raw.keys() or "token_ids" not in raw.keys():
+            return None
+        ids, logp = raw.get_tensor("token_ids"), raw.get_tensor(LOGP_KEY)
+    described_dtype = record.provenance.get("captioner", {}).get("dtype")
+    if described_dtype != str(captioner.dtype).replace("torch.", ""):
+        return None
+    if ids.tolist() != [t.id for t in record.tokens] or logp.shape != (len(record.tokens),):
+        return None
+    return logp.astype(np.float64)
+
+
+def reliance_of(captioner, canvas: Image.Image, prompt: str, generated: list[int], blur: float,
+                with_image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """(log P with the canvas, log P with the blurred canvas, each (T,), where the first came
+    from). with_image: describe's, when it kept it; else a teacher-forced pass on the canvas.
+    Without blur the baseline is the canvas itself: the same numbers, reliance 0."""
+    source = "describe"
+    if with_image is None:
+        with_image, source = answer_logprobs(captioner, canvas, prompt, generated), "teacher-forced pass"
+    without = with_image.copy() if blur <= 0 else answer_logprobs(captioner, blurred(canvas, blur), prompt, generated)
+    return with_image, without, source
 
 
 def visual_flags(reliance: list[float], threshold: float) -> list[bool]:
@@ -105,13 +142,15 @@ def process(dataset: Dataset, captioner: Lazy, model_id: str, args: argparse.Nam
         loaded = captioner.get()
         with Image.open(dataset.painting_dir(record.id) / record.canvas.path) as im:
             canvas = im.convert("RGB")
-        with_image, without = reliance_of(loaded, canvas, record.prompt, generated, args.blur)
+        stored = described_logprobs(dataset, record, loaded)
+        with_image, without, source = reliance_of(loaded, canvas, record.prompt, generated, args.blur, stored)
         values = [round(float(v), 4) + 0.0 for v in with_image - without]  # + 0.0: no "-0.0" in JSON
         for token, value, visual in zip(record.tokens, values, visual_flags(values, args.threshold), strict=True):
             token.reliance, token.visual = value, visual
         record.provenance[STAGE] = {  # the whole answer, as in the paper's Table 2
             "logp_image": round(float(with_image.sum()), 4), "logp_blurred": round(float(without.sum()), 4),
-            "answer_llr": round(float(sum(values)), 4), "n_visual": sum(t.visual for t in record.tokens)}
+            "answer_llr": round(float(sum(values)), 4), "n_visual": sum(t.visual for t in record.tokens),
+            "logp_image_from": source}
         return record
 
     return apply

@@ -38,6 +38,8 @@ reported, never deleted.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +79,7 @@ DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
 DEFAULT_PROMPT = "Describe the content and style of this image."
 TAM_VARIANTS = ("reference", "corrected")  # --tam-variant; the first is the default (docs/tam.md)
 THUMB_SIDE = 256
+Clock = Callable[[str], AbstractContextManager]  # clock(part): a context that times that part of describe
 LOGP_KEY = "logp_image"  # tam_raw.safetensors: (T,) float64 log P(token | image) for reliance
 
 
@@ -163,13 +166,20 @@ def reference_inputs(tok, hidden, head, prompt_ids: list[int], answer_ids: list[
     return ReferenceInputs(tuple(prompt + answer), len(prompt), first), facts
 
 
-def caption_painting(captioner, canvas, prompt: str, max_new_tokens: int, variant: str = TAM_VARIANTS[0]) -> Caption:
+def no_clock(part: str) -> AbstractContextManager:
+    """The default clock: times nothing."""
+    return nullcontext()
+
+
+def caption_painting(captioner, canvas, prompt: str, max_new_tokens: int, variant: str = TAM_VARIANTS[0],
+                     clock: Clock = no_clock) -> Caption:
     inputs = prompt_inputs(captioner, canvas, prompt)
-    generation, = generate_greedy(captioner, inputs, max_new_tokens)
-    return caption_of(captioner, generation, inputs["image_grid_thw"][0], variant)
+    with clock("generate"):
+        generation, = generate_greedy(captioner, inputs, max_new_tokens)
+    return caption_of(captioner, generation, inputs["image_grid_thw"][0], variant, clock)
 
 
-def caption_of(captioner, generation: Generation, grid_thw, variant: str) -> Caption:
+def caption_of(captioner, generation: Generation, grid_thw, variant: str, clock: Clock = no_clock) -> Caption:
     """The caption, its tokens and maps from one row of a generation (precompute.generation):
     the states taken while generating are those of a teacher-forced pass over prompt + caption,
     so no second pass runs. grid_thw: the row's image_grid_thw (3,)."""
@@ -200,9 +210,12 @@ def caption_of(captioner, generation: Generation, grid_thw, variant: str) -> Cap
     if variant == "reference":
         reference, tam_facts = reference_inputs(tok, hidden, head, [prompt_ids[i] for i in prompt_pos], answer,
                                                 prompt_pos[0] if prompt_pos else None)
-    tam = compute_tam(hidden, head.weight, full, torch.tensor(image_pos), grid, torch.tensor(prompt_pos),
-                      torch.arange(n_prompt, n_prompt + len(generated)), lm_head_bias=head.bias, reference=reference)
-    caption, tokens = build_tokens(tok, generated)
+    with clock("tam"):
+        tam = compute_tam(hidden, head.weight, full, torch.tensor(image_pos), grid, torch.tensor(prompt_pos),
+                          torch.arange(n_prompt, n_prompt + len(generated)), lm_head_bias=head.bias,
+                          reference=reference)
+    with clock("tokens"):
+        caption, tokens = build_tokens(tok, generated)
     raw = {"raw": tam.raw, "lo": tam.lo, "hi": tam.hi, "maps": tam.maps, "text_relevance": tam.text_relevance,
            "interference_scale": tam.interference_scale, "class_ids": tam.class_ids, "nan_cells": tam.nan_cells,
            "token_ids": np.asarray(generated, dtype=np.int64),
@@ -220,13 +233,14 @@ def settings_of(args: argparse.Namespace) -> dict:
             "tam_variant": args.tam_variant, "dtype": args.dtype}
 
 
-def describe_one(painting: PaintingInput, args, captioner: Lazy) -> Output:
-    """The record of one painting and every file it references, in memory: nothing is written here."""
+def describe_one(painting: PaintingInput, args, captioner: Lazy, clock: Clock = no_clock) -> Output:
+    """The record of one painting and every file it references, in memory: nothing is written here.
+    clock(part) times the parts "generate", "tam" and "tokens" (bench/cpu.py)."""
     loaded = load_painting(painting.path)
     canvas = model_image(loaded.image, args.min_pixels, args.max_pixels)
     thumb = fit(canvas, THUMB_SIDE)
     model = captioner.get()
-    result = caption_painting(model, canvas, args.prompt, args.max_new_tokens, args.tam_variant)
+    result = caption_painting(model, canvas, args.prompt, args.max_new_tokens, args.tam_variant, clock)
     files = {"canvas.jpg": jpeg_bytes(canvas), "thumb.jpg": jpeg_bytes(thumb, quality=85)}
     for token in result.tokens:
         png = f"tokens/{token.index}.png"

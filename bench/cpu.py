@@ -14,9 +14,9 @@ sizing makes it a 1036x756 canvas, 27x37 = 999 vision tokens):
   tam_raw.safetensors), its parts timed through its `clock`; then, as the yardstick, a bare
   `generate` of the same caption (same canvas, prompt and length): describe / bare generate.
 - reliance: the stage's `process` (log P with the image from describe, one teacher-forced pass
-  with logits_to_keep on the blurred canvas); then the same `process` on a record whose
-  provenance lacks describe's dtype, so it runs the old two passes (canvas and blurred canvas),
-  as for a dataset described before describe kept log P: new / old.
+  with logits_to_keep on the blurred canvas); then the old reliance, `reliance_of` without
+  describe's log P: two teacher-forced passes one after the other (canvas.jpg and the blurred
+  canvas), as before: new / old.
 - spans: the stage's `process` with the text LLM's `TextLLM.generate` (chat template, prefill,
   greedy decoding); random weights cannot write JSON, so the stage then parses and aligns a
   typical answer (12 phrases), and the model decodes as many tokens as that answer has.
@@ -315,7 +315,9 @@ class Answering:
 # --- the stages -------------------------------------------------------------------------------
 
 def run_captioner(args, work: Path, results: dict):
+    import numpy as np
     import torch
+    from PIL import Image
     from transformers import (
         Qwen2VLForConditionalGeneration,
         Qwen2VLImageProcessor,
@@ -386,17 +388,17 @@ def run_captioner(args, work: Path, results: dict):
     results["reliance"].update({"passes": [span(c) for c in passes], "pass_tokens": passes[0][2],
                                 "vision": [span(c) for c in vis],
                                 "logp_image_from": scored.provenance["reliance"]["logp_image_from"]})
-    # the old reliance, two teacher-forced passes: what the stage does for a dataset described
-    # before describe kept log P (its provenance does not say the dtype log P was taken in)
-    old = record.model_copy(deep=True)
-    old.provenance["captioner"] = {k: v for k, v in old.provenance["captioner"].items() if k != "dtype"}
+    # the old reliance: two teacher-forced passes, one after the other (the canvas, the blurred
+    # canvas), as before describe kept log P
     with Stage("reliance_two_pass", results):
         t0 = time.perf_counter()
-        old = apply(old)
-    results["reliance_two_pass"].update({"passes": [span(c) for c in base.since(t0)],
-                                         "logp_image_from": old.provenance["reliance"]["logp_image_from"],
-                                         "max_difference": max(abs(a.reliance - b.reliance)
-                                                               for a, b in zip(scored.tokens, old.tokens, strict=True))})
+        with Image.open(dataset.painting_dir(record.id) / record.canvas.path) as im:
+            saved = im.convert("RGB")
+        with_image, without, source = reliance.reliance_of(captioner, saved, record.prompt,
+                                                           [t.id for t in record.tokens], relargs.blur)
+    results["reliance_two_pass"].update({"passes": [span(c) for c in base.since(t0)], "logp_image_from": source,
+                                         "max_difference": float(np.abs(np.array([t.reliance for t in scored.tokens])
+                                                                        - (with_image - without)).max())})
     record = scored
     for clock in (base, vision, lm):
         clock.remove()

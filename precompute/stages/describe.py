@@ -28,6 +28,10 @@ succeeded (contract.commit): canvas.jpg, thumb.jpg, tokens/<i>.png (8-bit maps),
 tam_raw.safetensors (raw ECI maps, normalisation constants, filtered float maps, text relevance).
 A failure is appended to the painting's existing record, whose caption and files stay.
 
+`--batch-size N`: N paintings are generated as one left-padded batch (describe_batch); each is
+still committed on its own, and a painting that fails (unreadable image, empty caption, a batch
+that raises because of it: the batch is then generated one painting at a time) fails alone.
+
 Resuming: a painting is skipped when its record is stamped with the same settings and was made
 from the same image bytes (provenance.input.sha256); a changed image is described again. Changed
 annotations alone are copied into the record without captioning again (and the metadata verdicts,
@@ -54,8 +58,8 @@ from precompute.captioner_inputs import (
     FACTOR,
     MAX_PIXELS,
     MIN_PIXELS,
+    batch_inputs,
     model_image,
-    prompt_inputs,
 )
 from precompute.generation import Generation, generate_greedy
 from precompute.lock import update_manifest, writer
@@ -66,9 +70,11 @@ from precompute.runner import (
     Output,
     PaintingError,
     StageSummary,
+    add_batch_option,
     add_model_options,
     add_run_options,
     attempt,
+    check_batch_size,
     in_shard,
     is_done,
     parse_shard,
@@ -96,6 +102,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="image area the model sees at most (default 1280*28*28: 1280 vision tokens, as the authors)")
     parser.add_argument("--min-pixels", type=int, default=MIN_PIXELS,
                         help="image area the model sees at least (default 256*28*28, as the authors)")
+    add_batch_option(parser)
     add_run_options(parser, "paintings already described")
     parser.add_argument("--name", default=None, help="dataset name (manifest)")
     parser.add_argument("--description", default=None, help="dataset description (manifest)")
@@ -171,14 +178,6 @@ def no_clock(part: str) -> AbstractContextManager:
     return nullcontext()
 
 
-def caption_painting(captioner, canvas, prompt: str, max_new_tokens: int, variant: str = TAM_VARIANTS[0],
-                     clock: Clock = no_clock) -> Caption:
-    inputs = prompt_inputs(captioner, canvas, prompt)
-    with clock("generate"):
-        generation, = generate_greedy(captioner, inputs, max_new_tokens)
-    return caption_of(captioner, generation, inputs["image_grid_thw"][0], variant, clock)
-
-
 def caption_of(captioner, generation: Generation, grid_thw, variant: str, clock: Clock = no_clock) -> Caption:
     """The caption, its tokens and maps from one row of a generation (precompute.generation):
     the states taken while generating are those of a teacher-forced pass over prompt + caption,
@@ -236,18 +235,70 @@ def settings_of(args: argparse.Namespace) -> dict:
 def describe_one(painting: PaintingInput, args, captioner: Lazy, clock: Clock = no_clock) -> Output:
     """The record of one painting and every file it references, in memory: nothing is written here.
     clock(part) times the parts "generate", "tam" and "tokens" (bench/cpu.py)."""
-    loaded = load_painting(painting.path)
-    canvas = model_image(loaded.image, args.min_pixels, args.max_pixels)
+    outcome, = describe_batch([painting], args, captioner, clock)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def describe_batch(paintings: list[PaintingInput], args, captioner: Lazy,
+                   clock: Clock = no_clock) -> list[Output | Exception]:
+    """describe_one for several paintings, generated as one left-padded batch: each painting's
+    Output or its error, in order. A painting whose image cannot be read, whose generation
+    fails or whose caption is empty fails alone; the others are finished."""
+    outcomes: list = [None] * len(paintings)
+    prepared = []  # (index, painting, loaded image, canvas)
+    for i, painting in enumerate(paintings):
+        try:
+            loaded = load_painting(painting.path)
+            prepared.append((i, painting, loaded, model_image(loaded.image, args.min_pixels, args.max_pixels)))
+        except Exception as exc:  # noqa: BLE001 (recorded as this painting's failure)
+            outcomes[i] = exc
+    if not prepared:
+        return outcomes
+    try:
+        model = captioner.get()
+    except Exception as exc:  # noqa: BLE001 (a missing model: every painting of the batch records it)
+        for i, *_ in prepared:
+            outcomes[i] = exc
+        return outcomes
+    rows = generate_rows(model, [canvas for *_, canvas in prepared], args, clock)
+    for (i, painting, loaded, canvas), row in zip(prepared, rows, strict=True):
+        try:
+            if isinstance(row, BaseException):
+                raise row
+            generation, grid_thw = row
+            result = caption_of(model, generation, grid_thw, args.tam_variant, clock)
+            outcomes[i] = painting_output(painting, loaded, canvas, model, result, args)
+        except Exception as exc:  # noqa: BLE001
+            outcomes[i] = exc
+    return outcomes
+
+
+def generate_rows(captioner, canvases: list, args, clock: Clock = no_clock) -> list:
+    """(Generation, image_grid_thw row) for each canvas, generated as one batch; when the batch
+    raises, each canvas alone, so only the canvas that breaks it gets the error."""
+    try:
+        inputs = batch_inputs(captioner, canvases, [args.prompt] * len(canvases))
+        with clock("generate"):
+            generations = generate_greedy(captioner, inputs, args.max_new_tokens)
+        return list(zip(generations, inputs["image_grid_thw"], strict=True))
+    except Exception as exc:  # noqa: BLE001
+        if len(canvases) == 1:
+            return [exc]
+        return [generate_rows(captioner, [canvas], args, clock)[0] for canvas in canvases]
+
+
+def painting_output(painting: PaintingInput, loaded, canvas, model, result: Caption, args) -> Output:
+    """The record and files of one described painting."""
+    from safetensors.numpy import save
+
     thumb = fit(canvas, THUMB_SIDE)
-    model = captioner.get()
-    result = caption_painting(model, canvas, args.prompt, args.max_new_tokens, args.tam_variant, clock)
     files = {"canvas.jpg": jpeg_bytes(canvas), "thumb.jpg": jpeg_bytes(thumb, quality=85)}
     for token in result.tokens:
         png = f"tokens/{token.index}.png"
         files[png] = encode_png(result.maps_u8[token.index])
         token.map = MapRef(png=png, lo=float(result.raw["lo"][token.index]), hi=float(result.raw["hi"][token.index]))
-    from safetensors.numpy import save
-
     files["tam_raw.safetensors"] = save({k: np.ascontiguousarray(v) for k, v in result.raw.items()})
     source = {"file": painting.path.name, "sha256": loaded.sha256, **({"notes": loaded.notes} if loaded.notes else {})}
     record = PaintingRecord(
@@ -279,6 +330,7 @@ def run(args: argparse.Namespace) -> int:
     if not FACTOR * FACTOR <= args.min_pixels <= args.max_pixels:
         raise SystemExit(f"describe: need {FACTOR * FACTOR} <= --min-pixels <= --max-pixels "
                          f"(got {args.min_pixels} and {args.max_pixels})")
+    check_batch_size(args.batch_size)
     shard = parse_shard(args.shard)
     inputs = scan_input(args.input)  # a malformed annotations file stops the run before it starts
     with writer(args.dataset, shard):
@@ -292,6 +344,22 @@ def describe_all(args: argparse.Namespace, shard, inputs: InputFolder) -> int:
     captioner = Lazy(lambda: load_captioner(args.model, args.device, args.dtype, args.revision), STAGE)
     summary = StageSummary(STAGE)
     relabelled = []
+    pending: list[PaintingInput] = []
+
+    def flush() -> None:
+        for painting, outcome in zip(pending, describe_batch(pending, args, captioner), strict=True):
+            def work(outcome=outcome, painting=painting) -> Output:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                for note in outcome.record.provenance["input"].get("notes", []):
+                    tqdm.write(f"{painting.path.name}: {note}")
+                return outcome
+
+            attempt(dataset, STAGE, settings, painting.id, work,
+                    lambda painting=painting: dataset.record(painting.id) if dataset.has_record(painting.id)
+                    else new_record(painting), summary)
+        pending.clear()
+
     for painting in progress(paintings, desc=STAGE, unit="painting"):
         existing = dataset.record(painting.id) if dataset.has_record(painting.id) else None
         if (not args.force and existing is not None and is_done(existing, STAGE, settings)
@@ -301,16 +369,11 @@ def describe_all(args: argparse.Namespace, shard, inputs: InputFolder) -> int:
                 relabelled.append(painting.id)
             summary.skipped.append(painting.id)
             continue
-
-        def work(painting=painting) -> Output:
-            out = describe_one(painting, args, captioner)
-            for note in out.record.provenance["input"].get("notes", []):
-                tqdm.write(f"{painting.path.name}: {note}")
-            return out
-
-        attempt(dataset, STAGE, settings, painting.id, work,
-                lambda painting=painting: dataset.record(painting.id) if dataset.has_record(painting.id)
-                else new_record(painting), summary)
+        pending.append(painting)
+        if len(pending) >= args.batch_size:
+            flush()
+    if pending:
+        flush()
     models = {}
     if captioner.loaded:
         models["captioner"] = ModelRef(id=captioner.value.model_id, revision=captioner.value.revision)

@@ -9,10 +9,14 @@ the numbers, `--tiny` checks the code path in seconds with tiny configs, numbers
 
 What runs is the stages' own code, on a 1024x768 painting drawn by code (describe's default
 sizing makes it a 1036x756 canvas, 27x37 = 999 vision tokens):
-- describe: `describe_one` (canvas and thumbnail, greedy caption of exactly 256 new tokens, the
-  teacher-forced pass, `compute_tam`, token offsets, 256 token PNGs, tam_raw.safetensors).
-- reliance: the stage's `process` (two teacher-forced passes with logits_to_keep: the canvas and
-  the blurred canvas).
+- describe: `describe_one` (canvas and thumbnail, greedy caption of exactly 256 new tokens with
+  the states and log P taken while generating, `compute_tam`, token offsets, 256 token PNGs,
+  tam_raw.safetensors), its parts timed through its `clock`; then, as the yardstick, a bare
+  `generate` of the same caption (same canvas, prompt and length): describe / bare generate.
+- reliance: the stage's `process` (log P with the image from describe, one teacher-forced pass
+  with logits_to_keep on the blurred canvas); then the old reliance, `reliance_of` without
+  describe's log P: two teacher-forced passes one after the other (canvas.jpg and the blurred
+  canvas), as before: new / old.
 - spans: the stage's `process` with the text LLM's `TextLLM.generate` (chat template, prefill,
   greedy decoding); random weights cannot write JSON, so the stage then parses and aligns a
   typical answer (12 phrases), and the model decodes as many tokens as that answer has.
@@ -39,6 +43,7 @@ cores were ours) and the load average (which counts this benchmark's own two thr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import json
@@ -155,6 +160,21 @@ def timed(log: dict, name: str, fn):
         finally:
             log.setdefault(name, []).append((t0, time.perf_counter()))
     return wrapper
+
+
+class Clock:
+    """describe's clock (describe_one(..., clock=)): the (start, end) of each part in log[part]."""
+
+    def __init__(self, log: dict):
+        self.log = log
+
+    @contextlib.contextmanager
+    def __call__(self, part: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.log.setdefault(part, []).append((t0, time.perf_counter()))
 
 
 def decode_split(calls: list[list], t_start: float, t_end: float) -> dict:
@@ -295,7 +315,9 @@ class Answering:
 # --- the stages -------------------------------------------------------------------------------
 
 def run_captioner(args, work: Path, results: dict):
+    import numpy as np
     import torch
+    from PIL import Image
     from transformers import (
         Qwen2VLForConditionalGeneration,
         Qwen2VLImageProcessor,
@@ -307,8 +329,9 @@ def run_captioner(args, work: Path, results: dict):
     from contract.inputs import PaintingInput
     from contract.schema import Annotations
     from contract.store import Dataset
-    from precompute.captioner_inputs import MAX_PIXELS, MIN_PIXELS
+    from precompute.captioner_inputs import MAX_PIXELS, MIN_PIXELS, model_image, prompt_inputs
     from precompute.models import Captioner, Lazy
+    from precompute.paintings import load_painting
     from precompute.smoke import draw_painting
     from precompute.stages import describe, reliance
     from precompute.tiny.qwen2_tokenizer import CHAT_TEMPLATE, qwen2vl_tokenizer
@@ -321,8 +344,7 @@ def run_captioner(args, work: Path, results: dict):
                             video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE)
     model_id = "Qwen/Qwen2-VL-2B-Instruct (random weights)"
     captioner = Captioner(model, proc, model_id, "random", torch.device("cpu"), torch.float32)
-    lazy = Lazy(None, "describe")  # the stages' lazy loader, already loaded
-    lazy.value = captioner
+    lazy = Lazy.holding(captioner, "describe")  # the stages' lazy loader, already loaded
 
     image_path = work / "village-under-stars.png"
     draw_painting("village-under-stars", (args.width, args.height)).save(image_path)
@@ -331,42 +353,53 @@ def run_captioner(args, work: Path, results: dict):
     stage_args = Namespace(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, tam_variant=describe.TAM_VARIANTS[0],
                            prompt=describe.DEFAULT_PROMPT, max_new_tokens=args.new_tokens)
 
-    import precompute.tam as tam_module
-
     base, vision, lm = Calls(model.model), Calls(model.model.visual), Calls(model.model.language_model)
     log: dict = {}
-    model.generate = timed(log, "generate", model.generate)
-    real_tam, real_tokens = tam_module.compute_tam, describe.build_tokens
-    tam_module.compute_tam = timed(log, "tam", real_tam)  # describe imports it at call time
-    describe.build_tokens = timed(log, "tokens", real_tokens)
-    try:
-        with Stage("describe", results):
-            out = describe.describe_one(painting, stage_args, lazy)
-            commit_painting(dataset, out.record, out.files)  # what the stage writes, timed with it
-            record = out.record
-    finally:
-        tam_module.compute_tam, describe.build_tokens = real_tam, real_tokens
-        del model.generate
+    with Stage("describe", results):
+        out = describe.describe_one(painting, stage_args, lazy, clock=Clock(log))
+        commit_painting(dataset, out.record, out.files)  # what the stage writes, timed with it
+        record = out.record
     (g0, g1), = log["generate"]
-    forced, span = base.calls[-1], lambda c: c[1] - c[0]
+    span = lambda c: c[1] - c[0]  # noqa: E731
     r = results["describe"]
     r.update(decode_split([c for c in base.calls if g0 <= c[0] <= g1], g0, g1))
-    r.update({"vision": span(vision.calls[0]), "lm_prefill": span(lm.calls[0]),
+    r.update({"vision": span(vision.calls[0]), "lm_prefill": span(lm.calls[0]), "vision_passes": len(vision.calls),
               "image_tokens": record.grid.h * record.grid.w, "grid": [record.grid.h, record.grid.w],
-              "forced": span(forced), "forced_tokens": forced[2], "forced_vision": span(vision.calls[-1]),
               "tam": span(log["tam"][0]), "tokens": span(log["tokens"][0]), "n_tokens": len(record.tokens)})
-    r["files"] = r["seconds"] - r["generate"] - r["forced"] - r["tam"] - r["tokens"]
+    r["files"] = r["seconds"] - r["generate"] - r["tam"] - r["tokens"]
+
+    # the yardstick: a bare `generate` of the same caption (same canvas, prompt, length), nothing else
+    canvas = model_image(load_painting(image_path).image, MIN_PIXELS, MAX_PIXELS)
+    inputs = prompt_inputs(captioner, canvas, stage_args.prompt)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        bare = model.generate(**inputs, max_new_tokens=args.new_tokens, do_sample=False)
+    results["bare_generate"] = {"seconds": time.perf_counter() - t0,
+                                "same_caption": bare[0, inputs["input_ids"].shape[1]:].tolist()
+                                == [t.id for t in record.tokens]}
 
     record = with_caption(record)
     relargs = Namespace(blur=reliance.DEFAULT_BLUR, threshold=reliance.DEFAULT_THRESHOLD)
     apply = reliance.process(dataset, lazy, model_id, relargs)
     with Stage("reliance", results):
         t0 = time.perf_counter()
-        record = apply(record)
-    passes = base.since(t0)
-    vis = vision.since(t0)
-    results["reliance"].update({"passes": [c[1] - c[0] for c in passes], "pass_tokens": passes[0][2],
-                                "vision": [c[1] - c[0] for c in vis]})
+        scored = apply(record.model_copy(deep=True))
+    passes, vis = base.since(t0), vision.since(t0)
+    results["reliance"].update({"passes": [span(c) for c in passes], "pass_tokens": passes[0][2],
+                                "vision": [span(c) for c in vis],
+                                "logp_image_from": scored.provenance["reliance"]["logp_image_from"]})
+    # the old reliance: two teacher-forced passes, one after the other (the canvas, the blurred
+    # canvas), as before describe kept log P
+    with Stage("reliance_two_pass", results):
+        t0 = time.perf_counter()
+        with Image.open(dataset.painting_dir(record.id) / record.canvas.path) as im:
+            saved = im.convert("RGB")
+        with_image, without, source = reliance.reliance_of(captioner, saved, record.prompt,
+                                                           [t.id for t in record.tokens], relargs.blur)
+    results["reliance_two_pass"].update({"passes": [span(c) for c in base.since(t0)], "logp_image_from": source,
+                                         "max_difference": float(np.abs(np.array([t.reliance for t in scored.tokens])
+                                                                        - (with_image - without)).max())})
+    record = scored
     for clock in (base, vision, lm):
         clock.remove()
     del model, captioner, lazy, apply, proc
@@ -396,7 +429,7 @@ def run_text_llm(args, dataset, record, results: dict):
         dtype = torch.bfloat16
     model = build(Qwen3ForCausalLM, cfg, dtype, results, "text_llm", need)
     llm = TextLLM(DEFAULT_MODEL, "cpu", "float32", None, n_span, stage="spans")
-    llm._lazy.value = (tok, model)
+    llm.use_loaded(tok, model)
     base = Calls(model.model)
     log: dict = {}
     llm.generate = timed(log, "generate", llm.generate)
@@ -454,7 +487,7 @@ def run_segmenter(args, dataset, record, results: dict):
                               tokenizer=tok)
     segmenter = sam.Segmenter(Namespace(model=sam.DEFAULT_MODEL, revision=None, device="cpu", dtype="auto",
                                         threshold=0.5, mask_threshold=0.5))
-    segmenter._lazy.value = (processor, model)
+    segmenter.use_loaded(processor, model)
     vision, passes = Calls(model.vision_encoder), Calls(model)
     prompts = [s.text for s in record.spans if s.category in ("CVO", "ICON")]
     with Stage("sam", results):
@@ -484,13 +517,12 @@ def report(results: dict) -> None:
     tail = lambda x: f"   [peak RSS {x['peak_rss'] / GIB:.1f} GiB, cpu/wall {x['cpu_over_wall']:.2f}, load {x['load']:.1f}]"  # noqa: E731
     print()
     print("stage        seconds  what")
-    print(f"describe   {d['seconds']:8.1f}  vision {fmt(d['vision'])} + LM prefill {fmt(d['lm_prefill'])} "
-          f"({d['prompt_tokens']} tokens, {d['image_tokens']} of them image), {d['new_tokens'] - 1} decode steps "
-          f"x {d['per_token']:.2f} s = {fmt(d['decode'])}; teacher-forced pass {fmt(d['forced'])} "
-          f"({d['forced_tokens']} tokens, vision {fmt(d['forced_vision'])}); TAM {fmt(d['tam'])}; "
+    print(f"describe   {d['seconds']:8.1f}  vision {fmt(d['vision'])} ({d['vision_passes']} pass) + LM prefill "
+          f"{fmt(d['lm_prefill'])} ({d['prompt_tokens']} tokens, {d['image_tokens']} of them image), "
+          f"{d['new_tokens'] - 1} decode steps x {d['per_token']:.2f} s = {fmt(d['decode'])}; TAM {fmt(d['tam'])}; "
           f"offsets, PNGs, files {fmt(d['files'] + d['tokens'])}" + tail(d))
-    print(f"reliance   {rel['seconds']:8.1f}  two teacher-forced passes "
-          f"{' + '.join(fmt(p) for p in rel['passes'])} ({rel['pass_tokens']} tokens, vision "
+    print(f"reliance   {rel['seconds']:8.1f}  log P with the image from describe, one teacher-forced pass with the "
+          f"blurred canvas {' + '.join(fmt(p) for p in rel['passes'])} ({rel['pass_tokens']} tokens, vision "
           f"{' + '.join(fmt(v) for v in rel['vision'])}); blur, processor, log-softmax "
           f"{fmt(rel['seconds'] - sum(rel['passes']))}" + tail(rel))
     print(f"spans      {sp['seconds']:8.1f}  {r['text_llm_dtype']}: prefill {fmt(sp['prefill'])} "
@@ -509,6 +541,16 @@ def report(results: dict) -> None:
     r["total"], r["total_lexicon"], r["peak_rss"] = total, lexicon, peak
     print(f"total per painting: {total:.0f} s ({total / 60:.1f} min); with --text-llm lexicon: {lexicon:.0f} s "
           f"({lexicon / 60:.1f} min)")
+    bare, old = r["bare_generate"], r["reliance_two_pass"]
+    r["targets"] = {"describe_over_bare_generate": d["seconds"] / bare["seconds"],
+                    "reliance_over_two_pass": rel["seconds"] / old["seconds"], "lexicon_per_painting": lexicon}
+    t = r["targets"]
+    print(f"describe / a bare generate of the same caption ({fmt(bare['seconds'])}, same ids: "
+          f"{bare['same_caption']}): {t['describe_over_bare_generate']:.3f}x (target <= 1.05)")
+    print(f"reliance / the old two-pass reliance ({fmt(old['seconds'])}: passes "
+          f"{' + '.join(fmt(p) for p in old['passes'])}; reliance differs by at most {old['max_difference']:.4f} nats): "
+          f"{t['reliance_over_two_pass']:.3f}x (target <= 0.55)")
+    print(f"lexicon pipeline per painting: {lexicon:.0f} s (target <= 370 s)")
     builds = ", ".join(f"{k} {v['seconds']:.0f} s" for k, v in r["builds"].items())
     print(f"peak RSS {peak / GIB:.1f} GiB; torch threads {r['threads']}; load average {r['load_start']} at start, "
           f"{r['load_end']} at end; model builds (random init, not counted): {builds}")

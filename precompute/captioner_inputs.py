@@ -38,10 +38,20 @@ def prompt_inputs(captioner, image, prompt: str):
     """Chat template (user: image + prompt; generation prompt appended) -> processor outputs on
     the captioner's device: input_ids (1, P), attention_mask, pixel_values, image_grid_thw and,
     for Qwen2-VL in transformers 5, mm_token_type_ids (1, P)."""
+    return batch_inputs(captioner, [image], [prompt])
+
+
+def batch_inputs(captioner, images: list, prompts: list[str]):
+    """prompt_inputs for B paintings at once: input_ids (B, P_max) left-padded (the generated
+    tokens then follow every row's prompt directly), attention_mask (B, P_max) with 0 on the
+    padding, pixel_values of all images, image_grid_thw (B, 3), mm_token_type_ids (B, P_max)."""
     proc = captioner.processor
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-    text = proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return proc(images=[image], text=[text], return_tensors="pt").to(captioner.device)
+    texts = []
+    for prompt in prompts:
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        texts.append(proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+    return proc(images=list(images), text=texts, padding=True, padding_side="left",
+                return_tensors="pt").to(captioner.device)
 
 
 def teacher_forced_inputs(inputs, generated: list[int]) -> dict[str, Any]:
@@ -49,12 +59,39 @@ def teacher_forced_inputs(inputs, generated: list[int]) -> dict[str, Any]:
 
     input_ids (1, P + T); the image is the one of `inputs` (pixel_values, image_grid_thw).
     """
+    return batch_teacher_forced_inputs(inputs, [generated])
+
+
+def batch_teacher_forced_inputs(inputs, generated: list[list[int]]) -> dict[str, Any]:
+    """teacher_forced_inputs for the B rows of batch_inputs: row b is prompt_b + generated[b],
+    left-padded to S_max = max(P_b + T_b). input_ids and attention_mask (B, S_max); M-RoPE's
+    positions come from the model's get_rope_index with that mask, so padding shifts nothing."""
     import torch
 
-    device = inputs["input_ids"].device
-    full = torch.tensor([inputs["input_ids"][0].tolist() + list(generated)], device=device)
-    kwargs = {"input_ids": full, "attention_mask": torch.ones_like(full),
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    device = ids.device
+    types = inputs.get("mm_token_type_ids")
+    rows, row_types = [], []
+    for b, answer in enumerate(generated):
+        keep = mask[b].bool()
+        rows.append(ids[b][keep].tolist() + list(answer))
+        if types is not None:
+            row_types.append(types[b][keep].tolist() + [0] * len(answer))
+    width = max(len(r) for r in rows)
+    pad = captioner_pad_id(ids, mask)
+
+    def left(values: list[list[int]], fill: int) -> torch.Tensor:
+        return torch.tensor([[fill] * (width - len(v)) + v for v in values], device=device)
+
+    full = left(rows, pad)
+    kwargs = {"input_ids": full, "attention_mask": left([[1] * len(r) for r in rows], 0),
               "pixel_values": inputs["pixel_values"], "image_grid_thw": inputs["image_grid_thw"]}
-    if "mm_token_type_ids" in inputs:  # M-RoPE needs to know which tokens are image tokens
-        kwargs["mm_token_type_ids"] = torch.nn.functional.pad(inputs["mm_token_type_ids"], (0, len(generated)))
+    if types is not None:  # M-RoPE needs to know which tokens are image tokens
+        kwargs["mm_token_type_ids"] = left(row_types, 0).to(types.dtype)
     return kwargs
+
+
+def captioner_pad_id(ids, mask) -> int:
+    """The id the processor padded with (any id will do under a 0 mask; 0 when nothing was padded)."""
+    padded = ids[mask == 0]
+    return int(padded[0]) if padded.numel() else 0

@@ -115,6 +115,14 @@ class Lazy:
         self.value: Any = None
         self.error: ModelNotAvailable | None = None
 
+    @classmethod
+    def holding(cls, value: Any, stage: str) -> Lazy:
+        """A loader that already holds its model, built elsewhere (a benchmark builds real
+        architectures from their configs, since nothing can be downloaded)."""
+        lazy = cls(lambda: value, stage)
+        lazy.value = value
+        return lazy
+
     def get(self) -> Any:
         if self.error is not None:
             raise self.error

@@ -28,7 +28,7 @@ from contract.inputs import scan_input
 from contract.store import Dataset
 from precompute.lock import writer
 from precompute.progress import progress
-from precompute.runner import add_model_options, add_run_options, in_shard, parse_shard
+from precompute.runner import add_batch_option, add_model_options, add_run_options, in_shard, parse_shard
 from tamscope.cli import COMMANDS
 
 STAGES = ("describe", "reliance", "spans", "spanmaps", "sam", "metadata")
@@ -52,6 +52,7 @@ def common_dests() -> set[str]:
     one pipeline option each, passed to every stage that takes it. --revision is per model."""
     parser = argparse.ArgumentParser()
     add_model_options(parser)
+    add_batch_option(parser)
     add_run_options(parser)
     return {a.dest for a in parser._actions if a.option_strings and a.dest not in ("help", "revision")}
 
@@ -86,6 +87,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
             shared.add_argument(f"--{role}-revision", default=argparse.SUPPRESS, help=f"{role} model revision")
     generic = argparse.ArgumentParser(add_help=False)
     add_model_options(generic)
+    add_batch_option(generic)
     add_run_options(generic, "stages already done with the same settings")
     common = common_dests()
     for action in generic._actions:

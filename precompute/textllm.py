@@ -24,6 +24,10 @@ class TextLLM:
                                    self.model_id, "text LLM", device_name, dtype_name, self.revision,
                                    problems=text_llm_problems)
 
+    def use_loaded(self, tokenizer, model) -> None:
+        """Answer with this tokenizer and model instead of loading `model_id` (a benchmark's)."""
+        self._lazy = Lazy.holding((tokenizer, model), self._lazy.stage)
+
     @property
     def loaded(self) -> bool:
         return self._lazy.loaded

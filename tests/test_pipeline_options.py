@@ -10,7 +10,7 @@ import importlib
 import pytest
 
 from precompute import pipeline
-from precompute.runner import add_model_options, add_run_options
+from precompute.runner import add_batch_option, add_model_options, add_run_options
 
 # the naming rule of docs/precompute.md, written out by hand for the options the docs name
 DOCUMENTED = {
@@ -23,6 +23,7 @@ DOCUMENTED = {
     ("spans", "retries"): "--spans-retries", ("spans", "max_new_tokens"): "--spans-max-new-tokens",
     ("metadata", "max_new_tokens"): "--metadata-max-new-tokens", ("describe", "device"): "--device",
     ("sam", "shard"): "--shard", ("spanmaps", "force"): "--force",
+    ("describe", "batch_size"): "--batch-size", ("reliance", "batch_size"): "--batch-size",
 }
 
 
@@ -37,6 +38,7 @@ def expected_flag(stage: str, action: argparse.Action) -> str:
     captioning stage's options keep their names, every other stage's options get its prefix."""
     shared = argparse.ArgumentParser()
     add_model_options(shared)
+    add_batch_option(shared)
     add_run_options(shared)
     role = {"describe": "captioner", "reliance": "captioner", "spans": "text-llm", "metadata": "text-llm",
             "sam": "segmenter"}.get(stage)

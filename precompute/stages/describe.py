@@ -5,11 +5,12 @@ Per painting:
    authors' pipeline does (precompute.captioner_inputs.model_image: at most `--max-pixels`, 1280
    merged vision tokens by default) and make it the canvas (the image the maps align to, exactly
    what the model sees), with a thumbnail.
-2. Greedy caption with the chat template (prompt + image), `--max-new-tokens`.
-3. One teacher-forced forward pass over prompt + caption through the base model gives the
-   last-layer hidden states after the final norm (`last_hidden_state`, which is what the LM
-   head reads; `output_hidden_states` of generate would keep every layer of every step).
-4. The TAM engine (precompute.tam) on those states, the LM-head rows and the token layout:
+2. Greedy caption with the chat template (prompt + image), `--max-new-tokens`, in one vision
+   pass (precompute.generation.generate_greedy): hooks keep, while generating, the last-layer
+   hidden states after the final norm (what the LM head reads: the states a teacher-forced
+   pass over prompt + caption gives, without running it) and log P(token | image), which is
+   stored for reliance (tam_raw.safetensors `logp_image`), so reliance runs only its blurred pass.
+3. The TAM engine (precompute.tam) on those states, the LM-head rows and the token layout:
    image tokens (`<|image_pad|>` run, raster order over the merged grid), the user's prompt
    text (between `<|vision_end|>` and `<|im_end|>`), and the generated tokens (the end token
    and anything after it excluded). `--tam-variant reference` (default) gives the authors' maps
@@ -18,7 +19,7 @@ Per painting:
    prompt position (one full LM-head row); the painting's provenance says whether the strings
    line up with the ids, which tokens hold NaN cells (stored as 0) and which maps their code
    could not compute (docs/tam.md). `corrected` needs neither.
-5. Tokens with character offsets: the caption is decoded prefix by prefix, so each token gets
+4. Tokens with character offsets: the caption is decoded prefix by prefix, so each token gets
    exactly the text it adds; a byte-level token that only starts a multi-byte character adds
    nothing (empty text) and the token completing it carries the character. Concatenating the
    token texts rebuilds the caption exactly.
@@ -26,6 +27,10 @@ Everything is built in memory and committed with the record only once the captio
 succeeded (contract.commit): canvas.jpg, thumb.jpg, tokens/<i>.png (8-bit maps),
 tam_raw.safetensors (raw ECI maps, normalisation constants, filtered float maps, text relevance).
 A failure is appended to the painting's existing record, whose caption and files stay.
+
+`--batch-size N`: N paintings are generated as one left-padded batch (describe_batch); each is
+still committed on its own, and a painting that fails (unreadable image, empty caption, a batch
+that raises because of it: the batch is then generated one painting at a time) fails alone.
 
 Resuming: a painting is skipped when its record is stamped with the same settings and was made
 from the same image bytes (provenance.input.sha256); a changed image is described again. Changed
@@ -37,6 +42,8 @@ reported, never deleted.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,10 +58,10 @@ from precompute.captioner_inputs import (
     FACTOR,
     MAX_PIXELS,
     MIN_PIXELS,
+    batch_inputs,
     model_image,
-    prompt_inputs,
-    teacher_forced_inputs,
 )
+from precompute.generation import Generation, generate_greedy
 from precompute.lock import update_manifest, writer
 from precompute.models import Lazy, load_captioner
 from precompute.paintings import fit, jpeg_bytes, load_painting
@@ -63,9 +70,11 @@ from precompute.runner import (
     Output,
     PaintingError,
     StageSummary,
+    add_batch_option,
     add_model_options,
     add_run_options,
     attempt,
+    check_batch_size,
     in_shard,
     is_done,
     parse_shard,
@@ -76,6 +85,8 @@ DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
 DEFAULT_PROMPT = "Describe the content and style of this image."
 TAM_VARIANTS = ("reference", "corrected")  # --tam-variant; the first is the default (docs/tam.md)
 THUMB_SIDE = 256
+Clock = Callable[[str], AbstractContextManager]  # clock(part): a context that times that part of describe
+LOGP_KEY = "logp_image"  # tam_raw.safetensors: (T,) float64 log P(token | image) for reliance
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -91,6 +102,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="image area the model sees at most (default 1280*28*28: 1280 vision tokens, as the authors)")
     parser.add_argument("--min-pixels", type=int, default=MIN_PIXELS,
                         help="image area the model sees at least (default 256*28*28, as the authors)")
+    add_batch_option(parser)
     add_run_options(parser, "paintings already described")
     parser.add_argument("--name", default=None, help="dataset name (manifest)")
     parser.add_argument("--description", default=None, help="dataset description (manifest)")
@@ -107,7 +119,7 @@ class Caption:
 
 
 def token_texts(tokenizer, ids: list[int]) -> list[str]:
-    """Text each token adds to the decoded caption (see step 5 of the module docstring)."""
+    """Text each token adds to the decoded caption (see step 4 of the module docstring)."""
     texts, done = [], ""
     for i in range(len(ids)):
         current = tokenizer.decode(ids[: i + 1], skip_special_tokens=False, clean_up_tokenization_spaces=False)
@@ -161,18 +173,22 @@ def reference_inputs(tok, hidden, head, prompt_ids: list[int], answer_ids: list[
     return ReferenceInputs(tuple(prompt + answer), len(prompt), first), facts
 
 
-def caption_painting(captioner, canvas, prompt: str, max_new_tokens: int, variant: str = TAM_VARIANTS[0]) -> Caption:
+def no_clock(part: str) -> AbstractContextManager:
+    """The default clock: times nothing."""
+    return nullcontext()
+
+
+def caption_of(captioner, generation: Generation, grid_thw, variant: str, clock: Clock = no_clock) -> Caption:
+    """The caption, its tokens and maps from one row of a generation (precompute.generation):
+    the states taken while generating are those of a teacher-forced pass over prompt + caption,
+    so no second pass runs. grid_thw: the row's image_grid_thw (3,)."""
     import torch
 
     from precompute.tam import compute_tam
 
-    proc, model = captioner.processor, captioner.model
-    tok = proc.tokenizer
-    inputs = prompt_inputs(captioner, canvas, prompt)
-    n_prompt = inputs["input_ids"].shape[1]
-    with torch.inference_mode():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    answer = out[0, n_prompt:].tolist()  # everything generated, the end token included
+    tok, model = captioner.processor.tokenizer, captioner.model
+    prompt_ids, answer = generation.prompt_ids, generation.answer  # answer: the end token included
+    n_prompt = len(prompt_ids)
     stops = {tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
     stops |= set(np.atleast_1d(model.generation_config.eos_token_id or []).tolist())
     end = next((i for i, t in enumerate(answer) if t in stops), len(answer))
@@ -180,28 +196,30 @@ def caption_painting(captioner, canvas, prompt: str, max_new_tokens: int, varian
     if not generated:
         raise PaintingError("the captioner produced an empty caption")
 
-    # One teacher-forced pass: last-layer states after the final norm. (1, S, D)
-    forced = teacher_forced_inputs(inputs, generated)
-    full = forced["input_ids"]  # (1, S)
-    with torch.inference_mode():
-        hidden = model.model(**forced).last_hidden_state[0]  # (S, D)
+    hidden = generation.hidden[:n_prompt + len(generated)]  # (S, D), S = P + T: prompt + caption
+    assert hidden.shape[0] == n_prompt + len(generated), "generation kept too few states"
+    full = torch.tensor(prompt_ids + generated)  # (S,)
     special = {"image": captioner.image_token_id, "vision_end": tok.convert_tokens_to_ids("<|vision_end|>"),
                "im_end": tok.convert_tokens_to_ids("<|im_end|>")}
-    image_pos, prompt_pos = layout(full[0, :n_prompt].tolist(), special)
-    _, h, w = inputs["image_grid_thw"][0].tolist()
+    image_pos, prompt_pos = layout(prompt_ids, special)
+    _, h, w = grid_thw.tolist()
     grid = (h // captioner.merge_size, w // captioner.merge_size)
     head = model.get_output_embeddings()
     reference, tam_facts = None, {}
     if variant == "reference":
-        ids = full[0].tolist()
-        reference, tam_facts = reference_inputs(tok, hidden, head, [ids[i] for i in prompt_pos], answer,
+        reference, tam_facts = reference_inputs(tok, hidden, head, [prompt_ids[i] for i in prompt_pos], answer,
                                                 prompt_pos[0] if prompt_pos else None)
-    tam = compute_tam(hidden, head.weight, full[0], torch.tensor(image_pos), grid, torch.tensor(prompt_pos),
-                      torch.arange(n_prompt, n_prompt + len(generated)), lm_head_bias=head.bias, reference=reference)
-    caption, tokens = build_tokens(tok, generated)
+    with clock("tam"):
+        tam = compute_tam(hidden, head.weight, full, torch.tensor(image_pos), grid, torch.tensor(prompt_pos),
+                          torch.arange(n_prompt, n_prompt + len(generated)), lm_head_bias=head.bias,
+                          reference=reference)
+    with clock("tokens"):
+        caption, tokens = build_tokens(tok, generated)
     raw = {"raw": tam.raw, "lo": tam.lo, "hi": tam.hi, "maps": tam.maps, "text_relevance": tam.text_relevance,
            "interference_scale": tam.interference_scale, "class_ids": tam.class_ids, "nan_cells": tam.nan_cells,
-           "token_ids": np.asarray(generated, dtype=np.int64)}
+           "token_ids": np.asarray(generated, dtype=np.int64),
+           # log P(token | image, prompt, caption so far), read by reliance (its with-image term)
+           LOGP_KEY: generation.logp[:len(generated)].cpu().numpy().astype(np.float64)}
     if reference is not None:
         tam_facts |= {"nan_cells": int(tam.nan_cells.sum()), "nan_tokens": np.flatnonzero(tam.nan_cells).tolist(),
                       "undefined_tokens": np.flatnonzero(tam.undefined).tolist()}
@@ -214,20 +232,73 @@ def settings_of(args: argparse.Namespace) -> dict:
             "tam_variant": args.tam_variant, "dtype": args.dtype}
 
 
-def describe_one(painting: PaintingInput, args, captioner: Lazy) -> Output:
-    """The record of one painting and every file it references, in memory: nothing is written here."""
-    loaded = load_painting(painting.path)
-    canvas = model_image(loaded.image, args.min_pixels, args.max_pixels)
+def describe_one(painting: PaintingInput, args, captioner: Lazy, clock: Clock = no_clock) -> Output:
+    """The record of one painting and every file it references, in memory: nothing is written here.
+    clock(part) times the parts "generate", "tam" and "tokens" (bench/cpu.py)."""
+    outcome, = describe_batch([painting], args, captioner, clock)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def describe_batch(paintings: list[PaintingInput], args, captioner: Lazy,
+                   clock: Clock = no_clock) -> list[Output | Exception]:
+    """describe_one for several paintings, generated as one left-padded batch: each painting's
+    Output or its error, in order. A painting whose image cannot be read, whose generation
+    fails or whose caption is empty fails alone; the others are finished."""
+    outcomes: list = [None] * len(paintings)
+    prepared = []  # (index, painting, loaded image, canvas)
+    for i, painting in enumerate(paintings):
+        try:
+            loaded = load_painting(painting.path)
+            prepared.append((i, painting, loaded, model_image(loaded.image, args.min_pixels, args.max_pixels)))
+        except Exception as exc:  # noqa: BLE001 (recorded as this painting's failure)
+            outcomes[i] = exc
+    if not prepared:
+        return outcomes
+    try:
+        model = captioner.get()
+    except Exception as exc:  # noqa: BLE001 (a missing model: every painting of the batch records it)
+        for i, *_ in prepared:
+            outcomes[i] = exc
+        return outcomes
+    rows = generate_rows(model, [canvas for *_, canvas in prepared], args, clock)
+    for (i, painting, loaded, canvas), row in zip(prepared, rows, strict=True):
+        try:
+            if isinstance(row, BaseException):
+                raise row
+            generation, grid_thw = row
+            result = caption_of(model, generation, grid_thw, args.tam_variant, clock)
+            outcomes[i] = painting_output(painting, loaded, canvas, model, result, args)
+        except Exception as exc:  # noqa: BLE001
+            outcomes[i] = exc
+    return outcomes
+
+
+def generate_rows(captioner, canvases: list, args, clock: Clock = no_clock) -> list:
+    """(Generation, image_grid_thw row) for each canvas, generated as one batch; when the batch
+    raises, each canvas alone, so only the canvas that breaks it gets the error."""
+    try:
+        inputs = batch_inputs(captioner, canvases, [args.prompt] * len(canvases))
+        with clock("generate"):
+            generations = generate_greedy(captioner, inputs, args.max_new_tokens)
+        return list(zip(generations, inputs["image_grid_thw"], strict=True))
+    except Exception as exc:  # noqa: BLE001
+        if len(canvases) == 1:
+            return [exc]
+        return [generate_rows(captioner, [canvas], args, clock)[0] for canvas in canvases]
+
+
+def painting_output(painting: PaintingInput, loaded, canvas, model, result: Caption, args) -> Output:
+    """The record and files of one described painting."""
+    from safetensors.numpy import save
+
     thumb = fit(canvas, THUMB_SIDE)
-    model = captioner.get()
-    result = caption_painting(model, canvas, args.prompt, args.max_new_tokens, args.tam_variant)
     files = {"canvas.jpg": jpeg_bytes(canvas), "thumb.jpg": jpeg_bytes(thumb, quality=85)}
     for token in result.tokens:
         png = f"tokens/{token.index}.png"
         files[png] = encode_png(result.maps_u8[token.index])
         token.map = MapRef(png=png, lo=float(result.raw["lo"][token.index]), hi=float(result.raw["hi"][token.index]))
-    from safetensors.numpy import save
-
     files["tam_raw.safetensors"] = save({k: np.ascontiguousarray(v) for k, v in result.raw.items()})
     source = {"file": painting.path.name, "sha256": loaded.sha256, **({"notes": loaded.notes} if loaded.notes else {})}
     record = PaintingRecord(
@@ -259,6 +330,7 @@ def run(args: argparse.Namespace) -> int:
     if not FACTOR * FACTOR <= args.min_pixels <= args.max_pixels:
         raise SystemExit(f"describe: need {FACTOR * FACTOR} <= --min-pixels <= --max-pixels "
                          f"(got {args.min_pixels} and {args.max_pixels})")
+    check_batch_size(args.batch_size)
     shard = parse_shard(args.shard)
     inputs = scan_input(args.input)  # a malformed annotations file stops the run before it starts
     with writer(args.dataset, shard):
@@ -272,6 +344,22 @@ def describe_all(args: argparse.Namespace, shard, inputs: InputFolder) -> int:
     captioner = Lazy(lambda: load_captioner(args.model, args.device, args.dtype, args.revision), STAGE)
     summary = StageSummary(STAGE)
     relabelled = []
+    pending: list[PaintingInput] = []
+
+    def flush() -> None:
+        for painting, outcome in zip(pending, describe_batch(pending, args, captioner), strict=True):
+            def work(outcome=outcome, painting=painting) -> Output:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                for note in outcome.record.provenance["input"].get("notes", []):
+                    tqdm.write(f"{painting.path.name}: {note}")
+                return outcome
+
+            attempt(dataset, STAGE, settings, painting.id, work,
+                    lambda painting=painting: dataset.record(painting.id) if dataset.has_record(painting.id)
+                    else new_record(painting), summary)
+        pending.clear()
+
     for painting in progress(paintings, desc=STAGE, unit="painting"):
         existing = dataset.record(painting.id) if dataset.has_record(painting.id) else None
         if (not args.force and existing is not None and is_done(existing, STAGE, settings)
@@ -281,16 +369,11 @@ def describe_all(args: argparse.Namespace, shard, inputs: InputFolder) -> int:
                 relabelled.append(painting.id)
             summary.skipped.append(painting.id)
             continue
-
-        def work(painting=painting) -> Output:
-            out = describe_one(painting, args, captioner)
-            for note in out.record.provenance["input"].get("notes", []):
-                tqdm.write(f"{painting.path.name}: {note}")
-            return out
-
-        attempt(dataset, STAGE, settings, painting.id, work,
-                lambda painting=painting: dataset.record(painting.id) if dataset.has_record(painting.id)
-                else new_record(painting), summary)
+        pending.append(painting)
+        if len(pending) >= args.batch_size:
+            flush()
+    if pending:
+        flush()
     models = {}
     if captioner.loaded:
         models["captioner"] = ModelRef(id=captioner.value.model_id, revision=captioner.value.revision)

@@ -5,9 +5,14 @@ when Answering Questions?", Eq. 5-6) is the log-likelihood ratio
 
     LLR_t = log P(a_t | a_<t, image, prompt) - log P(a_t | a_<t, blurred image, prompt)
 
-Two teacher-forced passes over prompt + caption (the token ids describe generated, the same
-chat template through precompute.captioner_inputs): one with the canvas, one with a strongly
-blurred copy. Only the LM-head rows at the T answer positions are computed (logits_to_keep).
+The first term is describe's: it keeps log P(token | image) while generating the caption
+(precompute.generation; tam_raw.safetensors `logp_image`), on the very image the caption was
+generated from. So reliance runs one teacher-forced pass over prompt + caption (the token ids
+describe generated, the same chat template through precompute.captioner_inputs), with a
+strongly blurred copy of the canvas; only the LM-head rows at the T answer positions are
+computed (logits_to_keep). A dataset described before describe kept log P (or with another
+dtype than reliance loads) gets the second pass on the canvas too, as before
+(`provenance.reliance.logp_image_from` says which). Log-sum-exps are taken in float64.
 
 Decisions (docs/stages.md):
 - Baseline image: cv2.GaussianBlur with sigma = `--blur` x the canvas's longer side (default
@@ -38,10 +43,18 @@ from PIL import Image
 
 from contract.schema import PaintingRecord
 from contract.store import Dataset
-from precompute.captioner_inputs import prompt_inputs, teacher_forced_inputs
+from precompute.captioner_inputs import batch_inputs, batch_teacher_forced_inputs
 from precompute.lock import writer
 from precompute.models import Lazy, load_captioner
-from precompute.runner import PaintingError, add_model_options, add_run_options, parse_shard, run_stage
+from precompute.runner import (
+    PaintingError,
+    add_batch_option,
+    add_model_options,
+    add_run_options,
+    check_batch_size,
+    parse_shard,
+    run_stage,
+)
 
 STAGE = "reliance"
 DEFAULT_THRESHOLD = 1.0  # nats
@@ -61,29 +74,73 @@ def blurred(image: Image.Image, fraction: float) -> Image.Image:
                                             borderType=cv2.BORDER_REFLECT_101))
 
 
+LOGSUMEXP_ROWS = 64  # answer positions converted to float64 at once (64 x 151,936 x 8 bytes = 78 MB)
+
+
 def answer_logprobs(captioner, image: Image.Image, prompt: str, generated: list[int]) -> np.ndarray:
-    """(T,) log P(generated[t] | prompt, image, generated[:t]) from one teacher-forced pass."""
+    """(T,) log P(generated[t] | prompt, image, generated[:t]) from one teacher-forced pass.
+    The log-sum-exp is taken in float64, as describe's (precompute.generation)."""
+    return batch_logprobs(captioner, [(image, prompt, generated)])[0]
+
+
+def batch_logprobs(captioner, jobs: list[tuple[Image.Image, str, list[int]]]) -> list[np.ndarray]:
+    """answer_logprobs for B (image, prompt, generated) at once: one teacher-forced pass over the
+    left-padded rows (precompute.captioner_inputs.batch_teacher_forced_inputs)."""
     import torch
 
-    inputs = prompt_inputs(captioner, image, prompt)
-    forced = teacher_forced_inputs(inputs, generated)
-    n_prompt, n = inputs["input_ids"].shape[1], len(generated)
+    inputs = batch_inputs(captioner, [j[0] for j in jobs], [j[1] for j in jobs])
+    forced = batch_teacher_forced_inputs(inputs, [j[2] for j in jobs])
+    # left padding puts every row's answer at the end: row b's T_b tokens are the last T_b
+    # positions, predicted by the logits of the T_b positions before them; keep the last T_max + 1
+    keep = max(len(j[2]) for j in jobs) + 1
     device = forced["input_ids"].device
-    # the logits at position p predict the token at p + 1: positions P-1 .. P+T-2
-    keep = torch.arange(n_prompt - 1, n_prompt - 1 + n, device=device)
+    out = []
     with torch.inference_mode():
-        logits = captioner.model(**forced, logits_to_keep=keep).logits[0].float()  # (T, V)
-    ids = torch.tensor(generated, device=device)
-    picked = logits.gather(1, ids[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)  # (T,)
-    return picked.double().cpu().numpy()
+        logits = captioner.model(**forced, logits_to_keep=keep).logits  # (B, T_max + 1, V), the model's dtype
+        for b, (_, _, generated) in enumerate(jobs):
+            n = len(generated)
+            rows = logits[b, keep - 1 - n:keep - 1]  # (T_b, V)
+            ids = torch.tensor(generated, device=device)
+            picked = rows.gather(1, ids[:, None])[:, 0].double()  # (T_b,)
+            lse = torch.cat([chunk.double().logsumexp(-1) for chunk in rows.split(LOGSUMEXP_ROWS)])  # (T_b,)
+            out.append((picked - lse).cpu().numpy())
+    return out
 
 
-def reliance_of(captioner, canvas: Image.Image, prompt: str, generated: list[int],
-                blur: float) -> tuple[np.ndarray, np.ndarray]:
-    """(log P with the canvas, log P with the blurred canvas), each (T,)."""
-    with_image = answer_logprobs(captioner, canvas, prompt, generated)
-    without = answer_logprobs(captioner, blurred(canvas, blur), prompt, generated)
-    return with_image, without
+def described_logprobs(dataset: Dataset, record: PaintingRecord, captioner) -> np.ndarray | None:
+    """(T,) log P(token | image) as describe kept it while generating (tam_raw.safetensors
+    `logp_image`), or None when it cannot stand for the with-image pass: a dataset described
+    before describe kept it, other token ids, or another dtype than the one loaded here."""
+    from safetensors import safe_open
+
+    from precompute.stages.describe import LOGP_KEY
+
+    path = dataset.painting_dir(record.id) / record.provenance.get("tam_raw", "tam_raw.safetensors")
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="numpy") as raw:
+        if LOGP_KEY not in raw.keys() or "token_ids" not in raw.keys():
+            return None
+        ids, logp = raw.get_tensor("token_ids"), raw.get_tensor(LOGP_KEY)
+    described_dtype = record.provenance.get("captioner", {}).get("dtype")
+    if described_dtype != str(captioner.dtype).replace("torch.", ""):
+        return None
+    if ids.tolist() != [t.id for t in record.tokens] or logp.shape != (len(record.tokens),):
+        return None
+    return logp.astype(np.float64)
+
+
+def reliance_of(captioner, canvas: Image.Image, prompt: str, generated: list[int], blur: float,
+                with_image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """(log P with the canvas, log P with the blurred canvas, each (T,), where the first came
+    from) for one painting, pass after pass (the stage batches them: process_batch; the tests
+    and bench/cpu.py use this as the plain reference). with_image: describe's, when it kept it;
+    else a teacher-forced pass on the canvas. Without blur the baseline is the canvas itself."""
+    source = "describe"
+    if with_image is None:
+        with_image, source = answer_logprobs(captioner, canvas, prompt, generated), "teacher-forced pass"
+    without = with_image.copy() if blur <= 0 else answer_logprobs(captioner, blurred(canvas, blur), prompt, generated)
+    return with_image, without, source
 
 
 def visual_flags(reliance: list[float], threshold: float) -> list[bool]:
@@ -92,7 +149,23 @@ def visual_flags(reliance: list[float], threshold: float) -> list[bool]:
 
 
 def process(dataset: Dataset, captioner: Lazy, model_id: str, args: argparse.Namespace):
+    """record -> record: one painting (process_batch with a batch of one)."""
+    batch = process_batch(dataset, captioner, model_id, args)
+
     def apply(record: PaintingRecord) -> PaintingRecord:
+        outcome, = batch([record])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    return apply
+
+
+def process_batch(dataset: Dataset, captioner: Lazy, model_id: str, args: argparse.Namespace):
+    """records -> each one's new record or its error: the passes of the whole batch run as one
+    left-padded batch (a painting's problem fails that painting only)."""
+
+    def prepare(record: PaintingRecord):
         if not record.tokens or record.canvas is None or not record.prompt:
             raise PaintingError("no caption tokens, canvas or prompt to score")
         generated = [t.id for t in record.tokens]
@@ -105,16 +178,64 @@ def process(dataset: Dataset, captioner: Lazy, model_id: str, args: argparse.Nam
         loaded = captioner.get()
         with Image.open(dataset.painting_dir(record.id) / record.canvas.path) as im:
             canvas = im.convert("RGB")
-        with_image, without = reliance_of(loaded, canvas, record.prompt, generated, args.blur)
-        values = [round(float(v), 4) + 0.0 for v in with_image - without]  # + 0.0: no "-0.0" in JSON
-        for token, value, visual in zip(record.tokens, values, visual_flags(values, args.threshold), strict=True):
-            token.reliance, token.visual = value, visual
-        record.provenance[STAGE] = {  # the whole answer, as in the paper's Table 2
-            "logp_image": round(float(with_image.sum()), 4), "logp_blurred": round(float(without.sum()), 4),
-            "answer_llr": round(float(sum(values)), 4), "n_visual": sum(t.visual for t in record.tokens)}
-        return record
+        return canvas, generated, described_logprobs(dataset, record, loaded)
+
+    def apply(records: list[PaintingRecord]) -> list[PaintingRecord | Exception]:
+        outcomes: list = [None] * len(records)
+        todo, jobs = [], []  # (index, generated, stored, job of the canvas or None, job of the blur or None)
+        for i, record in enumerate(records):
+            try:
+                canvas, generated, stored = prepare(record)
+            except Exception as exc:  # noqa: BLE001 (recorded as this painting's failure)
+                outcomes[i] = exc
+                continue
+            own = None
+            if stored is None:  # described before describe kept log P: the with-image pass too
+                own = len(jobs)
+                jobs.append((canvas, record.prompt, generated))
+            blur = None
+            if args.blur > 0:
+                blur = len(jobs)
+                jobs.append((blurred(canvas, args.blur), record.prompt, generated))
+            todo.append((i, generated, stored, own, blur))
+        scores = score_jobs(captioner.value, jobs) if jobs else []
+        for i, _generated, stored, own, blur in todo:
+            try:
+                outcomes[i] = scored(records[i], stored, own, blur, scores, args.threshold)
+            except Exception as exc:  # noqa: BLE001
+                outcomes[i] = exc
+        return outcomes
 
     return apply
+
+
+def score_jobs(captioner, jobs: list) -> list:
+    """batch_logprobs of every job, or the error of each job that fails alone: a batch that
+    raises is scored again one job at a time."""
+    try:
+        return batch_logprobs(captioner, jobs)
+    except Exception as exc:  # noqa: BLE001
+        if len(jobs) == 1:
+            return [exc]
+        return [score_jobs(captioner, [job])[0] for job in jobs]
+
+
+def scored(record: PaintingRecord, stored, own, blur, scores: list, threshold: float) -> PaintingRecord:
+    """The record with each token's reliance and visual flag (see the module docstring)."""
+    for k in (own, blur):
+        if k is not None and isinstance(scores[k], BaseException):
+            raise scores[k]
+    with_image = stored if own is None else scores[own]
+    without = with_image.copy() if blur is None else scores[blur]  # no blur: the baseline is the canvas
+    source = "describe" if own is None else "teacher-forced pass"
+    values = [round(float(v), 4) + 0.0 for v in with_image - without]  # + 0.0: no "-0.0" in JSON
+    for token, value, visual in zip(record.tokens, values, visual_flags(values, threshold), strict=True):
+        token.reliance, token.visual = value, visual
+    record.provenance[STAGE] = {  # the whole answer, as in the paper's Table 2
+        "logp_image": round(float(with_image.sum()), 4), "logp_blurred": round(float(without.sum()), 4),
+        "answer_llr": round(float(sum(values)), 4), "n_visual": sum(t.visual for t in record.tokens),
+        "logp_image_from": source}
+    return record
 
 
 def captioner_id(args: argparse.Namespace, dataset: Dataset) -> str:
@@ -137,10 +258,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blur", type=float, default=DEFAULT_BLUR,
                         help="blur sigma as a fraction of the canvas's longer side")
     add_model_options(parser)
+    add_batch_option(parser)
     add_run_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_batch_size(args.batch_size)
     dataset = Dataset(args.dataset)
     model_id = captioner_id(args, dataset)
     captioner = Lazy(lambda: load_captioner(model_id, args.device, args.dtype, args.revision), STAGE)
@@ -149,5 +272,6 @@ def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     with writer(args.dataset, shard):
         summary = run_stage(STAGE, dataset, settings, process(dataset, captioner, model_id, args), shard=shard,
-                            force=args.force)
+                            force=args.force, batch=process_batch(dataset, captioner, model_id, args),
+                            batch_size=args.batch_size)
     return 1 if summary.failed else 0

@@ -42,6 +42,10 @@ class Segmenter:
         return load_with_processor(Sam3Processor.from_pretrained, Sam3Model.from_pretrained, a.model, "segmenter",
                                    a.device, a.dtype, a.revision)
 
+    def use_loaded(self, processor, model) -> None:
+        """Segment with this processor and model instead of loading `--model` (a benchmark's)."""
+        self._lazy = Lazy.holding((processor, model), STAGE)
+
     @property
     def loaded(self) -> bool:
         return self._lazy.loaded

@@ -146,7 +146,10 @@ def run(args: argparse.Namespace) -> int:
             argv = [str(args.paintings), str(building),
                     "--captioner", str(models["captioner"]), "--text-llm", "lexicon",
                     "--segmenter", str(models["segmenter"]), "--max-new-tokens", str(args.max_new_tokens),
-                    "--sam-threshold", "0.2", "--name", "smoke", "--device", "cpu", "--dtype", "float64"]
+                    "--sam-threshold", "0.2", "--name", "smoke", "--device", "cpu", "--dtype", "float64",
+                    # every method's maps and curves, iGOS++ shortened (its default: 100 passes a span)
+                    "--faithfulness", "--faithfulness-steps", "5", "--faithfulness-igos-iterations", "2",
+                    "--faithfulness-igos-ig-steps", "2"]
             parser = argparse.ArgumentParser()
             pipeline.configure(parser)
             code = pipeline.run(parser.parse_args(argv))

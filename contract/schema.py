@@ -152,6 +152,9 @@ class Token(Strict):
     visual: bool | None = None  # reliance above the dataset's threshold
 
 
+METHOD_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"  # a map method's name (faithfulness stage): also a folder and URL part
+
+
 class MethodResult(Strict):
     """One method's map of a span and how faithful it is (docs/faithfulness.md).
 
@@ -185,7 +188,7 @@ class SpanFaithfulness(Strict):
     score_original: float  # log-likelihood of the span's tokens with the canvas
     score_baseline: float  # with the blurred canvas
     steps: int = Field(ge=1)
-    methods: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")], MethodResult] = {}
+    methods: dict[Annotated[str, StringConstraints(pattern=METHOD_PATTERN)], MethodResult] = {}
 
 
 class Span(Strict):

@@ -124,6 +124,16 @@ def test_paintings_without_token_ids_fail_alone(spanned, tmp_path):
     assert validate_dataset(root) == []
 
 
+def test_max_spans_limits_the_work(spanned, tmp_path):
+    root = tmp_path / "ds"
+    shutil.copytree(spanned, root)
+    assert faithfulness.run(stage_args(faithfulness, [root, *FAST[:-2], "--methods", "logit", "--max-spans", "1"])) == 0
+    for record in Dataset(root).records():
+        assert [s.faithfulness is not None for s in record.spans] == [True, False]
+    with pytest.raises(SystemExit, match="max-spans"):
+        faithfulness.run(stage_args(faithfulness, [root, "--max-spans", "-1"]))
+
+
 def test_validate_sees_a_wrong_map_size_and_curve_length(spanned, tmp_path):
     root = tmp_path / "ds"
     shutil.copytree(spanned, root)

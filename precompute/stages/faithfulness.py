@@ -91,8 +91,10 @@ def process(dataset: Dataset, captioner: Lazy, model_id: str, args: argparse.Nam
                                 f"{(record.grid.h, record.grid.w)}")
         files = {}
         image = as_float(canvas)
+        chosen = [span.index for span in record.spans if span.tokens]
+        chosen = set(chosen[:args.max_spans] if args.max_spans else chosen)
         for span in record.spans:
-            if not span.tokens:
+            if span.index not in chosen:
                 span.faithfulness = None
                 continue
             maps = {m: painting.span_map(m, span.tokens) for m in methods}
@@ -134,6 +136,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated methods to compare (docs/faithfulness.md)")
     parser.add_argument("--steps", type=int, default=10, help="deletion/insertion steps (fractions j / steps)")
     parser.add_argument("--batch-size", type=int, default=8, help="perturbed images per forward pass")
+    parser.add_argument("--max-spans", type=int, default=0,
+                        help="only the first N spans with tokens of each painting (0: every span)")
     parser.add_argument("--igos-iterations", type=int, default=10, help="iGOS++ optimisation steps")
     parser.add_argument("--igos-ig-steps", type=int, default=5, help="iGOS++ integrated-gradient points")
     add_model_options(parser)
@@ -146,12 +150,15 @@ def run(args: argparse.Namespace) -> int:
     for name in ("steps", "batch_size", "igos_iterations", "igos_ig_steps"):
         if getattr(args, name) < 1:
             raise SystemExit(f"faithfulness: --{name.replace('_', '-')} must be at least 1")
+    if args.max_spans < 0:
+        raise SystemExit("faithfulness: --max-spans must be 0 (every span) or more")
     methods = parse_methods(args.methods)
     dataset = Dataset(args.dataset)
     model_id = captioner_id(args, dataset)
     captioner = Lazy(lambda: load_captioner(model_id, args.device, args.dtype, args.revision), STAGE)
     settings = {"model": model_id, "revision": args.revision, "methods": methods, "steps": args.steps,
-                "igos": {"iterations": args.igos_iterations, "ig_steps": args.igos_ig_steps}, "dtype": args.dtype}
+                "igos": {"iterations": args.igos_iterations, "ig_steps": args.igos_ig_steps}, "max_spans": args.max_spans,
+                "dtype": args.dtype}
     shard = parse_shard(args.shard)
     with writer(args.dataset, shard):
         summary = run_stage(STAGE, dataset, settings, process(dataset, captioner, model_id, args, methods),

@@ -1,0 +1,149 @@
+"""`make bench-faithfulness`: what the faithfulness stage costs per span, on the real Qwen2-VL-2B
+architecture (random weights, float32, CPU), and a GPU estimate from the counted FLOPs.
+
+The stage's work is made of three kinds of model calls (docs/faithfulness.md has the counts per
+method): a scoring pass (one teacher-forced forward pass of one perturbed image, the LM head only
+at the span's tokens), the same batched, and a forward + backward pass (the gradient method, every
+iGOS++ step). This benchmark times each once on the canvas describe makes of a 1024x768 painting
+(1036x756, 999 vision tokens) with a caption of `--caption-tokens` tokens, through the stage's own
+code (precompute.faithfulness.captioner.Session), counts their FLOPs with torch.utils.flop_counter,
+and multiplies by the passes of one span with every method at the stage's defaults (10 steps,
+iGOS++ 10 iterations x 5 integration points). The GPU figure is an ESTIMATE: FLOPs divided by an
+assumed sustained throughput (`--gpu-tflops`, default 100 TFLOP/s: about a third of an A100's
+bf16 peak), not a measurement.
+
+Real size needs about 10 GB of RAM: other runs share this machine, so run it under the lock
+`flock /tmp/bench-cpu.lock` (the make target does). `--tiny` checks the code path in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from testkit import procmem
+
+GIB = 1024**3
+
+
+def passes_per_span(steps: int, iterations: int, ig_steps: int) -> dict:
+    """(forward, forward+backward) passes one span costs per method, at these settings."""
+    curve = 2 * (steps - 1)  # deletion + insertion, the end points shared
+    return {"scoring (original + baseline, once per span)": (2, 0),
+            "tam-reference / tam-corrected / logit": (curve, 0),  # their maps come from one pass per painting
+            "attention": (curve, 0),
+            "gradient": (curve, 1),
+            "igos": (curve, iterations * 2 * ig_steps)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.faithfulness", description=__doc__.split("\n")[0])
+    parser.add_argument("--caption-tokens", type=int, default=256)
+    parser.add_argument("--span-tokens", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--gpu-tflops", type=float, default=100.0, help="assumed sustained GPU throughput")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--tiny", action="store_true", help="tiny configs: checks the code path in seconds")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import numpy as np
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+
+    from bench.cpu import CAPTION, build, captioner_config
+    from precompute.captioner_inputs import model_image
+    from precompute.faithfulness.captioner import Session, as_float
+    from precompute.models import Captioner
+    from precompute.smoke import draw_painting
+    from precompute.stages.reliance import blurred
+    from precompute.tiny.qwen2_tokenizer import CHAT_TEMPLATE, qwen2vl_tokenizer
+
+    torch.set_num_threads(args.threads)
+    results: dict = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "threads": args.threads, "tiny": args.tiny,
+                     "torch": torch.__version__, "load_start": os.getloadavg()[0]}
+    tok = qwen2vl_tokenizer()
+    model = build(Qwen2VLForConditionalGeneration, captioner_config(tok, args.tiny), torch.float32, results,
+                  "captioner", 0)
+    proc = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=tok,
+                            video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE)
+    captioner = Captioner(model, proc, "Qwen2-VL-2B (random weights)", "random", torch.device("cpu"), torch.float32)
+    canvas = model_image(draw_painting("village-under-stars", (1024, 768)))
+    generated = (tok(CAPTION)["input_ids"] * 4)[:args.caption_tokens]
+    session = Session.open(captioner, canvas, "Describe the content and style of this image.", generated)
+    image, base = as_float(canvas), as_float(blurred(canvas, 0.1))
+    tokens = list(range(10, 10 + args.span_tokens))
+    score = session.scorer(tokens)
+    results["canvas"] = list(canvas.size)
+    results["grid"] = list(session.grid)
+    results["sequence"] = int(session.forced["input_ids"].shape[1])
+    print(f"canvas {canvas.size[0]}x{canvas.size[1]}, grid {session.grid[0]}x{session.grid[1]}, sequence "
+          f"{results['sequence']} tokens, span of {len(tokens)} tokens; load {os.getloadavg()[0]:.1f}", flush=True)
+
+    def timed(name, fn):
+        """Wall time, peak RSS and counted FLOPs of one call (the counter's per-op bookkeeping is
+        negligible next to matrices of this size)."""
+        procmem.reset_peak()
+        t0 = time.perf_counter()
+        with FlopCounterMode(display=False) as count:
+            fn()
+        results[name] = {"seconds": time.perf_counter() - t0, "peak_rss": procmem.process("VmHWM"),
+                         "flops": count.get_total_flops()}
+        print(f"{name}: {results[name]['seconds']:.1f} s, {results[name]['flops'] / 1e12:.2f} TFLOP, peak RSS "
+              f"{results[name]['peak_rss'] / GIB:.1f} GiB", flush=True)
+
+    timed("forward_1", lambda: score(image[None]))
+    timed("forward_2_batched", lambda: score(np.stack([image, base])))
+    torch_score = session.torch_scorer(tokens)
+
+    def forward_backward():
+        x = torch.from_numpy(image)[None].requires_grad_(True)
+        with torch.enable_grad():
+            torch_score(x).sum().backward()
+
+    # the backward keeps every activation of the vision tower and the language model: refuse to start
+    # it without room (other runs share the machine), and say so instead of a number
+    need = 3 * results["forward_1"]["peak_rss"] - 2 * procmem.process("VmRSS") if not args.tiny else 0
+    if procmem.system("MemAvailable") >= max(need, 0) + 2 * GIB:
+        timed("forward_backward", forward_backward)
+    else:
+        print(f"forward_backward: not run, {procmem.system('MemAvailable') / GIB:.1f} GiB available", flush=True)
+        results["forward_backward"] = None
+    results["flops_forward"] = results["forward_1"]["flops"]
+    fwd_bwd = results["forward_backward"]
+    results["flops_forward_backward"] = fwd_bwd["flops"] if fwd_bwd else 3 * results["flops_forward"]
+
+    f1 = results["forward_1"]["seconds"]
+    fb = fwd_bwd["seconds"] if fwd_bwd else 3 * f1  # unmeasured: the usual 3x of a forward pass, labelled
+    results["forward_backward_estimated"] = fwd_bwd is None
+    table = passes_per_span(10, 10, 5)
+    rows = []
+    for method, (fwd, bwd) in table.items():
+        cpu = fwd * f1 + bwd * fb
+        gpu = (fwd * results["flops_forward"] + bwd * results["flops_forward_backward"]) / (args.gpu_tflops * 1e12)
+        rows.append({"method": method, "forward": fwd, "forward_backward": bwd, "cpu_seconds": cpu,
+                     "gpu_seconds_estimate": gpu})
+    results["per_span"] = rows
+    results["load_end"] = os.getloadavg()[0]
+    print(f"\nper span, defaults (10 steps, iGOS++ 10 x 5); CPU = measured pass times x passes; GPU = ESTIMATE "
+          f"from counted FLOPs at {args.gpu_tflops:.0f} TFLOP/s")
+    print(f"forward {results['flops_forward'] / 1e12:.2f} TFLOP, forward+backward "
+          f"{results['flops_forward_backward'] / 1e12:.2f} TFLOP; 2 images batched: "
+          f"{results['forward_2_batched']['seconds'] / f1:.2f} x one")
+    for r in rows:
+        print(f"  {r['method']:<45} {r['forward']:4d} fwd {r['forward_backward']:4d} fwd+bwd  CPU "
+              f"{r['cpu_seconds']:8.0f} s  GPU~ {r['gpu_seconds_estimate']:6.2f} s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -55,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
     from torch.utils.flop_counter import FlopCounterMode
-    from transformers import Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+    from transformers import (
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
 
     from bench.cpu import CAPTION, build, captioner_config
     from precompute.captioner_inputs import model_image

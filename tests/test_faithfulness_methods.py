@@ -11,8 +11,6 @@ import torch
 from PIL import Image
 
 from contract.store import Dataset
-from precompute.captioner_inputs import prompt_inputs
-from precompute.faithfulness.captioner import Session
 from precompute.faithfulness.igos import IgosSettings
 from precompute.faithfulness.methods import METHODS, Painting, last_layer_attention
 from precompute.models import load_captioner

@@ -74,12 +74,13 @@ def test_stage_writes_maps_and_curves_and_resumes(spanned, tmp_path, capsys):
                     assert len(result.deletion) == 5 and result.deletion[0] == 1 and result.deletion[-1] == 0
                     assert result.insertion[0] == 0 and result.insertion[-1] == 1
                     # the area is the trapezoid under the stored curve, steps of 1/4
-                    trapezoid = sum((a + b) / 2 * 0.25 for a, b in zip(result.deletion, result.deletion[1:]))
+                    trapezoid = sum((a + b) / 2 * 0.25 for a, b in zip(result.deletion, result.deletion[1:], strict=False))
                     assert result.deletion_area == pytest.approx(trapezoid, abs=1e-3)
         # the dataset's TAM variant is describe's span map: the same 8-bit map as the mean of token maps
         first = record.spans[0].faithfulness.methods["tam-reference"]
-        from contract.metrics import span_map
         from safetensors.numpy import load_file
+
+        from contract.metrics import span_map
 
         maps = load_file(folder / "tam_raw.safetensors")["maps"]
         assert np.array_equal(read_png_u8(folder / first.map.png), span_map(maps[[1, 2, 3]])[0])

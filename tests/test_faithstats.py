@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from contract.faithstats import faithfulness_stats, mean_ci, spearman_ci
-from contract.schema import Category, MapRef, MethodResult, PaintingRecord, Span, SpanFaithfulness, SpanMetrics
+from contract.schema import (
+    Category,
+    MapRef,
+    MethodResult,
+    PaintingRecord,
+    Span,
+    SpanFaithfulness,
+    SpanMetrics,
+)
 
 
 def record(areas: list[tuple[str, float, float, float]]) -> PaintingRecord:
@@ -37,7 +45,7 @@ def test_means_per_method_and_category_with_intervals():
 
 def test_spearman_against_the_textbook_formula():
     x, y = [1, 2, 3, 4, 5, 6], [2, 1, 4, 3, 6, 5]
-    d2 = sum((a - b) ** 2 for a, b in zip(x, y))  # no ties: rho = 1 - 6 sum d^2 / (n (n^2 - 1))
+    d2 = sum((a - b) ** 2 for a, b in zip(x, y, strict=True))  # no ties: rho = 1 - 6 sum d^2 / (n (n^2 - 1))
     out = spearman_ci(x, y)
     assert out["rho"] == pytest.approx(1 - 6 * d2 / (6 * 35))
     assert out["lo"] <= out["rho"] <= out["hi"]

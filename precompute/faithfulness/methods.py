@@ -66,7 +66,7 @@ class Painting:
 
     @classmethod
     def open(cls, captioner, canvas, baseline, prompt: str, generated: list[int], visual: list[bool] | None = None,
-             igos: IgosSettings = IgosSettings(), ended: bool = True,
+             igos: IgosSettings | None = None, ended: bool = True,
              stored_tam: dict[str, np.ndarray] | None = None) -> Painting:
         """stored_tam: variant -> (T, gh, gw) maps describe already computed (tam_raw), used as they are."""
         session = Session.open(captioner, canvas, prompt, generated)
@@ -74,7 +74,7 @@ class Painting:
         if len(flags) != len(generated):
             raise ValueError(f"{len(flags)} visual flags for {len(generated)} tokens")
         cache = {f"tam-{variant}": maps for variant, maps in (stored_tam or {}).items()}
-        return cls(session, as_float(canvas), as_float(baseline), flags, igos, ended, cache)
+        return cls(session, as_float(canvas), as_float(baseline), flags, igos or IgosSettings(), ended, cache)
 
     @property
     def grid(self) -> tuple[int, int]:

@@ -26,7 +26,14 @@ from contract.schema import MapRef, MethodResult, PaintingRecord, SpanFaithfulne
 from contract.store import Dataset, encode_png
 from precompute.lock import writer
 from precompute.models import Lazy, load_captioner
-from precompute.runner import Output, PaintingError, add_model_options, add_run_options, parse_shard, run_stage
+from precompute.runner import (
+    Output,
+    PaintingError,
+    add_model_options,
+    add_run_options,
+    parse_shard,
+    run_stage,
+)
 
 STAGE = "faithfulness"
 DEFAULT_METHODS = ("tam-reference", "tam-corrected", "logit", "attention", "gradient", "igos")

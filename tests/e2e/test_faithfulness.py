@@ -38,7 +38,7 @@ def with_faithfulness(root):
                                      ("igos", left[:, ::-1].copy(), [1, 0.8, 0.5, 0], [0, 0.2, 0.4, 1])):
                 png = f"methods/{method}/{span.index}.png"
                 files[png] = encode_png(u8)
-                area = lambda c: sum((a + b) / 2 / 3 for a, b in zip(c, c[1:]))  # noqa: E731
+                area = lambda c: sum((a + b) / 2 / 3 for a, b in zip(c, c[1:], strict=False))  # noqa: E731
                 methods[method] = MethodResult(map=MapRef(png=png, lo=0, hi=1), tokens=span.tokens, deletion=d,
                                                insertion=i, deletion_area=round(area(d), 4),
                                                insertion_area=round(area(i), 4))

@@ -6,48 +6,17 @@ the overlay shows can be told apart."""
 
 from __future__ import annotations
 
-import argparse
-
-import numpy as np
 import pytest
 
-from contract.commit import commit_painting
-from contract.schema import MapRef, MethodResult, SpanFaithfulness
-from contract.store import Dataset, encode_png
+from contract.store import Dataset
 from testkit.fixture_dataset import make_dataset
+from testkit.fixture_faithfulness import with_faithfulness
 from testkit.harness import api_server
 from tests.e2e.axe import axe_source, describe, run_axe
 from tests.e2e.conftest import close_tab, open_tab
 from tests.e2e.explorer import read_overlay, wait_drawn
 
 pytestmark = pytest.mark.e2e
-
-
-def with_faithfulness(root):
-    """Every span of every painting gets `logit` (left half hot) and `igos` (right half hot) maps
-    and curves; areas differ by method so the table and panel can be checked."""
-    ds = Dataset(root)
-    for record in ds.records():
-        files = {}
-        gh, gw = record.grid.h, record.grid.w
-        left = np.zeros((gh, gw), np.uint8)
-        left[:, : gw // 2] = 255
-        for span in record.spans:
-            methods = {}
-            for method, u8, d, i in (("logit", left, [1, 0.4, 0.1, 0], [0, 0.7, 0.9, 1]),
-                                     ("igos", left[:, ::-1].copy(), [1, 0.8, 0.5, 0], [0, 0.2, 0.4, 1])):
-                png = f"methods/{method}/{span.index}.png"
-                files[png] = encode_png(u8)
-                area = lambda c: sum((a + b) / 2 / 3 for a, b in zip(c, c[1:], strict=False))  # noqa: E731
-                methods[method] = MethodResult(map=MapRef(png=png, lo=0, hi=1), tokens=span.tokens, deletion=d,
-                                               insertion=i, deletion_area=round(area(d), 4),
-                                               insertion_area=round(area(i), 4))
-            span.faithfulness = SpanFaithfulness(score_original=-2, score_baseline=-6, steps=3, methods=methods)
-        commit_painting(ds, record, files)
-    from contract import stats
-
-    stats.run(argparse.Namespace(dataset=root, json=False))
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,10 @@ assumed sustained throughput (`--gpu-tflops`, default 100 TFLOP/s: about a third
 bf16 peak), not a measurement.
 
 Real size needs about 10 GB of RAM: other runs share this machine, so run it under the lock
-`flock /tmp/bench-cpu.lock` (the make target does). `--tiny` checks the code path in seconds.
+`flock /tmp/bench-cpu.lock` (the make target does). `--probe` needs about 2 GB: it builds the real
+widths with 1 or 2 vision blocks and decoder layers (three builds), measures time and FLOPs of
+each, and extrapolates linearly to the real depth (the layers are identical, so FLOPs extrapolate
+exactly; times are an estimate). `--tiny` checks the code path in seconds.
 """
 
 from __future__ import annotations
@@ -48,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu-tflops", type=float, default=100.0, help="assumed sustained GPU throughput")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--tiny", action="store_true", help="tiny configs: checks the code path in seconds")
+    parser.add_argument("--probe", action="store_true",
+                        help="real widths with 1-2 layers (about 2 GB): per-layer time and FLOPs, extrapolated to "
+                             "the real depth (32 vision blocks, 28 decoder layers); no lock needed")
     args = parser.parse_args(argv)
+    if args.probe:
+        return probe(args)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -110,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def forward_backward():
         x = torch.from_numpy(image)[None].requires_grad_(True)
-        with torch.enable_grad():
-            torch_score(x).sum().backward()
+        with torch.enable_grad():  # the input's gradient only, as the stage asks for it
+            torch.autograd.grad(torch_score(x).sum(), x)
 
     # the backward keeps every activation of the vision tower and the language model: refuse to start
     # it without room (other runs share the machine), and say so instead of a number
@@ -128,27 +136,110 @@ def main(argv: list[str] | None = None) -> int:
     f1 = results["forward_1"]["seconds"]
     fb = fwd_bwd["seconds"] if fwd_bwd else 3 * f1  # unmeasured: the usual 3x of a forward pass, labelled
     results["forward_backward_estimated"] = fwd_bwd is None
-    table = passes_per_span(10, 10, 5)
-    rows = []
-    for method, (fwd, bwd) in table.items():
-        cpu = fwd * f1 + bwd * fb
-        gpu = (fwd * results["flops_forward"] + bwd * results["flops_forward_backward"]) / (args.gpu_tflops * 1e12)
-        rows.append({"method": method, "forward": fwd, "forward_backward": bwd, "cpu_seconds": cpu,
-                     "gpu_seconds_estimate": gpu})
-    results["per_span"] = rows
     results["load_end"] = os.getloadavg()[0]
-    print(f"\nper span, defaults (10 steps, iGOS++ 10 x 5); CPU = measured pass times x passes; GPU = ESTIMATE "
-          f"from counted FLOPs at {args.gpu_tflops:.0f} TFLOP/s")
-    print(f"forward {results['flops_forward'] / 1e12:.2f} TFLOP, forward+backward "
-          f"{results['flops_forward_backward'] / 1e12:.2f} TFLOP; 2 images batched: "
-          f"{results['forward_2_batched']['seconds'] / f1:.2f} x one")
-    for r in rows:
-        print(f"  {r['method']:<45} {r['forward']:4d} fwd {r['forward_backward']:4d} fwd+bwd  CPU "
-              f"{r['cpu_seconds']:8.0f} s  GPU~ {r['gpu_seconds_estimate']:6.2f} s")
+    print(f"2 images batched: {results['forward_2_batched']['seconds'] / f1:.2f} x one")
+    report(results, f1, fb, results["flops_forward"], results["flops_forward_backward"], args.gpu_tflops,
+           "measured" + (" (forward+backward not run: 3 x forward)" if fwd_bwd is None else ""))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1, default=str))
     return 0
+
+
+def measure(cfg, tok, args, results: dict) -> dict:
+    """Time and FLOPs of one scoring pass and one forward + backward pass with config `cfg`."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import (
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    from bench.cpu import CAPTION, build
+    from precompute.captioner_inputs import model_image
+    from precompute.faithfulness.captioner import Session, as_float
+    from precompute.models import Captioner
+    from precompute.smoke import draw_painting
+    from precompute.tiny.qwen2_tokenizer import CHAT_TEMPLATE
+
+    model = build(Qwen2VLForConditionalGeneration, cfg, torch.float32, results, "probe", 0)
+    proc = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=tok,
+                            video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE)
+    captioner = Captioner(model, proc, "probe", "random", torch.device("cpu"), torch.float32)
+    canvas = model_image(draw_painting("village-under-stars", (1024, 768)))
+    generated = (tok(CAPTION)["input_ids"] * 4)[:args.caption_tokens]
+    session = Session.open(captioner, canvas, "Describe the content and style of this image.", generated)
+    image = torch.from_numpy(as_float(canvas))[None]
+    tokens = list(range(10, 10 + args.span_tokens))
+    out = {"sequence": int(session.forced["input_ids"].shape[1]), "grid": list(session.grid)}
+    for name, grad in (("forward", False), ("forward_backward", True)):
+        x = image.clone().requires_grad_(grad)
+        t0 = time.perf_counter()
+        with FlopCounterMode(display=False) as count, torch.set_grad_enabled(grad):
+            value = session.token_logprobs(x, tokens).sum()
+            if grad:
+                torch.autograd.grad(value, x)  # the input's gradient only, as the stage asks for it
+        out[name] = {"seconds": time.perf_counter() - t0, "flops": count.get_total_flops()}
+    del model, session, captioner
+    return out
+
+
+def probe(args) -> int:
+    """Per-layer cost from three shallow builds of the real widths, extrapolated linearly to the real
+    depth: cost(v, t) = base + v * per_vision_block + t * per_decoder_layer (identical layers)."""
+    import torch
+
+    from bench.cpu import captioner_config
+    from precompute.tiny.qwen2_tokenizer import qwen2vl_tokenizer
+
+    torch.set_num_threads(args.threads)
+    tok = qwen2vl_tokenizer()
+    results: dict = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "threads": args.threads, "probe": True,
+                     "torch": torch.__version__, "load_start": os.getloadavg()[0]}
+    runs = {}
+    for v, t in ((1, 1), (2, 1), (1, 2)):
+        cfg = captioner_config(tok, False)
+        cfg.vision_config.depth = v
+        cfg.text_config.num_hidden_layers = t
+        if hasattr(cfg.text_config, "layer_types") and cfg.text_config.layer_types:
+            cfg.text_config.layer_types = cfg.text_config.layer_types[:t]
+        runs[(v, t)] = measure(cfg, tok, args, results)
+        print(f"vision blocks {v}, decoder layers {t}: " + ", ".join(
+            f"{k} {m['seconds']:.1f} s {m['flops'] / 1e12:.3f} TFLOP" for k, m in runs[(v, t)].items()
+            if isinstance(m, dict)), flush=True)
+    full = {}
+    for kind in ("forward", "forward_backward"):
+        for key in ("seconds", "flops"):
+            a, bv, bt = (runs[k][kind][key] for k in ((1, 1), (2, 1), (1, 2)))
+            per_v, per_t = bv - a, bt - a
+            full.setdefault(kind, {})[key] = a + 31 * per_v + 27 * per_t  # 32 blocks, 28 layers
+    results["runs"] = {f"{v}x{t}": r for (v, t), r in runs.items()}
+    results["extrapolated"] = full
+    results["sequence"] = runs[(1, 1)]["sequence"]
+    report(results, full["forward"]["seconds"], full["forward_backward"]["seconds"], full["forward"]["flops"],
+           full["forward_backward"]["flops"], args.gpu_tflops, "extrapolated from 1-2 layer builds")
+    results["load_end"] = os.getloadavg()[0]
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+def report(results: dict, f1: float, fb: float, flops_f: float, flops_fb: float, tflops: float, how: str) -> None:
+    rows = []
+    for method, (fwd, bwd) in passes_per_span(10, 10, 5).items():
+        rows.append({"method": method, "forward": fwd, "forward_backward": bwd, "cpu_seconds": fwd * f1 + bwd * fb,
+                     "gpu_seconds_estimate": (fwd * flops_f + bwd * flops_fb) / (tflops * 1e12)})
+    results["per_span"] = rows
+    print(f"\nQwen2-VL-2B, {results.get('sequence')} tokens, {how}: forward {f1:.1f} s {flops_f / 1e12:.2f} TFLOP, "
+          f"forward+backward {fb:.1f} s {flops_fb / 1e12:.2f} TFLOP")
+    print(f"per span, defaults (10 steps, iGOS++ 10 x 5); CPU = pass times x passes; GPU = ESTIMATE from counted "
+          f"FLOPs at {tflops:.0f} TFLOP/s")
+    for r in rows:
+        print(f"  {r['method']:<45} {r['forward']:4d} fwd {r['forward_backward']:4d} fwd+bwd  CPU "
+              f"{r['cpu_seconds']:8.0f} s  GPU~ {r['gpu_seconds_estimate']:6.2f} s")
 
 
 if __name__ == "__main__":

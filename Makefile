@@ -8,7 +8,7 @@ BASE_STAMP := $(VENV)/.installed-base
 DATASET ?= data/smoke
 PAINTINGS ?= data/smoke-paintings
 
-.PHONY: help setup setup-serve test test-fast test-e2e test-js test-slurm slurm js-tools demo serve precompute bench bench-tam bench-server bench-explorer bench-align bench-scale bench-cpu site site-demo lint smoke-dataset chromium wrk podman image image-precompute image-test clean
+.PHONY: help setup setup-serve test test-fast test-e2e test-js test-slurm slurm js-tools demo serve precompute bench bench-tam bench-server bench-explorer bench-align bench-scale bench-cpu bench-faithfulness site site-demo lint smoke-dataset chromium wrk podman image image-precompute image-test clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -123,6 +123,9 @@ bench-scale: setup chromium ## tamscope at 10,000 and 100,000 paintings: index, 
 # not part of `bench`: it builds the real-size models (up to 17 GB of RAM) and takes ~15 min on 2 cores
 bench-cpu: setup ## CPU time per painting of every stage, real model architectures with random weights (slow: ~15 min, 17 GB RAM)
 	$(BIN)/python -m bench.cpu --json build/bench-cpu.json
+
+bench-faithfulness: setup ## cost of the faithfulness stage per span on real Qwen2-VL-2B (random weights; ~10 GB RAM, under /tmp/bench-cpu.lock)
+	flock /tmp/bench-cpu.lock $(BIN)/python -m bench.faithfulness --json build/bench-faithfulness.json
 
 site: setup-serve ## static site of DATASET into build/site
 	$(BIN)/tamscope export-site $(DATASET) build/site

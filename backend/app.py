@@ -14,6 +14,7 @@ Routes (docs/api.md; OpenAPI at /docs and /openapi.json):
     GET /api/datasets/{ds}/paintings/{pid}/tokens/{i}.png
     GET /api/datasets/{ds}/paintings/{pid}/spans/{i}.png
     GET /api/datasets/{ds}/paintings/{pid}/spans/{i}/sam.png
+    GET /api/datasets/{ds}/paintings/{pid}/spans/{i}/methods/{method}.png   (faithfulness stage)
     GET /config.json, GET /, GET /static/{path}          the explorer (backend.pages)
     GET /openapi.json, GET /docs                         the API's schema and its reference page
 Every error is {"error": {"status", "code", "message"}} (backend.errors). Ids are checked
@@ -43,7 +44,7 @@ from backend.catalog import Painting, PaintingUnavailable, ServedDataset, load_c
 from backend.http import IMMUTABLE, REVALIDATE, EdgeMiddleware, relative_slash_redirects, send_blob
 from backend.pages import mount_docs, mount_explorer
 from backend.search import PAINTING_SORTS, SPAN_SORTS, PaintingFilter, SpanFilter
-from contract.schema import ID_PATTERN, Category
+from contract.schema import ID_PATTERN, METHOD_PATTERN, Category
 
 
 def canonical_integer(value):
@@ -61,6 +62,7 @@ Verdict = Literal["correct", "wrong", "ungraded"]
 Order = Literal["asc", "desc"]
 PaintingSort = Literal[tuple(PAINTING_SORTS)]  # type: ignore[valid-type]
 SpanSort = Literal[tuple(SPAN_SORTS)]  # type: ignore[valid-type]
+Method = Annotated[str, PathParam(pattern=METHOD_PATTERN, max_length=32)]  # looked up, never a path
 Version = Annotated[str | None, Query(max_length=64, description=(
     "the dataset's `version` (from /api/datasets): when it matches, the response is cached as immutable"))]
 
@@ -237,6 +239,12 @@ def create_app(data_dirs: list[Path], skip_bad: bool = False, frontend: Path = F
              responses=oa.PNG, response_class=Response)
     async def sam_mask(request: Request, ds: Id, pid: Id, i: Index, v: Version = None):
         return await painting_file(request, ds, pid, f"sam/{i}", f"SAM 3 mask for span {i}", v)
+
+    @app.get("/api/datasets/{ds}/paintings/{pid}/spans/{i}/methods/{method}.png",
+             summary="8-bit map of span i by another method (faithfulness stage)", responses=oa.PNG,
+             response_class=Response)
+    async def method_map(request: Request, ds: Id, pid: Id, i: Index, method: Method, v: Version = None):
+        return await painting_file(request, ds, pid, f"method/{method}/{i}", f"{method} map for span {i}", v)
 
     schema: list[Blob] = []  # made on first request, when every route exists
 

@@ -62,7 +62,7 @@ class FileRef:
 @dataclass
 class Painting:
     record: Blob
-    files: dict[str, FileRef]  # "canvas", "thumb", "token/3", "span/2", "sam/2"
+    files: dict[str, FileRef]  # "canvas", "thumb", "token/3", "span/2", "sam/2", "method/igos/2"
     current: bool  # the record is the one the index (and so the dataset's version) describes
 
 
@@ -145,6 +145,8 @@ def painting_files(root: Path, pid: str, record: PaintingRecord) -> dict[str, Fi
             rels[f"span/{span.index}"] = span.map.png
         if span.sam and span.sam.mask:
             rels[f"sam/{span.index}"] = span.sam.mask
+        for method, result in (span.faithfulness.methods.items() if span.faithfulness else ()):
+            rels[f"method/{method}/{span.index}"] = result.map.png
     files = {}
     for key, rel in rels.items():
         path = f"{PAINTINGS}/{pid}/{rel}"

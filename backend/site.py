@@ -187,6 +187,7 @@ def dataset_files(root: Path) -> tuple[DatasetManifest, dict[str, PaintingRecord
         rels += [t.map.png for t in record.tokens if t.map]
         rels += [s.map.png for s in record.spans if s.map]
         rels += [s.sam.mask for s in record.spans if s.sam and s.sam.mask]
+        rels += [m.map.png for s in record.spans if s.faithfulness for m in s.faithfulness.methods.values()]
         for rel in dict.fromkeys(rels):
             # never export what lies outside: paths in records have no ".." (contract.schema), so
             # only a symbolic link leads out; every component is checked once (lstat, no resolve:
@@ -222,7 +223,7 @@ def _group(rel: str) -> str:
         return "pages of the paintings"
     if name.name in (MANIFEST, STATS, RECORD):
         return "dataset: manifest, records"
-    if name.parent.name in ("tokens", "spans"):
+    if name.parent.name in ("tokens", "spans") or name.parent.parent.name == "methods":
         return "dataset: maps"
     if name.parent.name == "sam":
         return "dataset: SAM 3 masks"

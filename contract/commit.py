@@ -39,6 +39,8 @@ def referenced_files(record: PaintingRecord) -> set[str]:
     out = {ref.path for ref in (record.canvas, record.thumb) if ref is not None}
     out |= {item.map.png for item in [*record.tokens, *record.spans] if item.map is not None}
     out |= {span.sam.mask for span in record.spans if span.sam is not None and span.sam.mask is not None}
+    out |= {m.map.png for span in record.spans if span.faithfulness is not None
+            for m in span.faithfulness.methods.values()}
     raw = record.provenance.get("tam_raw")
     if isinstance(raw, str):
         out.add(raw)

@@ -11,6 +11,7 @@ A dataset is one folder (docs/data-format.md is the prose version of this module
       paintings/<id>/tokens/<i>.png      8-bit map of generated token i on the vision grid
       paintings/<id>/spans/<i>.png       8-bit map of span i on the vision grid
       paintings/<id>/sam/<i>.png         SAM 3 union mask of span i at canvas size
+      paintings/<id>/methods/<m>/<i>.png 8-bit map of span i by method m (faithfulness stage)
       paintings/<id>/tam_raw.safetensors raw float maps and normalisation constants (optional)
 
 Every path inside a JSON file is relative to the painting folder (records) or to the
@@ -151,6 +152,45 @@ class Token(Strict):
     visual: bool | None = None  # reliance above the dataset's threshold
 
 
+METHOD_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"  # a map method's name (faithfulness stage): also a folder and URL part
+
+
+class MethodResult(Strict):
+    """One method's map of a span and how faithful it is (docs/faithfulness.md).
+
+    deletion / insertion: the normalised curves at the fractions j / steps of the canvas's pixels
+    (j = 0 .. steps); null (and the areas null) when the tokens score the same with the image and
+    with the baseline. Lower deletion and higher insertion areas mean a more faithful map."""
+
+    map: MapRef
+    tokens: list[int] = []  # the tokens the map explains (igos: those its score used)
+    deletion: list[float] | None = None
+    insertion: list[float] | None = None
+    deletion_area: float | None = None
+    insertion_area: float | None = None
+
+    @model_validator(mode="after")
+    def _curves_agree(self) -> MethodResult:
+        if (self.deletion is None) != (self.insertion is None):
+            raise ValueError("deletion and insertion are both set or both null")
+        if self.deletion is not None and len(self.deletion) != len(self.insertion or []):
+            raise ValueError("deletion and insertion have different lengths")
+        if (self.deletion is None) != (self.deletion_area is None) or (self.deletion is None) != (
+                self.insertion_area is None):
+            raise ValueError("areas are set exactly when the curves are")
+        return self
+
+
+class SpanFaithfulness(Strict):
+    """Deletion and insertion of the span's tokens (their summed log-likelihood under teacher
+    forcing) for the map of every method (`methods`: method name -> result)."""
+
+    score_original: float  # log-likelihood of the span's tokens with the canvas
+    score_baseline: float  # with the blurred canvas
+    steps: int = Field(ge=1)
+    methods: dict[Annotated[str, StringConstraints(pattern=METHOD_PATTERN)], MethodResult] = {}
+
+
 class Span(Strict):
     """A typed phrase. `text` is exactly caption[start:end]; `match` says how it was found for the
     phrase the span classifier named (contract/phrasealign.py), `phrase` holds that phrase when it
@@ -172,6 +212,7 @@ class Span(Strict):
     otsu_threshold: int | None = Field(default=None, ge=0, le=255)
     metrics: SpanMetrics | None = None
     sam: SamResult | None = None
+    faithfulness: SpanFaithfulness | None = None  # the faithfulness stage (optional)
 
     @property
     def located(self) -> bool:

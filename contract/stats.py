@@ -13,7 +13,9 @@ Holm's correction and Cliff's delta (2U / (n1 n2) - 1); for entropy and top-10% 
 IoU between CVO and ICON. Metadata: title and artist accuracy with counts and up to 3 example
 painting ids graded correct and wrong (`examples`). Span matching: how
 many phrases the span classifier proposed and how many were found in the caption (exactly,
-repaired or approximately), summed over the records (`span_matching`).
+repaired or approximately), summed over the records (`span_matching`). After the optional
+faithfulness stage: deletion/insertion areas per method and category with confidence intervals,
+and their rank correlation with entropy (`faithfulness`, contract/faithstats.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 import orjson
 from scipy import stats as st
 
+from contract.faithstats import faithfulness_stats
 from contract.schema import Category, DatasetStats, PaintingRecord
 from contract.store import Dataset
 
@@ -175,6 +178,9 @@ def compute(dataset: Dataset) -> DatasetStats:
     out["metadata"] = {k: {"correct": c, "graded": g, "accuracy": c / g if g else None, "examples": meta_examples[k]}
                        for k, (c, g) in meta.items()}
     out["span_matching"] = span_matching(records)
+    faithfulness = faithfulness_stats(records)  # only after the optional faithfulness stage
+    if faithfulness is not None:
+        out["faithfulness"] = faithfulness
     return DatasetStats.model_validate(out)
 
 

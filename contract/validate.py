@@ -105,6 +105,14 @@ def check_record(folder: Path, record: PaintingRecord, where: str) -> list[Viola
     for span in record.spans:
         if span.sam is not None and span.sam.mask is not None:
             out += _check_file(folder, span.sam.mask, f"{where}:spans.{span.index}.sam", canvas_size)
+        for method, result in (span.faithfulness.methods.items() if span.faithfulness else ()):
+            at = f"{where}:spans.{span.index}.faithfulness.{method}"
+            if grid is None:
+                out.append(Violation(at, "a map without a grid"))
+            else:
+                out += _check_file(folder, result.map.png, at, grid)
+            if result.deletion is not None and len(result.deletion) != span.faithfulness.steps + 1:
+                out.append(Violation(at, f"{len(result.deletion)} curve points for {span.faithfulness.steps} steps"))
     caption = record.caption or ""
     for token in record.tokens:
         if caption[token.start:token.end] != token.text:

@@ -31,11 +31,12 @@ from precompute.progress import progress
 from precompute.runner import add_batch_option, add_model_options, add_run_options, in_shard, parse_shard
 from tamscope.cli import COMMANDS
 
-STAGES = ("describe", "reliance", "spans", "spanmaps", "sam", "metadata")
+STAGES = ("describe", "reliance", "spans", "spanmaps", "sam", "metadata", "faithfulness")
+OPTIONAL = ("faithfulness",)  # run only when asked: `--faithfulness` (or `--only faithfulness`)
 # Each stage calls its model --model; the pipeline names the model by its role.
-ROLES = {"describe": "captioner", "reliance": "captioner", "spans": "text-llm", "metadata": "text-llm",
+ROLES = {"describe": "captioner", "reliance": "captioner", "faithfulness": "captioner", "spans": "text-llm", "metadata": "text-llm",
          "sam": "segmenter"}
-ROLE_HELP = {"captioner": "Qwen2-VL / Qwen2.5-VL hub id or folder (describe, reliance)",
+ROLE_HELP = {"captioner": "Qwen2-VL / Qwen2.5-VL hub id or folder (describe, reliance, faithfulness)",
              "text-llm": "span classifier and metadata judge (hub id or folder, or 'lexicon')",
              "segmenter": "SAM 3 hub id or folder"}
 UNPREFIXED = "describe"  # the captioning stage's options keep their names: --prompt, --max-new-tokens, ...
@@ -78,7 +79,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     pipeline name; an option the user does not give is not passed, so the stage's default holds."""
     parser.add_argument("input", type=Path, help="folder of paintings (images + optional annotations.json/csv)")
     parser.add_argument("dataset", type=Path, help="dataset folder to write (created, or resumed)")
-    parser.add_argument("--only", default=None, help="comma-separated stages to run (default: all)")
+    parser.add_argument("--only", default=None, help="comma-separated stages to run (default: all but the optional)")
+    for stage in OPTIONAL:
+        parser.add_argument(f"--{stage}", action="store_true", dest=f"run_{stage}",
+                            help=f"also run the optional stage {stage} (`tamscope {stage} --help`)")
     shared = parser.add_argument_group("models, and options of every stage")
     for stage, role in ROLES.items():  # the model of each role, always passed: the pipeline owns it
         if f"--{role}" not in parser._option_string_actions:
@@ -136,7 +140,11 @@ def stage_argvs(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     """The command line of every stage, in order: its positionals and the options given."""
     common = common_dests()
     stages = []
+    wanted_optional = {s for s in OPTIONAL if getattr(args, f"run_{s}", False)
+                       or s in {n.strip() for n in (args.only or "").split(",")}}
     for stage in STAGES:
+        if stage in OPTIONAL and stage not in wanted_optional:
+            continue
         argv = [str(args.input), str(args.dataset)] if stage == "describe" else [str(args.dataset)]
         for action in stage_options(stage):
             flag = pipeline_flag(stage, action, common)

@@ -65,8 +65,9 @@ class PaintingError(Exception):
 
 # stage -> the stages computed from its output; a new result makes their stamps stale
 DOWNSTREAM = {
-    "describe": ("reliance", "spans", "spanmaps", "sam", "metadata"),
-    "spans": ("spanmaps", "sam", "metadata"),
+    "describe": ("reliance", "spans", "spanmaps", "sam", "metadata", "faithfulness"),
+    "reliance": ("faithfulness",),  # the visually relevant tokens iGOS++ scores
+    "spans": ("spanmaps", "sam", "metadata", "faithfulness"),
     "spanmaps": ("sam",),
 }
 

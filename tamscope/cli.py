@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "spanmaps": ("precompute.stages.spanmaps", "per-span maps, entropy, Gini, top-10% mass, Otsu"),
     "sam": ("precompute.stages.sam", "SAM 3 masks for CVO/ICON spans and IoU with the Otsu mask"),
     "metadata": ("precompute.stages.metadata", "grade the title/artist the caption claims"),
+    "faithfulness": ("precompute.stages.faithfulness",
+                     "other methods' span maps (attention, gradient, iGOS++...) and deletion/insertion scores"),
     "stats": ("contract.stats", "dataset statistics for the dashboard"),
     "submit": ("precompute.submit", "precompute on a SLURM cluster: a job array of shards, then the merge"),
     "merge": ("precompute.merge", "merge shards into one dataset manifest and statistics"),

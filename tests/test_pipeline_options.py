@@ -24,6 +24,8 @@ DOCUMENTED = {
     ("metadata", "max_new_tokens"): "--metadata-max-new-tokens", ("describe", "device"): "--device",
     ("sam", "shard"): "--shard", ("spanmaps", "force"): "--force",
     ("describe", "batch_size"): "--batch-size", ("reliance", "batch_size"): "--batch-size",
+    ("faithfulness", "model"): "--captioner", ("faithfulness", "steps"): "--faithfulness-steps",
+    ("faithfulness", "methods"): "--faithfulness-methods",
 }
 
 
@@ -40,7 +42,7 @@ def expected_flag(stage: str, action: argparse.Action) -> str:
     add_model_options(shared)
     add_batch_option(shared)
     add_run_options(shared)
-    role = {"describe": "captioner", "reliance": "captioner", "spans": "text-llm", "metadata": "text-llm",
+    role = {"describe": "captioner", "reliance": "captioner", "faithfulness": "captioner", "spans": "text-llm", "metadata": "text-llm",
             "sam": "segmenter"}.get(stage)
     name = max(action.option_strings, key=len)
     if action.dest == "model":
@@ -74,7 +76,7 @@ def test_every_stage_option_reaches_its_stage(stage, tmp_path):
     for (owner, dest), flag in DOCUMENTED.items():
         if owner == stage:
             assert expected_flag(stage, next(a for a in actions if a.dest == dest)) == flag
-    argv = [str(tmp_path / "in"), str(tmp_path / "ds")]
+    argv = [str(tmp_path / "in"), str(tmp_path / "ds"), "--faithfulness"]  # the optional stage too
     for flag, value in given.items():
         argv += [flag] if value is True else [flag, str(value)]
     parser = argparse.ArgumentParser()
@@ -92,7 +94,22 @@ def test_every_stage_option_reaches_its_stage(stage, tmp_path):
 def test_options_not_given_keep_the_stage_default(stage, tmp_path):
     parser = argparse.ArgumentParser()
     pipeline.configure(parser)
-    args = parser.parse_args([str(tmp_path / "in"), str(tmp_path / "ds")])
-    stage_argv = dict(pipeline.stage_argvs(args))[stage]
+    plain = [str(tmp_path / "in"), str(tmp_path / "ds")]
+    if stage in pipeline.OPTIONAL:  # off by default, on when asked
+        assert stage not in dict(pipeline.stage_argvs(parser.parse_args(plain)))
+        plain.append(f"--{stage}")
+    stage_argv = dict(pipeline.stage_argvs(parser.parse_args(plain)))[stage]
     passed = [a for a in stage_argv if a.startswith("--")]
-    assert passed == (["--model"] if stage in ("describe", "reliance", "spans", "sam", "metadata") else [])
+    assert passed == (["--model"] if stage in ("describe", "reliance", "spans", "sam", "metadata", "faithfulness")
+                      else [])
+
+
+def test_the_optional_stage_runs_before_the_statistics(tmp_path):
+    parser = argparse.ArgumentParser()
+    pipeline.configure(parser)
+    names = [n for n, _ in pipeline.stage_argvs(parser.parse_args([str(tmp_path), str(tmp_path / "ds"),
+                                                                    "--faithfulness"]))]
+    assert names[-2:] == ["faithfulness", "stats"]
+    only = [n for n, _ in pipeline.stage_argvs(parser.parse_args([str(tmp_path), str(tmp_path / "ds"),
+                                                                   "--only", "faithfulness"]))]
+    assert only == ["faithfulness"]

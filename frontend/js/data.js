@@ -56,6 +56,9 @@ class ApiSource {
   tokenMapUrl(ds, pid, i) { return `${this.p(ds, pid)}/tokens/${i}.png${this.v(ds)}`; }
   spanMapUrl(ds, pid, i) { return `${this.p(ds, pid)}/spans/${i}.png${this.v(ds)}`; }
   samMaskUrl(ds, pid, i) { return `${this.p(ds, pid)}/spans/${i}/sam.png${this.v(ds)}`; }
+  methodMapUrl(ds, pid, i, method) {
+    return `${this.p(ds, pid)}/spans/${i}/methods/${encodeURIComponent(method)}.png${this.v(ds)}`;
+  }
   memo(key, make) {
     if (!this.cache.has(key)) this.cache.set(key, make().catch((e) => { this.cache.delete(key); throw e; }));
     return this.cache.get(key);
@@ -222,6 +225,7 @@ class StaticSource {
   // `png`: the map's path when known without the record (the atlas' items carry it)
   spanMapUrl(ds, pid, i, png) { return this.file(ds, pid, png || this.rec(ds, pid).spans[i].map.png); }
   samMaskUrl(ds, pid, i) { return this.file(ds, pid, this.rec(ds, pid).spans[i].sam.mask); }
+  methodMapUrl(ds, pid, i, method) { return this.file(ds, pid, this.rec(ds, pid).spans[i].faithfulness.methods[method].map.png); }
 }
 
 /** Reads config.json next to index.html and returns the matching source. */

@@ -247,3 +247,28 @@ test("matchNote: approximate matches say their similarity and the phrase as name
     assert.equal(matchNote(plain), null); // exact, older records without the field, nothing to add
   }
 });
+
+import { curvePath, curveRange, methodsOf, resultOf } from "../js/lib/faithfulness.js";
+
+test("faithfulness curves: path points by hand, clamping, range, methods of a span", () => {
+  // 3 points over width 100, height 50: x = 0, 50, 100; y = (1 - v) * 50
+  assert.equal(curvePath([1, 0.5, 0], 100, 50), "M0.0,0.0 L50.0,25.0 L100.0,50.0");
+  assert.equal(curvePath([2, -1], 10, 10), "M0.0,0.0 L10.0,10.0"); // outside [lo, hi]: on the frame
+  assert.equal(curvePath([0.5], 10, 10), "");
+  assert.deepEqual(curveRange([[1, 1.2, 0], [0, -0.1]]), [-0.1, 1.2]);
+  assert.deepEqual(curveRange([[0.2, 0.8]]), [0, 1]);
+  const span = { faithfulness: { methods: { logit: { map: {} }, igos: { map: {} } } } };
+  assert.deepEqual(methodsOf(span), ["logit", "igos"]);
+  assert.deepEqual(methodsOf({}), []);
+  assert.equal(resultOf(span, "nope"), null);
+  assert.equal(resultOf(span, null), null);
+});
+
+test("url state keeps a map method and refuses hostile ones", () => {
+  const s = parseState("?method=igos&cmethod=tam");
+  assert.equal(s.method, "igos");
+  assert.equal(s.cmethod, "tam");
+  assert.equal(parseState("?method=../x").method, null);
+  assert.equal(parseState("?method=IGOS").method, null);
+  assert.equal(serializeState({ ...DEFAULTS, method: "logit" }), "?method=logit");
+});

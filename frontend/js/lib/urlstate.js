@@ -8,8 +8,10 @@ export const DEFAULTS = Object.freeze({
   samstyle: "outline", highlight: "solid", reliance: false, q: "", cat: "", artist: "", style: "", page: 0,
   // the phrase atlas (views/atlas.js): phrase words, category, highest entropy, sort and direction
   aq: "", acat: "", emax: null, asort: "painting", adesc: false,
+  method: null, cmethod: null, // faithfulness stage: the map method shown, and the one compared with ("tam": the TAM)
 });
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const METHOD = /^[a-z][a-z0-9-]{0,31}$/; // contract/schema.py METHOD_PATTERN
 const CHOICES = {
   view: ["gallery", "painting", "dashboard", "atlas"], mode: ["span", "token"], look: ["hot", "tint"],
   cmap: ["inferno", "viridis", "magma", "grayscale"], samstyle: ["outline", "hatch"], highlight: ["solid", "underline"],
@@ -49,6 +51,7 @@ export function parseState(search) {
     if (!Object.hasOwn(DEFAULTS, key) || value.length > 256) continue;
     if (key === "dataset" || key === "painting") state[key] = ID.test(value) ? value : null;
     else if (key === "span" || key === "token" || key === "compare") state[key] = int(value, 100000);
+    else if (key === "method" || key === "cmethod") state[key] = METHOD.test(value) ? value : null;
     else if (key === "page") state.page = int(value, 100000) ?? 0;
     else if (key === "opacity") state.opacity = fraction(value) ?? DEFAULTS.opacity;
     else if (key === "cut") state.cut = fraction(value, 0.95) ?? DEFAULTS.cut; // 1 would hide everything

@@ -4,6 +4,7 @@
 
 import { h } from "../dom.js";
 import { CATEGORIES, categoryInfo } from "../lib/categories.js";
+import { faithfulnessSection } from "../components/faithfulness.js";
 import { categoryChip } from "../components/panels.js";
 import { fmtNum, fmtPct, niceTicks } from "../lib/format.js";
 import { linkTo } from "../lib/urlstate.js";
@@ -174,5 +175,6 @@ export async function renderDashboard(root, { source, state, navigate }) {
       metadataChart(stats.metadata, state, navigate)),
     h("h3", {}, "Do the categories differ?"),
     h("p", { class: "muted small" }, "Kruskal–Wallis across categories, then pairwise two-sided Mann–Whitney U with Holm's correction; * marks p < 0.05. Cliff's δ is the effect size (−1 … 1) of the first category over the second."),
-    h("div", { class: "tests-grid" }, testsBlock(stats.tests))));
+    h("div", { class: "tests-grid" }, testsBlock(stats.tests)),
+    faithfulnessSection(stats.faithfulness, CATEGORIES)));
 }

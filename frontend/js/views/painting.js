@@ -9,11 +9,13 @@
 // Back leaves the painting instead of walking through every phrase clicked.
 
 import { buildCaption } from "../components/caption.js";
+import { curvesPanel } from "../components/faithfulness.js";
 import { layerControls, layerKey } from "../components/layers.js";
 import { legend, metadataCard, numbersPanel } from "../components/panels.js";
 import { announce, h } from "../dom.js";
 import { exportPng } from "../export.js";
 import { categoryInfo } from "../lib/categories.js";
+import { methodLabel, methodsOf, resultOf } from "../lib/faithfulness.js";
 import { fmtNum } from "../lib/format.js";
 import { otsuThreshold } from "../lib/otsu.js";
 import { layoutSpans, matchNote, stepIn } from "../lib/spans.js";
@@ -105,7 +107,16 @@ async function mount(root, { source, navigate, state }, key) {
     onchange: (e) => navigate({ highlight: e.target.value }, SELECT) },
   h("option", { value: "solid" }, "solid colour"), h("option", { value: "underline" }, "underline"));
   const compareSelect = h("select", { class: "compare-select", "data-testid": "compare-select", "aria-label": "Compare with",
-    onchange: (e) => navigate({ compare: e.target.value === "" ? null : Number(e.target.value) }, SELECT) });
+    onchange: (e) => {
+      const v = e.target.value; // "m:<method>": this phrase by another method; a number: another phrase
+      navigate(v.startsWith("m:") ? { compare: null, cmethod: v.slice(2) }
+        : { compare: v === "" ? null : Number(v), cmethod: null }, SELECT);
+    } });
+  // the faithfulness stage's methods (docs/faithfulness.md): the map shown can be another method's
+  const allMethods = [...new Set((rec.spans || []).flatMap(methodsOf))];
+  const methodSelect = h("select", { class: "method-select", "data-testid": "method-select", "aria-label": "Map method",
+    hidden: !allMethods.length, onchange: (e) => navigate({ method: e.target.value || null }, SELECT) },
+  h("option", { value: "" }, "map: TAM"), ...allMethods.map((m) => h("option", { value: m }, `map: ${methodLabel(m)}`)));
   const exportButton = h("button", { type: "button", "data-testid": "export-png", onclick: async () => {
     const span = current.mode !== "token" ? rec.spans?.[current.span] : null;
     const token = current.mode === "token" ? rec.tokens?.[current.token] : null;
@@ -167,7 +178,7 @@ async function mount(root, { source, navigate, state }, key) {
           h("div", { class: "figures" }, h("figure", { class: "main-figure" }, stage, figcaption), comparePanel),
           h("div", { class: "under-figure" }, readout, scaleBox)),
         h("div", { class: "controls", role: "group", "aria-label": "Overlay settings" },
-          modeGroup, layers.el, relianceButton, compareSelect, exportButton),
+          modeGroup, layers.el, methodSelect, relianceButton, compareSelect, exportButton),
         note),
       // the numbers come last: their height changes with the selection and nothing sits below them
       h("div", { class: "text-col" }, failed, captionHost, relianceKey,
@@ -297,20 +308,28 @@ async function mount(root, { source, navigate, state }, key) {
     relianceButton.setAttribute("aria-pressed", String(next.reliance));
     highlightSelect.value = next.highlight;
     highlightSelect.disabled = tokenMode;
-    const mapRef = span?.map || token?.map || null;
-    const mapUrl = span?.map ? source.spanMapUrl(ds, rec.id, span.index)
-      : token?.map ? source.tokenMapUrl(ds, rec.id, token.index) : null;
+    const method = span && resultOf(span, next.method) ? next.method : null; // another method's map of the phrase
+    methodSelect.value = next.method && allMethods.includes(next.method) ? next.method : "";
+    methodSelect.disabled = tokenMode;
+    const mapRef = method ? resultOf(span, method).map : span?.map || token?.map || null;
+    const mapUrl = method ? source.methodMapUrl(ds, rec.id, span.index, method)
+      : span?.map ? source.spanMapUrl(ds, rec.id, span.index)
+        : token?.map ? source.tokenMapUrl(ds, rec.id, token.index) : null;
     const samUrl = span?.sam?.mask ? source.samMaskUrl(ds, rec.id, span.index) : null;
+    const otherMethods = span ? [...(method ? ["tam"] : []), ...methodsOf(span).filter((m) => m !== method)] : [];
     compareSelect.replaceChildren(...[h("option", { value: "" }, span ? "compare with…" : "compare: select a phrase first"),
       samUrl ? h("option", { value: span.index }, "its SAM 3 mask") : null,
+      ...otherMethods.map((m) => h("option", { value: `m:${m}` }, `this phrase by ${m === "tam" ? "TAM" : methodLabel(m)}`)),
       ...(span ? (rec.spans || []).filter((x) => x !== span && x.map).map((x) => h("option", { value: x.index },
         `${x.category}: ${x.text}`)) : [])].filter(Boolean));
     compareSelect.disabled = !span;
-    const compareTo = span && next.compare !== null && (next.compare !== span.index || samUrl) ? rec.spans[next.compare] : null;
-    compareSelect.value = compareTo ? String(next.compare) : "";
+    const cmethod = span && otherMethods.includes(next.cmethod) ? next.cmethod : null;
+    const compareTo = cmethod ? span
+      : span && next.compare !== null && (next.compare !== span.index || samUrl) ? rec.spans[next.compare] ?? null : null;
+    compareSelect.value = cmethod ? `m:${cmethod}` : compareTo ? String(next.compare) : "";
 
     // overlay: what to draw and the note that explains it
-    let threshold = span?.otsu_threshold ?? null, browserThreshold = false;
+    let threshold = method ? null : span?.otsu_threshold ?? null, browserThreshold = false;
     if (next.layers.includes("otsu") && mapUrl && !Number.isFinite(threshold)) {
       threshold = await thresholdFor(mapUrl, W, H).catch(() => null);
       browserThreshold = true;
@@ -324,24 +343,34 @@ async function mount(root, { source, navigate, state }, key) {
     if (problem) announce(problem);
     figcaption.textContent = describe(span, token);
     scaleBox.replaceChildren(layerKey({ ...look, layers: next.layers, ref: mapRef, threshold }));
-    numbersHost.replaceChildren(tokenMode ? tokenNumbers(token, tam) : numbersPanel(span, stats));
+    numbersHost.replaceChildren(tokenMode ? tokenNumbers(token, tam) : numbersPanel(span, stats),
+      ...(span && !tokenMode ? [curvesPanel(span, [method || "tam", cmethod].filter(Boolean), tam?.variant)] : [])
+        .filter(Boolean));
+    if (method) note.textContent = `Map by ${methodLabel(method)} (faithfulness stage). ${note.textContent}`;
     exportButton.disabled = !mapUrl && !samUrl;
 
     // compare panel: the other phrase with the same layers, or this phrase's own SAM 3 mask
     comparePanel.hidden = !compareTo;
     if (compareTo) {
       if (!cmpImg.src) cmpImg.src = img.src;
-      const own = compareTo === span;
-      const cmpSpec = own ? { ...look, layers: ["sam"], samUrl, samstyle: "hatch" }
+      const own = compareTo === span && !cmethod;
+      const cmpUrl = cmethod === "tam" ? source.spanMapUrl(ds, rec.id, span.index)
+        : cmethod ? source.methodMapUrl(ds, rec.id, span.index, cmethod) : null;
+      const cmpThreshold = cmethod === "tam" ? span.otsu_threshold
+        : cmethod && next.layers.includes("otsu") ? await thresholdFor(cmpUrl, W, H).catch(() => null) : null;
+      const cmpSpec = cmethod ? { ...look, layers: next.layers, mapUrl: cmpUrl, samUrl, threshold: cmpThreshold }
+        : own ? { ...look, layers: ["sam"], samUrl, samstyle: "hatch" }
         : { ...look, layers: next.layers, mapUrl: compareTo.map ? source.spanMapUrl(ds, rec.id, compareTo.index) : null,
           samUrl: compareTo.sam?.mask ? source.samMaskUrl(ds, rec.id, compareTo.index) : null,
           threshold: compareTo.otsu_threshold };
-      cmpCaption.textContent = own ? `SAM 3 mask of “${span.text}”` : describe(compareTo, null);
+      cmpCaption.textContent = cmethod ? `“${span.text}” by ${cmethod === "tam" ? "TAM" : methodLabel(cmethod)}`
+        : own ? `SAM 3 mask of “${span.text}”` : describe(compareTo, null);
       const gen = ++compareGen;
       renderLayers(cmpSpec, W, H).then((drawn) => {
         if (gen !== compareGen) return;
         paint(cmpCanvas, drawn);
-        cmpCanvas.dataset.drawn = drawn.drawn.length ? `${drawn.drawn.join("+")} span-${compareTo.index}` : "none";
+        cmpCanvas.dataset.drawn = drawn.drawn.length
+          ? `${drawn.drawn.join("+")} span-${compareTo.index}${cmethod ? ` ${cmethod}` : ""}` : "none";
       }, () => { if (gen === compareGen) { paint(cmpCanvas, null); cmpCanvas.dataset.drawn = "error"; } });
     }
 
@@ -357,7 +386,8 @@ async function mount(root, { source, navigate, state }, key) {
     paint(overlay, drawn?.drawn.length ? drawn : null);
     shown = { drawn: drawn?.drawn || [], threshold };
     overlay.dataset.drawn = shown.drawn.length
-      ? `${shown.drawn.join("+")} ${target} ${next.cmap} ${next.opacity} ${next.look} ${next.cut}` : "none";
+      ? `${shown.drawn.join("+")} ${target} ${next.cmap} ${next.opacity} ${next.look} ${next.cut}${method ? ` ${method}` : ""}`
+      : "none";
     if (span || token) {
       const m = span?.metrics;
       announce(`Selected ${describe(span, token)}` + (m && Number.isFinite(m.entropy) ? `, entropy ${fmtNum(m.entropy, 2)}` : "")

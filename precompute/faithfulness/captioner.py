@@ -1,0 +1,133 @@
+"""The captioner as a scorer of images: log-likelihood of chosen caption tokens under teacher forcing.
+
+`Session` holds one painting's teacher-forced layout (the prompt and the generated tokens of
+describe, precompute.captioner_inputs) and turns canvas-sized float images into the model's
+pixel values in torch, so the path from an image to a score is differentiable (iGOS++, the
+gradient method) and batched (deletion and insertion curves):
+
+    images (B, H, W, 3) float in [0, 255]
+      -> / 255, (x - mean) / std              (the processor's rescale and normalisation)
+      -> 14 x 14 patches in merge order        (the processor's patchify, (B * N, 3 * 2 * 14 * 14))
+      -> the model, one teacher-forced pass per image, logits only where the chosen tokens are read
+
+The canvas is already sized for the model (describe saves exactly what the model sees), so the
+processor's resize is the identity and this path equals the processor's output
+(tests/test_faithfulness_methods.py checks it against the processor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from precompute.captioner_inputs import prompt_inputs, teacher_forced_inputs
+
+
+@dataclass
+class Session:
+    captioner: object
+    forced: dict  # teacher-forced inputs of one image: input_ids (1, S), pixel_values, ...
+    n_prompt: int
+    generated: list[int]
+    image_pos: torch.Tensor  # (N,) positions of the image tokens, raster order over the merged grid
+    grid: tuple[int, int]  # merged vision grid (gh, gw)
+    canvas_hw: tuple[int, int]
+
+    @classmethod
+    def open(cls, captioner, canvas, prompt: str, generated: list[int]) -> Session:
+        inputs = prompt_inputs(captioner, canvas, prompt)
+        forced = teacher_forced_inputs(inputs, generated)
+        ids = forced["input_ids"][0]
+        image_pos = (ids == captioner.image_token_id).nonzero()[:, 0].cpu()
+        _, h, w = inputs["image_grid_thw"][0].tolist()
+        merge = captioner.merge_size
+        grid = (h // merge, w // merge)
+        if image_pos.numel() != grid[0] * grid[1]:
+            raise ValueError(f"{image_pos.numel()} image tokens for a {grid[0]}x{grid[1]} grid")
+        return cls(captioner, forced, inputs["input_ids"].shape[1], list(generated), image_pos, grid,
+                   (canvas.height, canvas.width))
+
+    @property
+    def model(self):
+        return self.captioner.model
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    @property
+    def device(self):
+        return self.forced["input_ids"].device
+
+    # images -> model inputs ------------------------------------------------------------------
+    def pixel_values(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, 3) float in [0, 255] -> (B * N_patches, 3 * T * p * p): the processor's
+        rescale, normalisation and patchify, in torch (differentiable)."""
+        ip = self.captioner.processor.image_processor
+        p, m, tp = ip.patch_size, ip.merge_size, ip.temporal_patch_size
+        b, h, w, c = images.shape
+        if (h, w) != self.canvas_hw:
+            raise ValueError(f"images are {h}x{w}, the canvas {self.canvas_hw[0]}x{self.canvas_hw[1]}")
+        mean = torch.tensor(ip.image_mean, dtype=images.dtype, device=images.device)
+        std = torch.tensor(ip.image_std, dtype=images.dtype, device=images.device)
+        x = ((images / 255.0 - mean) / std).permute(0, 3, 1, 2)  # (B, C, H, W)
+        gh, gw = h // p, w // p
+        x = x.reshape(b, c, gh // m, m, p, gw // m, m, p)
+        x = x.permute(0, 2, 5, 3, 6, 1, 4, 7)  # (B, gh/m, gw/m, m, m, C, p, p): merge order
+        x = x.unsqueeze(6).expand(-1, -1, -1, -1, -1, -1, tp, -1, -1)  # the still image repeated in time
+        return x.reshape(b * gh * gw, c * tp * p * p).to(self.dtype)
+
+    def batch_inputs(self, images: torch.Tensor) -> dict:
+        """Teacher-forced inputs for B images: the same tokens in every row."""
+        b = images.shape[0]
+        kw = {k: v.repeat(b, 1) for k, v in self.forced.items()
+              if k in ("input_ids", "attention_mask", "mm_token_type_ids")}
+        kw["image_grid_thw"] = self.forced["image_grid_thw"].repeat(b, 1)
+        kw["pixel_values"] = self.pixel_values(images.to(self.device))
+        return kw
+
+    # scores ------------------------------------------------------------------------------------
+    def token_logprobs(self, images: torch.Tensor, tokens: Sequence[int]) -> torch.Tensor:
+        """(B, K) log P(generated[k] | prompt, image, generated[:k]) for k in `tokens`, one row per
+        image. Differentiable when grad is enabled."""
+        return self.logprobs_of(self.batch_inputs(images), tokens)
+
+    def logprobs_of(self, inputs: dict, tokens: Sequence[int], **extra) -> torch.Tensor:
+        """(B, K) log-probabilities of the chosen caption tokens for prepared model inputs (B rows);
+        the LM head only at the K positions that predict them."""
+        idx = torch.as_tensor(list(tokens), dtype=torch.long)
+        if idx.numel() == 0:
+            raise ValueError("no tokens to score")
+        if idx.min() < 0 or idx.max() >= len(self.generated):
+            raise ValueError(f"token indices {idx.tolist()} outside the caption's {len(self.generated)} tokens")
+        keep = (self.n_prompt - 1 + idx).to(self.device)  # position p predicts the token at p + 1
+        logits = self.model(**inputs, **extra, logits_to_keep=keep).logits  # (B, K, V)
+        logits = logits.to(torch.float64 if self.dtype == torch.float64 else torch.float32)
+        ids = torch.tensor([self.generated[i] for i in idx.tolist()], device=logits.device)
+        picked = logits.gather(2, ids[None, :, None].expand(logits.shape[0], -1, 1))[..., 0]
+        return picked - torch.logsumexp(logits, dim=-1)
+
+    def scorer(self, tokens: Sequence[int]):
+        """A numpy scorer for precompute.faithfulness.curves: images -> sum of the tokens' log P."""
+        tokens = list(tokens)
+
+        def score(images: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+                return self.token_logprobs(x.to(torch.float64 if self.dtype == torch.float64 else torch.float32),
+                                           tokens).sum(-1).double().cpu().numpy()
+
+        return score
+
+    def torch_scorer(self, tokens: Sequence[int]):
+        """A differentiable scorer for iGOS++: (B, H, W, 3) tensor -> (B,) sum of the tokens' log P."""
+        tokens = list(tokens)
+        return lambda images: self.token_logprobs(images, tokens).sum(-1)
+
+
+def as_float(image) -> np.ndarray:
+    """PIL RGB image -> (H, W, 3) float32 in [0, 255]."""
+    return np.asarray(image.convert("RGB"), dtype=np.float32)

@@ -1,0 +1,45 @@
+"""Faithfulness data added by hand to a fixture dataset (testkit.fixture_dataset), for the server,
+site and browser tests: every span gets a `logit` map hot on its left half and an `igos` map hot
+on its right half, with curves whose areas are known (docs/faithfulness.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from contract.commit import commit_painting
+from contract.schema import MapRef, MethodResult, SpanFaithfulness
+from contract.store import Dataset, encode_png
+
+# method -> (deletion curve, insertion curve), 3 steps: trapezoid areas by hand
+# logit: (1 + 0.4) / 2 / 3 + (0.4 + 0.1) / 2 / 3 + (0.1 + 0) / 2 / 3 = 1 / 3; insertion 0.7
+# igos: deletion 0.6, insertion 0.3667
+CURVES = {"logit": ([1, 0.4, 0.1, 0], [0, 0.7, 0.9, 1]), "igos": ([1, 0.8, 0.5, 0], [0, 0.2, 0.4, 1])}
+
+
+def with_faithfulness(root):
+    """Every span of every painting gets `logit` (left half hot) and `igos` (right half hot) maps
+    and curves; areas differ by method so the table and panel can be checked."""
+    ds = Dataset(root)
+    for record in ds.records():
+        files = {}
+        gh, gw = record.grid.h, record.grid.w
+        left = np.zeros((gh, gw), np.uint8)
+        left[:, : gw // 2] = 255
+        for span in record.spans:
+            methods = {}
+            for method, u8 in (("logit", left), ("igos", left[:, ::-1].copy())):
+                d, i = CURVES[method]
+                png = f"methods/{method}/{span.index}.png"
+                files[png] = encode_png(u8)
+                area = lambda c: sum((a + b) / 2 / 3 for a, b in zip(c, c[1:], strict=False))  # noqa: E731
+                methods[method] = MethodResult(map=MapRef(png=png, lo=0, hi=1), tokens=span.tokens, deletion=d,
+                                               insertion=i, deletion_area=round(area(d), 4),
+                                               insertion_area=round(area(i), 4))
+            span.faithfulness = SpanFaithfulness(score_original=-2, score_baseline=-6, steps=3, methods=methods)
+        commit_painting(ds, record, files)
+    from contract import stats
+
+    stats.run(argparse.Namespace(dataset=root, json=False))
+    return root

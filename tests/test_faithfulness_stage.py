@@ -1,0 +1,150 @@
+"""`tamscope faithfulness`: method maps and deletion/insertion per span, stored in the contract,
+validated, resumable, and refusing bad input (issue 15, point 3)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from contract.commit import commit_painting
+from contract.schema import Category, Span
+from contract.store import Dataset, read_png_u8
+from contract.validate import validate_dataset
+from precompute.runner import stamp
+from precompute.stages import describe, faithfulness, reliance
+
+torch.set_num_threads(1)
+FAST = ["--device", "cpu", "--steps", "4", "--igos-iterations", "1", "--igos-ig-steps", "1",
+        "--methods", "tam-reference,logit,attention,gradient,igos"]
+
+
+def stage_args(module, argv):
+    parser = argparse.ArgumentParser()
+    module.configure(parser)
+    return parser.parse_args([str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def spanned(tiny_qwen2vl_dir, tmp_path_factory):
+    """Two described paintings with reliance, and two hand-made spans each (a random-weight
+    captioner's words are noise: the spans are placed on tokens, not found by a classifier)."""
+    from precompute.smoke import write_smoke_paintings
+
+    paintings = write_smoke_paintings(tmp_path_factory.mktemp("paintings"))
+    for extra in ("portrait-in-blue.png", "village-under-stars.png"):
+        (paintings / extra).unlink()
+    out = tmp_path_factory.mktemp("ds") / "ds"
+    common = ["--model", tiny_qwen2vl_dir, "--device", "cpu", "--dtype", "float64"]
+    assert describe.run(stage_args(describe, [paintings, out, "--max-new-tokens", "10", *common])) == 0
+    assert reliance.run(stage_args(reliance, [out, *common])) == 0
+    ds = Dataset(out)
+    for record in ds.records():
+        spans = []
+        for index, tokens in enumerate(([1, 2, 3], [6])):
+            start, end = record.tokens[tokens[0]].start, record.tokens[tokens[-1]].end
+            spans.append(Span(index=index, text=record.caption[start:end], start=start, end=end, match="exact",
+                              category=Category.CVO if index == 0 else Category.STYLE, tokens=tokens))
+        record.spans = spans
+        commit_painting(ds, stamp(record, "spans", {"model": "by-hand"}))
+    return out
+
+
+def test_stage_writes_maps_and_curves_and_resumes(spanned, tmp_path, capsys):
+    root = tmp_path / "ds"
+    shutil.copytree(spanned, root)
+    assert faithfulness.run(stage_args(faithfulness, [root, *FAST])) == 0
+    ds = Dataset(root)
+    settings = ds.manifest().settings["faithfulness"]
+    assert settings["steps"] == 4 and settings["methods"] == ["tam-reference", "logit", "attention", "gradient", "igos"]
+    for record in ds.records():
+        folder = ds.painting_dir(record.id)
+        for span in record.spans:
+            f = span.faithfulness
+            assert f is not None and set(f.methods) == {"tam-reference", "logit", "attention", "gradient", "igos"}
+            assert f.score_original <= 0 and f.score_baseline <= 0
+            for method, result in f.methods.items():
+                u8 = read_png_u8(folder / result.map.png)
+                assert u8.shape == (record.grid.h, record.grid.w)
+                assert result.map.png == f"methods/{method}/{span.index}.png"
+                if result.deletion is not None:
+                    assert len(result.deletion) == 5 and result.deletion[0] == 1 and result.deletion[-1] == 0
+                    assert result.insertion[0] == 0 and result.insertion[-1] == 1
+                    # the area is the trapezoid under the stored curve, steps of 1/4
+                    trapezoid = sum((a + b) / 2 * 0.25 for a, b in zip(result.deletion, result.deletion[1:], strict=False))
+                    assert result.deletion_area == pytest.approx(trapezoid, abs=1e-3)
+        # the dataset's TAM variant is describe's span map: the same 8-bit map as the mean of token maps
+        first = record.spans[0].faithfulness.methods["tam-reference"]
+        from safetensors.numpy import load_file
+
+        from contract.metrics import span_map
+
+        maps = load_file(folder / "tam_raw.safetensors")["maps"]
+        assert np.array_equal(read_png_u8(folder / first.map.png), span_map(maps[[1, 2, 3]])[0])
+    assert validate_dataset(root) == []
+    capsys.readouterr()
+
+    # the same settings skip; new settings redo; --force redoes
+    assert faithfulness.run(stage_args(faithfulness, [root, *FAST])) == 0
+    assert "faithfulness: 0 done, 2 already done, 0 failed" in capsys.readouterr().out
+    fewer = [a if a != "tam-reference,logit,attention,gradient,igos" else "logit" for a in FAST]
+    assert faithfulness.run(stage_args(faithfulness, [root, *fewer])) == 0
+    assert "faithfulness: 2 done" in capsys.readouterr().out
+    for record in ds.records():
+        assert all(set(s.faithfulness.methods) == {"logit"} for s in record.spans)
+        assert not list((ds.painting_dir(record.id) / "methods").glob("attention/*"))  # unreferenced maps gone
+    assert validate_dataset(root) == []
+
+    # new reliance flags make it stale (iGOS++ scores the visually relevant tokens)
+    assert reliance.run(stage_args(reliance, [root, "--device", "cpu", "--dtype", "float64", "--threshold", "0.01"])) == 0
+    assert all("faithfulness" not in r.stages for r in ds.records())
+
+
+def test_bad_options_stop_before_any_work(spanned, tmp_path):
+    with pytest.raises(SystemExit, match="unknown"):
+        faithfulness.run(stage_args(faithfulness, [spanned, "--methods", "tam-reference,gradcam"]))
+    with pytest.raises(SystemExit, match="at least 1"):
+        faithfulness.run(stage_args(faithfulness, [spanned, "--steps", "0"]))
+
+
+def test_paintings_without_token_ids_fail_alone(spanned, tmp_path):
+    root = tmp_path / "ds"
+    shutil.copytree(spanned, root)
+    ds = Dataset(root)
+    broken, kept = ds.painting_ids()
+    record = ds.record(broken)
+    for token in record.tokens:
+        token.id = None
+    commit_painting(ds, record)
+    assert faithfulness.run(stage_args(faithfulness, [root, *FAST[:-2], "--methods", "logit"])) == 1
+    assert "tokenizer ids" in next(f.error for f in ds.record(broken).failures if f.stage == "faithfulness")
+    assert ds.record(kept).spans[0].faithfulness is not None
+    assert validate_dataset(root) == []
+
+
+def test_max_spans_limits_the_work(spanned, tmp_path):
+    root = tmp_path / "ds"
+    shutil.copytree(spanned, root)
+    assert faithfulness.run(stage_args(faithfulness, [root, *FAST[:-2], "--methods", "logit", "--max-spans", "1"])) == 0
+    for record in Dataset(root).records():
+        assert [s.faithfulness is not None for s in record.spans] == [True, False]
+    with pytest.raises(SystemExit, match="max-spans"):
+        faithfulness.run(stage_args(faithfulness, [root, "--max-spans", "-1"]))
+
+
+def test_validate_sees_a_wrong_map_size_and_curve_length(spanned, tmp_path):
+    root = tmp_path / "ds"
+    shutil.copytree(spanned, root)
+    assert faithfulness.run(stage_args(faithfulness, [root, *FAST[:-2], "--methods", "logit"])) == 0
+    ds = Dataset(root)
+    pid = ds.painting_ids()[0]
+    record = ds.record(pid)
+    result = record.spans[0].faithfulness.methods["logit"]
+    from contract.store import write_png
+
+    write_png(ds.painting_dir(pid) / result.map.png, np.zeros((3, 3), np.uint8))
+    found = [str(v) for v in validate_dataset(root)]
+    assert any("faithfulness.logit" in v for v in found)

@@ -8,6 +8,7 @@ Playwright's own browser download is never used: the executable is the Debian Ch
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import shutil
@@ -79,3 +80,10 @@ def chromium():
             yield browser
         finally:
             browser.close()
+
+
+def stage_args(module, argv) -> argparse.Namespace:
+    """A stage's parsed options, as its command line would give them (`module.configure`)."""
+    parser = argparse.ArgumentParser()
+    module.configure(parser)
+    return parser.parse_args([str(a) for a in argv])

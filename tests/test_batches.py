@@ -5,7 +5,6 @@ fails in a batch fails alone."""
 
 from __future__ import annotations
 
-import argparse
 import shutil
 
 import numpy as np
@@ -19,15 +18,11 @@ from contract.store import Dataset, read_png_u8
 from precompute import runner
 from precompute.models import load_captioner
 from precompute.stages import describe, reliance
+from testkit.harness import stage_args
 
 torch.set_num_threads(1)
 NEW_TOKENS = 12
 
-
-def parse(module, argv) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    module.configure(parser)
-    return parser.parse_args([str(a) for a in argv])
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +39,7 @@ def paintings(tmp_path_factory):
 
 
 def described(paintings, model, root, batch: int) -> Dataset:
-    code = describe.run(parse(describe, [paintings, root, "--model", model, "--device", "cpu", "--dtype", "float64",
+    code = describe.run(stage_args(describe, [paintings, root, "--model", model, "--device", "cpu", "--dtype", "float64",
                                          "--max-new-tokens", NEW_TOKENS, "--batch-size", batch]))
     assert code == 1  # the broken file fails
     return Dataset(root)
@@ -107,7 +102,7 @@ def test_batched_reliance_scores_as_one_at_a_time(one_and_four, tiny_qwen2vl_dir
         raw = load_file(path)
         del raw["logp_image"]
         save_file(raw, path)
-        assert reliance.run(parse(reliance, [roots[batch], "--device", "cpu", "--dtype", "float64",
+        assert reliance.run(stage_args(reliance, [roots[batch], "--device", "cpu", "--dtype", "float64",
                                              "--batch-size", batch])) == 0
     a, b = Dataset(roots[1]), Dataset(roots[4])
     for rec in a.records():
@@ -144,4 +139,4 @@ def test_a_batch_that_raises_is_done_one_by_one():
 
 def test_batch_size_below_one_is_refused(paintings, tmp_path):
     with pytest.raises(SystemExit, match="--batch-size"):
-        describe.run(parse(describe, [paintings, tmp_path / "ds", "--batch-size", 0]))
+        describe.run(stage_args(describe, [paintings, tmp_path / "ds", "--batch-size", 0]))

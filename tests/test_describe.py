@@ -22,6 +22,7 @@ from contract.names import painting_id
 from contract.store import Dataset, read_png_u8
 from contract.validate import validate_dataset
 from precompute.stages import describe
+from testkit.harness import stage_args
 from tests.kill import kill_repeatedly
 
 torch.set_num_threads(1)
@@ -257,11 +258,6 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def stage_args(module, *argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    module.configure(parser)
-    return parser.parse_args([str(a) for a in argv])
-
 
 def test_a_failed_rerun_destroys_nothing(described, paintings, tmp_path, capsys):
     """Re-running describe with a model that is not there (and another canvas size) on a finished
@@ -272,8 +268,8 @@ def test_a_failed_rerun_destroys_nothing(described, paintings, tmp_path, capsys)
 
     root = tmp_path / "ds"
     shutil.copytree(described.root, root)
-    assert spans.run(stage_args(spans, root, "--model", "lexicon")) == 0
-    assert spanmaps.run(stage_args(spanmaps, root)) == 0
+    assert spans.run(stage_args(spans, [root, "--model", "lexicon"])) == 0
+    assert spanmaps.run(stage_args(spanmaps, [root])) == 0
     ds = Dataset(root)
     before = {pid: ds.record(pid) for pid in ds.painting_ids()}
     assert all(r.spans and r.spans[0].map for r in before.values())
@@ -410,8 +406,8 @@ def test_span_maps_average_what_the_variant_says(paintings, tiny_qwen2vl_dir, tm
 
     root = tmp_path / "ds"
     assert describe.run(args_for(paintings, root, tiny_qwen2vl_dir, tam_variant=variant)) == 0
-    assert spans.run(stage_args(spans, root, "--model", "lexicon")) == 0
-    assert spanmaps.run(stage_args(spanmaps, root)) == 0
+    assert spans.run(stage_args(spans, [root, "--model", "lexicon"])) == 0
+    assert spanmaps.run(stage_args(spanmaps, [root])) == 0
     ds, checked = Dataset(root), 0
     for pid in ds.painting_ids():
         folder, rec = ds.painting_dir(pid), ds.record(pid)

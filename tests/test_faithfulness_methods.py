@@ -3,8 +3,6 @@ checked against an independent path where there is one (issue 15, Tests)."""
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 import torch
@@ -15,14 +13,10 @@ from precompute.faithfulness.igos import IgosSettings
 from precompute.faithfulness.methods import METHODS, Painting, last_layer_attention
 from precompute.models import load_captioner
 from precompute.stages import describe, reliance
+from testkit.harness import stage_args
 
 torch.set_num_threads(1)
 
-
-def stage_args(module, argv):
-    parser = argparse.ArgumentParser()
-    module.configure(parser)
-    return parser.parse_args([str(a) for a in argv])
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +78,15 @@ def test_every_method_gives_a_finite_grid_map(painting, method):
 
 @pytest.mark.parametrize("variant", ["reference", "corrected"])
 def test_tam_equals_describes(painting, captioner, described, variant):
-    """describe's own caption_painting on the same canvas gives the same maps, in both variants."""
+    """describe's own generation and maps on the same canvas give the same maps, in both variants."""
+    from precompute.captioner_inputs import batch_inputs
+    from precompute.generation import generate_greedy
+
     record = next(described.records())
     canvas = Image.fromarray(painting.image.astype(np.uint8))
-    caption = describe.caption_painting(captioner, canvas, record.prompt, 12, variant)
+    inputs = batch_inputs(captioner, [canvas], [record.prompt])
+    generation, = generate_greedy(captioner, inputs, 12)
+    caption = describe.caption_of(captioner, generation, inputs["image_grid_thw"][0], variant)
     generated = [t.id for t in caption.tokens]
     fresh = Painting.open(captioner, canvas, canvas, record.prompt, generated, ended=len(generated) < 12)
     np.testing.assert_allclose(fresh._tam(variant), caption.raw["maps"], atol=1e-9)

@@ -3,7 +3,6 @@ validated, resumable, and refusing bad input (issue 15, point 3)."""
 
 from __future__ import annotations
 
-import argparse
 import shutil
 
 import numpy as np
@@ -16,16 +15,12 @@ from contract.store import Dataset, read_png_u8
 from contract.validate import validate_dataset
 from precompute.runner import stamp
 from precompute.stages import describe, faithfulness, reliance
+from testkit.harness import stage_args
 
 torch.set_num_threads(1)
 FAST = ["--device", "cpu", "--steps", "4", "--igos-iterations", "1", "--igos-ig-steps", "1",
         "--methods", "tam-reference,logit,attention,gradient,igos"]
 
-
-def stage_args(module, argv):
-    parser = argparse.ArgumentParser()
-    module.configure(parser)
-    return parser.parse_args([str(a) for a in argv])
 
 
 @pytest.fixture(scope="module")

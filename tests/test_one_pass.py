@@ -8,7 +8,6 @@ position's logits, float64 log-softmax). On the float64 tiny models the maps mus
 
 from __future__ import annotations
 
-import argparse
 import shutil
 
 import numpy as np
@@ -28,16 +27,12 @@ from precompute.paintings import load_painting
 from precompute.runner import stamp
 from precompute.stages import describe, reliance
 from precompute.tam import compute_tam
+from testkit.harness import stage_args
 
 torch.set_num_threads(1)
 PROMPT = describe.DEFAULT_PROMPT
 NEW_TOKENS = 14
 
-
-def parse(module, argv) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    module.configure(parser)
-    return parser.parse_args([str(a) for a in argv])
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +120,7 @@ def test_describe_maps_and_reliance_equal_the_two_pass_path(paintings, tiny_qwen
     """describe (one vision pass) stores the 8-bit maps of the old two-pass path, and reliance
     from describe's log P plus one blurred pass is the old LLR within 1e-9."""
     root = tmp_path / "ds"
-    args = parse(describe, [paintings, root, "--model", tiny_qwen2vl_dir, "--device", "cpu", "--dtype", "float64",
+    args = stage_args(describe, [paintings, root, "--model", tiny_qwen2vl_dir, "--device", "cpu", "--dtype", "float64",
                             "--max-new-tokens", NEW_TOKENS, "--tam-variant", variant])
     cap = load_captioner(str(tiny_qwen2vl_dir), device="cpu", dtype="float64")
     calls = VisionCalls(cap)
@@ -185,7 +180,7 @@ def teacher_forced_logp(cap, image, generated) -> np.ndarray:
 @pytest.fixture(scope="module")
 def described64(paintings, tiny_qwen2vl_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("ds64") / "ds"
-    assert describe.run(parse(describe, [paintings, root, "--model", tiny_qwen2vl_dir, "--device", "cpu",
+    assert describe.run(stage_args(describe, [paintings, root, "--model", tiny_qwen2vl_dir, "--device", "cpu",
                                          "--dtype", "float64", "--max-new-tokens", NEW_TOKENS])) == 0
     return root
 
@@ -193,7 +188,7 @@ def described64(paintings, tiny_qwen2vl_dir, tmp_path_factory):
 def test_reliance_stage_reads_describes_logp(described64, tmp_path, tiny_qwen2vl_dir):
     root = tmp_path / "ds"
     shutil.copytree(described64, root)
-    assert reliance.run(parse(reliance, [root, "--device", "cpu", "--dtype", "float64"])) == 0
+    assert reliance.run(stage_args(reliance, [root, "--device", "cpu", "--dtype", "float64"])) == 0
     cap = load_captioner(str(tiny_qwen2vl_dir), device="cpu", dtype="float64")
     ds = Dataset(root)
     for rec in ds.records():
@@ -217,7 +212,7 @@ def test_datasets_without_stored_logp_get_the_two_pass_reliance(described64, tmp
         raw = load_file(path)
         del raw[describe.LOGP_KEY]
         save_file(raw, path)
-    assert reliance.run(parse(reliance, [root, "--device", "cpu", "--dtype", "float64"])) == 0
+    assert reliance.run(stage_args(reliance, [root, "--device", "cpu", "--dtype", "float64"])) == 0
     cap = load_captioner(str(tiny_qwen2vl_dir), device="cpu", dtype="float64")
     for rec in ds.records():
         assert rec.provenance["reliance"]["logp_image_from"] == "teacher-forced pass"

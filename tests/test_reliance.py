@@ -3,7 +3,6 @@ the model's own (no off-by-one), the blur, the threshold and the stage's bookkee
 
 from __future__ import annotations
 
-import argparse
 import shutil
 
 import numpy as np
@@ -16,14 +15,10 @@ from contract.validate import validate_dataset
 from precompute.captioner_inputs import prompt_inputs, teacher_forced_inputs
 from precompute.models import load_captioner
 from precompute.stages import describe, reliance
+from testkit.harness import stage_args
 
 torch.set_num_threads(1)
 
-
-def stage_args(parser_module, argv):
-    parser = argparse.ArgumentParser()
-    parser_module.configure(parser)
-    return parser.parse_args([str(a) for a in argv])
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,16 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+/** An SVG element: svg("path", {d: "..."}, child...); null/undefined attributes are left out. */
+export function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) if (v !== null && v !== undefined) el.setAttribute(k, v);
+  el.append(...children);
+  return el;
+}
+
 /** Announce a change to screen readers through the page's live region. */
 export function announce(text) {
   const live = document.getElementById("live");

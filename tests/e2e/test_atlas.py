@@ -12,6 +12,7 @@ import re
 import statistics
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.e2e.axe import axe_source, describe, run_axe
 
@@ -53,9 +54,18 @@ def test_search_a_phrase_across_paintings(tab, server, e2e_datasets):
     page.wait_for_url(re.compile(r"asort=entropy"))
     page.get_by_test_id("atlas-order").select_option("1")
     page.wait_for_url(re.compile(r"adesc=1"))
-    page.wait_for_function("() => document.querySelector('[data-testid=atlas-order]').value === '1'")
+    # the URL changes before the new page of results is drawn: wait for the cards to be redrawn
+    # (any order but the wanted one times out, and the assert below shows the difference)
+    descending = sorted((s["metrics"]["entropy"] for _, s in want), reverse=True)
+    read = "els => els.map(e => Number(e.dataset.entropy))"
+    try:
+        page.wait_for_function(f"(want) => {{ const got = ({read})([...document.querySelectorAll('[data-testid=atlas-item]')]);"
+                               " return got.length === want.length && got.every((v, i) => v === want[i]); }",
+                               arg=descending, timeout=10_000)
+    except PlaywrightTimeout:
+        pass
     shown = [float(e) for e in page.eval_on_selector_all("[data-testid=atlas-item]", "els => els.map(e => e.dataset.entropy)")]
-    assert shown == sorted((s["metrics"]["entropy"] for _, s in want), reverse=True)
+    assert shown == descending
 
     # a crop opens its painting with the phrase selected
     first = page.get_by_test_id("atlas-item").first

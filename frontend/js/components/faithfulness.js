@@ -1,17 +1,11 @@
 // The span's deletion and insertion curves with their areas, for the method shown and the one
 // compared with (docs/faithfulness.md). A small SVG plus a table the screen reader can read.
 
-import { h } from "../dom.js";
+import { h, svg } from "../dom.js";
 import { fmtNum } from "../lib/format.js";
 import { curvePath, curveRange, methodLabel, resultOf } from "../lib/faithfulness.js";
 
-const SVG = "http://www.w3.org/2000/svg";
-const s = (tag, attrs = {}, ...kids) => {
-  const el = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) if (v !== null && v !== undefined) el.setAttribute(k, v);
-  el.append(...kids);
-  return el;
-};
+const s = svg;
 const COLORS = { deletion: "#ef7470", insertion: "#62a8ee" }; // readable on the dark page (axe: 4.5:1)
 
 /** methods: the method names to show (first solid, second dashed); "tam" means the dataset's TAM variant. */

@@ -88,3 +88,12 @@ export function metadataCard(rec) {
       h("dt", {}, "Ground truth"), h("dd", {}, [ann.title, ann.artist].filter(Boolean).join(" — ") || "unknown")),
     meta.source === "tamart" ? h("p", { class: "muted small" }, "Verdicts as published by the paper's authors.") : null);
 }
+
+/** Previous / next page buttons for `pages` pages (page is 0-based); null for a single page. */
+export function pagerNav(pages, page, navigate) {
+  if (pages <= 1) return null;
+  return h("nav", { class: "pager", "aria-label": "Pages" },
+    h("button", { type: "button", disabled: page === 0, onclick: () => navigate({ page: page - 1 }) }, "← previous"),
+    h("span", {}, `page ${page + 1} of ${pages}`),
+    h("button", { type: "button", disabled: page + 1 >= pages, onclick: () => navigate({ page: page + 1 }) }, "next →"));
+}

@@ -7,7 +7,7 @@
 
 import { h } from "../dom.js";
 import { CATEGORIES, categoryInfo } from "../lib/categories.js";
-import { categoryChip } from "../components/panels.js";
+import { categoryChip, pagerNav } from "../components/panels.js";
 import { lut } from "../lib/colormap.js";
 import { fmtNum } from "../lib/format.js";
 import { linkTo } from "../lib/urlstate.js";
@@ -74,7 +74,7 @@ function summaryTable(result, state) {
   const s = result.summary;
   return h("table", { class: "atlas-summary", "data-testid": "atlas-summary" },
     h("caption", {}, "The matching phrases and, for comparison, every phrase of their category in the dataset"),
-    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, ""), h("th", { scope: "col" }, "n"),
+    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "phrases"), h("th", { scope: "col" }, "n"),
       h("th", { scope: "col" }, "median entropy"), h("th", { scope: "col" }, "median IoU"))),
     h("tbody", {},
       row("these matches", s.n, s.median_entropy, s.median_iou, { "data-testid": "atlas-summary-matches" }),
@@ -126,12 +126,7 @@ export async function renderAtlas(root, { source, state, navigate }) {
       h("span", { class: "card-meta" }, `entropy ${fmtNum(item.entropy, 3)}`,
         item.iou != null ? ` · IoU ${fmtNum(item.iou, 3)}` : item.sam === false ? " · SAM 3: nothing" : "")));
   });
-  const pages = Math.ceil(result.total / PAGE);
-  const pager = pages > 1 ? h("nav", { class: "pager", "aria-label": "Pages" },
-    h("button", { type: "button", disabled: state.page === 0, onclick: () => navigate({ page: state.page - 1 }) }, "← previous"),
-    h("span", {}, `page ${state.page + 1} of ${pages}`),
-    h("button", { type: "button", disabled: state.page + 1 >= pages, onclick: () => navigate({ page: state.page + 1 }) }, "next →"))
-    : null;
+  const pager = pagerNav(Math.ceil(result.total / PAGE), state.page, navigate);
   root.replaceChildren(h("section", { class: "atlas gallery", "aria-labelledby": "atlas-heading", "data-testid": "atlas" },
     h("div", { class: "toolbar" },
       h("h2", { id: "atlas-heading" }, `${manifest.name}: phrase atlas`),

@@ -2,20 +2,14 @@
 // the data), SAM 3 detection rate, artist vs title accuracy and the statistical tests. Every
 // chart links to example phrases (or paintings) that open in the painting view.
 
-import { h } from "../dom.js";
+import { h, svg } from "../dom.js";
 import { CATEGORIES, categoryInfo } from "../lib/categories.js";
 import { faithfulnessSection } from "../components/faithfulness.js";
 import { categoryChip } from "../components/panels.js";
 import { fmtNum, fmtPct, niceTicks } from "../lib/format.js";
 import { linkTo } from "../lib/urlstate.js";
 
-const SVG = "http://www.w3.org/2000/svg";
-const s = (tag, attrs = {}, ...kids) => {
-  const el = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) if (v !== null && v !== undefined) el.setAttribute(k, v);
-  el.append(...kids);
-  return el;
-};
+const s = svg;
 const METRIC_INFO = {
   entropy: { title: "Entropy of span maps", note: "normalised spatial entropy: 0 = one cell, 1 = spread evenly (lower = more localised)" },
   top10: { title: "Top-10% mass of span maps", note: "share of the map in its top tenth of cells (higher = more concentrated)" },

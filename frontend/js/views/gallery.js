@@ -4,7 +4,7 @@
 
 import { h } from "../dom.js";
 import { CATEGORIES, categoryInfo } from "../lib/categories.js";
-import { categoryChip } from "../components/panels.js";
+import { categoryChip, pagerNav } from "../components/panels.js";
 import { linkTo } from "../lib/urlstate.js";
 
 const PAGE = 24;
@@ -84,12 +84,7 @@ export async function renderGallery(root, { source, state, navigate }) {
     h("span", { class: "card-cats", "aria-label": "phrases by category" }, Object.entries(p.categories || {}).map(([c, n]) =>
       categoryChip(c, `${c} ${n}`))),
     p.status === "failed" ? h("span", { class: "badge-failed" }, "failed") : null)));
-  const pages = Math.ceil(result.total / PAGE);
-  const pager = pages > 1 ? h("nav", { class: "pager", "aria-label": "Pages" },
-    h("button", { type: "button", disabled: state.page === 0, onclick: () => navigate({ page: state.page - 1 }) }, "← previous"),
-    h("span", {}, `page ${state.page + 1} of ${pages}`),
-    h("button", { type: "button", disabled: state.page + 1 >= pages, onclick: () => navigate({ page: state.page + 1 }) }, "next →"))
-    : null;
+  const pager = pagerNav(Math.ceil(result.total / PAGE), state.page, navigate);
   root.replaceChildren(
     h("section", { class: "gallery", "aria-labelledby": "gallery-heading", "data-testid": "gallery", "data-q": state.q },
       h("div", { class: "toolbar" },

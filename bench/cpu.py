@@ -318,12 +318,7 @@ def run_captioner(args, work: Path, results: dict):
     import numpy as np
     import torch
     from PIL import Image
-    from transformers import (
-        Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessor,
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    from transformers import Qwen2VLForConditionalGeneration
 
     from contract.commit import commit_painting
     from contract.inputs import PaintingInput
@@ -334,14 +329,14 @@ def run_captioner(args, work: Path, results: dict):
     from precompute.paintings import load_painting
     from precompute.smoke import draw_painting
     from precompute.stages import describe, reliance
-    from precompute.tiny.qwen2_tokenizer import CHAT_TEMPLATE, qwen2vl_tokenizer
+    from precompute.tiny.qwen2_tokenizer import qwen2vl_tokenizer
+    from precompute.tiny.qwen2vl import qwen2vl_processor
 
     tok = qwen2vl_tokenizer()
     cfg = captioner_config(tok, args.tiny)
     model = build(Qwen2VLForConditionalGeneration, cfg, torch.float32, results, "captioner", 0)
     force_length(model, tok, args.new_tokens)
-    proc = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=tok,
-                            video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE)
+    proc = qwen2vl_processor(tok)
     model_id = "Qwen/Qwen2-VL-2B-Instruct (random weights)"
     captioner = Captioner(model, proc, model_id, "random", torch.device("cpu"), torch.float32)
     lazy = Lazy.holding(captioner, "describe")  # the stages' lazy loader, already loaded

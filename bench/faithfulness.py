@@ -63,20 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
     from torch.utils.flop_counter import FlopCounterMode
-    from transformers import (
-        Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessor,
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    from transformers import Qwen2VLForConditionalGeneration
 
-    from bench.cpu import CAPTION, build, captioner_config
-    from precompute.captioner_inputs import model_image
-    from precompute.faithfulness.captioner import Session, as_float
-    from precompute.models import Captioner
-    from precompute.smoke import draw_painting
+    from bench.cpu import build, captioner_config
+    from precompute.faithfulness.captioner import as_float
     from precompute.stages.reliance import blurred
-    from precompute.tiny.qwen2_tokenizer import CHAT_TEMPLATE, qwen2vl_tokenizer
+    from precompute.tiny.qwen2_tokenizer import qwen2vl_tokenizer
 
     torch.set_num_threads(args.threads)
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "threads": args.threads, "tiny": args.tiny,
@@ -84,12 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     tok = qwen2vl_tokenizer()
     model = build(Qwen2VLForConditionalGeneration, captioner_config(tok, args.tiny), torch.float32, results,
                   "captioner", 0)
-    proc = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=tok,
-                            video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE)
-    captioner = Captioner(model, proc, "Qwen2-VL-2B (random weights)", "random", torch.device("cpu"), torch.float32)
-    canvas = model_image(draw_painting("village-under-stars", (1024, 768)))
-    generated = (tok(CAPTION)["input_ids"] * 4)[:args.caption_tokens]
-    session = Session.open(captioner, canvas, "Describe the content and style of this image.", generated)
+    canvas, generated, session = random_session(model, tok, "Qwen2-VL-2B (random weights)", args.caption_tokens)
     image, base = as_float(canvas), as_float(blurred(canvas, 0.1))
     first = max(1, min(10, len(generated) - args.span_tokens))  # a phrase inside the caption
     tokens = list(range(first, min(first + args.span_tokens, len(generated))))
@@ -146,31 +133,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def random_session(model, tok, name: str, caption_tokens: int):
+    """(canvas, generated ids, Session) of the benchmark painting with a random-weight captioner:
+    the CPU benchmark's painting at the default sizing and its typical caption's ids."""
+    import torch
+
+    from bench.cpu import CAPTION
+    from precompute.captioner_inputs import model_image
+    from precompute.faithfulness.captioner import Session
+    from precompute.models import Captioner
+    from precompute.smoke import draw_painting
+    from precompute.tiny.qwen2vl import qwen2vl_processor
+
+    captioner = Captioner(model, qwen2vl_processor(tok), name, "random", torch.device("cpu"), torch.float32)
+    canvas = model_image(draw_painting("village-under-stars", (1024, 768)))
+    generated = (tok(CAPTION)["input_ids"] * 4)[:caption_tokens]
+    return canvas, generated, Session.open(captioner, canvas, "Describe the content and style of this image.", generated)
+
 def measure(cfg, tok, args, results: dict) -> dict:
     """Time and FLOPs of one scoring pass and one forward + backward pass with config `cfg`."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
-    from transformers import (
-        Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessor,
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    from transformers import Qwen2VLForConditionalGeneration
 
-    from bench.cpu import CAPTION, build
-    from precompute.captioner_inputs import model_image
-    from precompute.faithfulness.captioner import Session, as_float
-    from precompute.models import Captioner
-    from precompute.smoke import draw_painting
-    from precompute.tiny.qwen2_tokenizer import CHAT_TEMPLATE
+    from bench.cpu import build
+    from precompute.faithfulness.captioner import as_float
 
     model = build(Qwen2VLForConditionalGeneration, cfg, torch.float32, results, "probe", 0)
-    proc = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=tok,
-                            video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE)
-    captioner = Captioner(model, proc, "probe", "random", torch.device("cpu"), torch.float32)
-    canvas = model_image(draw_painting("village-under-stars", (1024, 768)))
-    generated = (tok(CAPTION)["input_ids"] * 4)[:args.caption_tokens]
-    session = Session.open(captioner, canvas, "Describe the content and style of this image.", generated)
+    canvas, generated, session = random_session(model, tok, "probe", args.caption_tokens)
     image = torch.from_numpy(as_float(canvas))[None]
     tokens = list(range(10, 10 + args.span_tokens))
     out = {"sequence": int(session.forced["input_ids"].shape[1]), "grid": list(session.grid)}
@@ -182,7 +172,7 @@ def measure(cfg, tok, args, results: dict) -> dict:
             if grad:
                 torch.autograd.grad(value, x)  # the input's gradient only, as the stage asks for it
         out[name] = {"seconds": time.perf_counter() - t0, "flops": count.get_total_flops()}
-    del model, session, captioner
+    del model, session
     return out
 
 

@@ -90,7 +90,6 @@ def build_tiny_qwen2vl(out_dir: Path, seed: int = 0, family: str = "qwen2_vl") -
     """Build, save (model + processor) and return `out_dir`."""
     import torch
     import transformers
-    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
     out_dir = Path(out_dir)
     tok = qwen2vl_tokenizer()
@@ -110,8 +109,15 @@ def build_tiny_qwen2vl(out_dir: Path, seed: int = 0, family: str = "qwen2_vl") -
     model.generation_config.pad_token_id = cfg.text_config.pad_token_id
     model.generation_config.eos_token_id = cfg.text_config.eos_token_id
     model.generation_config.do_sample = False
-    proc = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=tok,
-                            video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE)
+    proc = qwen2vl_processor(tok)
     model.save_pretrained(out_dir)
     proc.save_pretrained(out_dir)
     return out_dir
+
+
+def qwen2vl_processor(tok):
+    """Qwen2-VL's processor (its image processor's defaults) around the tokenizer `tok`."""
+    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+
+    return Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=tok,
+                            video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE)

@@ -180,13 +180,18 @@ def load_dataset(root: Path, ds_id: str, skip_bad: bool) -> ServedDataset:
         manifest_blob=Blob.of(orjson.dumps(manifest.model_dump(mode="json", exclude_none=True)), "application/json"),
         stats=stats,
         paintings=paintings, skipped=bad)
+    served.version = version_of(served)
+    return served
+
+
+def version_of(served: ServedDataset) -> str:
+    """The dataset's version: a hash of everything it serves (also redone when the live dataset grows)."""
     version = hashlib.sha256(served.manifest_blob.etag.encode())
     version.update(served.stats.etag.encode() if served.stats else b"-")
-    for pid, painting in paintings.items():
+    for pid, painting in served.paintings.items():
         version.update(f"\n{pid} {painting.record.etag}".encode())
         version.update("".join(f" {k}={f.etag}" for k, f in sorted(painting.files.items())).encode())
-    served.version = version.hexdigest()[:20]
-    return served
+    return version.hexdigest()[:20]
 
 
 def load_painting(root: Path, summary) -> Painting:

@@ -161,7 +161,10 @@ def reference_inputs(tok, hidden, head, prompt_ids: list[int], answer_ids: list[
     return ReferenceInputs(tuple(prompt + answer), len(prompt), first), facts
 
 
-def caption_painting(captioner, canvas, prompt: str, max_new_tokens: int, variant: str = TAM_VARIANTS[0]) -> Caption:
+def caption_painting(captioner, canvas, prompt: str, max_new_tokens: int, variant: str = TAM_VARIANTS[0],
+                     streamer=None) -> Caption:
+    """`streamer`: a transformers streamer (put(ids)/end()) that sees the tokens as they are generated
+    (`tamscope serve --live` streams them, precompute.liveworker); None for precompute."""
     import torch
 
     from precompute.tam import compute_tam
@@ -171,7 +174,7 @@ def caption_painting(captioner, canvas, prompt: str, max_new_tokens: int, varian
     inputs = prompt_inputs(captioner, canvas, prompt)
     n_prompt = inputs["input_ids"].shape[1]
     with torch.inference_mode():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer)
     answer = out[0, n_prompt:].tolist()  # everything generated, the end token included
     stops = {tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
     stops |= set(np.atleast_1d(model.generation_config.eos_token_id or []).tolist())
@@ -214,13 +217,14 @@ def settings_of(args: argparse.Namespace) -> dict:
             "tam_variant": args.tam_variant, "dtype": args.dtype}
 
 
-def describe_one(painting: PaintingInput, args, captioner: Lazy) -> Output:
-    """The record of one painting and every file it references, in memory: nothing is written here."""
+def describe_one(painting: PaintingInput, args, captioner: Lazy, streamer=None) -> Output:
+    """The record of one painting and every file it references, in memory: nothing is written here.
+    `streamer`: see caption_painting."""
     loaded = load_painting(painting.path)
     canvas = model_image(loaded.image, args.min_pixels, args.max_pixels)
     thumb = fit(canvas, THUMB_SIDE)
     model = captioner.get()
-    result = caption_painting(model, canvas, args.prompt, args.max_new_tokens, args.tam_variant)
+    result = caption_painting(model, canvas, args.prompt, args.max_new_tokens, args.tam_variant, streamer)
     files = {"canvas.jpg": jpeg_bytes(canvas), "thumb.jpg": jpeg_bytes(thumb, quality=85)}
     for token in result.tokens:
         png = f"tokens/{token.index}.png"

@@ -71,6 +71,13 @@ class JobStatus(BaseModel):
     events: str  # the URL of its event stream
 
 
+def public_name(model: str | None) -> str | None:
+    """A model's hub id as it is; a local folder by its name only (the server's paths are not the client's business)."""
+    if model is None or not model.startswith(("/", ".", "~")):
+        return model
+    return PurePosixPath(model).name or model
+
+
 def iso(t: float | None) -> str | None:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t is not None else None
 
@@ -125,8 +132,9 @@ def mount_live(app: FastAPI, catalog: dict[str, ServedDataset], settings: LiveSe
     async def live_info():
         return answer({"dataset": live.id, "token_required": settings.token is not None,
                        "default_prompt": DEFAULT_PROMPT,
-                       "models": {"captioner": settings.captioner, "tam_variant": settings.tam_variant,
-                                  "text_llm": settings.text_llm, "segmenter": settings.segmenter},
+                       "models": {"captioner": public_name(settings.captioner), "tam_variant": settings.tam_variant,
+                                  "text_llm": public_name(settings.text_llm),
+                                  "segmenter": public_name(settings.segmenter)},
                        "limits": {"max_new_tokens": settings.max_new_tokens, "max_pixels": settings.max_pixels,
                                   "min_pixels": settings.min_job_pixels, "max_upload_bytes": settings.max_upload_bytes,
                                   "max_upload_pixels": settings.max_upload_pixels, "time_limit": settings.time_limit,

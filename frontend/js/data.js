@@ -44,6 +44,13 @@ class ApiSource {
     return json(`${this.ds(ds)}/paintings?${params}`);
   }
   async record(ds, pid) { return this.memo(`r:${ds}/${pid}`, () => json(`${this.p(ds, pid)}${this.v(ds)}`)); }
+  // the live dataset (`serve --live`) grows while the explorer runs: its record as it is now, and
+  // forgetting what was kept of a dataset (with its version) so the next reads are fresh
+  async recordNow(ds, pid) { return json(this.p(ds, pid)); }
+  forget(ds) {
+    this.info.delete(ds);
+    for (const key of [...this.cache.keys()]) if (key.startsWith(`m:${ds}`) || key.startsWith(`r:${ds}/`) || key.startsWith(`s:${ds}`)) this.cache.delete(key);
+  }
   async stats(ds) {
     if (this.info.get(ds)?.has_stats === false) return null; // not computed: don't ask (a 404 in the console)
     return this.memo(`s:${ds}`, () => json(`${this.ds(ds)}/stats${this.v(ds)}`).catch(() => null));
@@ -107,7 +114,9 @@ class StaticSource {
 export async function openSource() {
   const config = await json("config.json");
   if (config.mode === "static") return new StaticSource(config.datasets || [], config.pages === true);
-  return new ApiSource(config.api || "api");
+  const source = new ApiSource(config.api || "api");
+  source.live = config.live === true; // the server takes questions: the Ask view
+  return source;
 }
 
 export { matches };

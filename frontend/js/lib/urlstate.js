@@ -6,10 +6,12 @@ export const DEFAULTS = Object.freeze({
   view: "gallery", dataset: null, painting: null, span: null, token: null, compare: null,
   mode: "span", layers: Object.freeze(["tam"]), look: "hot", cmap: "inferno", opacity: 0.8, cut: 0,
   samstyle: "outline", highlight: "solid", reliance: false, q: "", cat: "", artist: "", style: "", page: 0,
+  job: null, // the Ask view's question (`serve --live`): its job id
 });
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const JOB = /^ask-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$/; // backend/live/routes.py JOB_ID
 const CHOICES = {
-  view: ["gallery", "painting", "dashboard"], mode: ["span", "token"], look: ["hot", "tint"],
+  view: ["gallery", "painting", "dashboard", "ask"], mode: ["span", "token"], look: ["hot", "tint"],
   cmap: ["inferno", "viridis", "magma", "grayscale"], samstyle: ["outline", "hatch"], highlight: ["solid", "underline"],
   cat: ["", "CVO", "ICON", "STYLE", "AFFECT", "META"],
 };
@@ -44,6 +46,7 @@ export function parseState(search) {
     if (key === "overlay" && !params.has("layers") && Object.hasOwn(LEGACY_OVERLAY, value)) state.layers = LEGACY_OVERLAY[value];
     if (!Object.hasOwn(DEFAULTS, key) || value.length > 256) continue;
     if (key === "dataset" || key === "painting") state[key] = ID.test(value) ? value : null;
+    else if (key === "job") state.job = JOB.test(value) ? value : null;
     else if (key === "span" || key === "token" || key === "compare") state[key] = int(value, 100000);
     else if (key === "page") state.page = int(value, 100000) ?? 0;
     else if (key === "opacity") state.opacity = fraction(value) ?? DEFAULTS.opacity;

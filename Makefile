@@ -8,7 +8,7 @@ BASE_STAMP := $(VENV)/.installed-base
 DATASET ?= data/smoke
 PAINTINGS ?= data/smoke-paintings
 
-.PHONY: help setup setup-serve test test-fast test-e2e test-js test-slurm slurm js-tools demo serve precompute bench bench-tam bench-server bench-explorer bench-align bench-cpu site site-demo lint smoke-dataset chromium wrk podman image image-precompute image-test clean
+.PHONY: help setup setup-serve test test-fast test-e2e test-js test-slurm slurm js-tools demo serve precompute bench bench-tam bench-server bench-explorer bench-align bench-live bench-cpu site site-demo lint smoke-dataset chromium wrk podman image image-precompute image-test clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -102,7 +102,7 @@ precompute: setup ## run every precompute stage over PAINTINGS into OUT
 smoke-dataset: setup ## rebuild the embedded smoke dataset byte-for-byte
 	$(BIN)/tamscope build-smoke data/smoke
 
-bench: bench-tam bench-server bench-explorer bench-align ## every benchmark
+bench: bench-tam bench-server bench-explorer bench-align bench-live ## every benchmark
 
 bench-tam: setup ## TAM engine vs the plain loops, both variants, at Qwen2-VL-2B sizes
 	$(BIN)/python -m bench.tam
@@ -115,6 +115,9 @@ bench-explorer: setup chromium ## explorer timings in headless Chromium
 
 bench-align: setup-serve ## where the published phrases land in their captions, now and before issue 12
 	$(BIN)/python -m bench.alignment
+
+bench-live: setup ## serve --live on the tiny models: upload to first streamed token, tokens/s, record p99 while a question runs
+	$(BIN)/python -m bench.live
 
 # not part of `bench`: it builds the real-size models (up to 17 GB of RAM) and takes ~15 min on 2 cores
 bench-cpu: setup ## CPU time per painting of every stage, real model architectures with random weights (slow: ~15 min, 17 GB RAM)

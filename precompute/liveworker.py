@@ -60,6 +60,7 @@ class WorkerSettings:
     text_llm: str = "lexicon"  # a causal LM id or folder, or "lexicon"
     segmenter: str | None = None  # a SAM 3 id or folder; None: no SAM stage
     threads: int | None = None  # torch threads (None: torch's default, the machine's cores)
+    nice: int = 10  # added to the process's niceness: the server's ordinary requests come first
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,8 @@ def serve(settings: WorkerSettings, jobs, events, cancel_seq, parent: int) -> No
     holds the number of the job the server wants stopped."""
     if settings.threads:
         os.environ.setdefault("OMP_NUM_THREADS", str(settings.threads))
+    if settings.nice:  # before torch starts its threads: they inherit it. The model takes the CPU
+        os.nice(settings.nice)  # the server leaves: a question never slows the explorer down
     emit = lambda job_id, kind, data: events.put((job_id, kind, data))  # noqa: E731
     worker = Worker(settings, emit, lambda seq: cancel_seq.value == seq)
     events.put((None, "ready", {"pid": os.getpid()}))

@@ -328,6 +328,23 @@ def test_the_worker_stops_generating_when_cancelled_and_writes_nothing(tiny_qwen
     assert snapshot(folder) == before and Dataset(folder).painting_ids() == []
 
 
+def test_a_missing_model_fails_the_question_with_its_reason(tmp_path):
+    from precompute.liveworker import JobSpec, Worker, WorkerSettings
+
+    folder = tmp_path / "live"
+    Dataset(folder).refresh_manifest(name="live")
+    events: list = []
+    worker = Worker(WorkerSettings(dataset=str(folder), captioner=str(tmp_path / "no-such-model"), device="cpu"),
+                    lambda job, kind, data: events.append((kind, data)), lambda seq: False)
+    spec = JobSpec(seq=1, id="ask-20261202-000000-abcdef", image=png(), file_name="x.png", prompt="Describe.",
+                   max_new_tokens=4, max_pixels=64 * 28 * 28, min_pixels=4 * 28 * 28)
+    worker.run(spec)
+    worker.run(spec)  # the next question gets the same answer at once (no second attempt to load)
+    failures = [d["error"] for k, d in events if k == "failed"]
+    assert len(failures) == 2 and all("no-such-model" in f and "does not exist" in f for f in failures)
+    assert Dataset(folder).painting_ids() == []
+
+
 # --- the real server with the tiny model --------------------------------------------------------
 
 def mapped_libraries(pid: int) -> str:
@@ -413,10 +430,16 @@ def test_finished_questions_survive_a_restart(live_server):
     import shutil
 
     shutil.copytree(folder, copy)
-    with serve_process(["--data", str(copy), "--port", str(port)], port, tmp / "restart.log"):
+    restart = ["--data", str(SMOKE), "--port", str(port), "--live", "--live-data", str(copy), "--log-level", "warning"]
+    with serve_process(restart, port, tmp / "restart.log"):
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as again:
+            assert again.get("/api/live").json()["dataset"] == "live"
             for pid in ids:
                 assert again.get(f"/api/datasets/live/paintings/{pid}").json()["caption"]
+                assert again.get(f"/api/datasets/live/paintings/{pid}/tokens/0.png").status_code == 200
+            assert again.get(f"{JOBS}/{ids[0]}").status_code == 404  # jobs are not remembered, paintings are
+            listed = again.get("/api/datasets/live/paintings").json()
+            assert sorted(p["id"] for p in listed["items"]) == ids
     second = free_port()  # and a second live server on the same folder is refused, naming the holder
     import subprocess
     import sys

@@ -13,6 +13,7 @@ Routes (docs/api.md; OpenAPI at /docs and /openapi.json):
     GET /api/datasets/{ds}/paintings/{pid}/spans/{i}/sam.png
     GET /config.json, GET /, GET /static/{path}          the explorer (backend.pages)
     GET /openapi.json, GET /docs                         the API's schema and its reference page
+    /api/live, /api/live/jobs...                         with `serve --live` only (backend.live.routes)
 Every error is {"error": {"status", "code", "message"}} (backend.errors). Ids are checked
 against the in-memory catalog; file paths come only from the records (backend.catalog).
 Handlers are `async def` on purpose: they only look up bytes in memory, and a sync handler

@@ -8,7 +8,7 @@ BASE_STAMP := $(VENV)/.installed-base
 DATASET ?= data/smoke
 PAINTINGS ?= data/smoke-paintings
 
-.PHONY: help setup setup-serve test test-fast test-e2e test-js test-slurm slurm js-tools demo serve precompute bench bench-tam bench-server bench-explorer bench-align bench-scale bench-cpu bench-faithfulness site site-demo lint smoke-dataset chromium wrk podman image image-precompute image-test clean
+.PHONY: help setup setup-serve test test-fast test-e2e test-js test-slurm slurm js-tools demo serve precompute bench bench-tam bench-server bench-explorer bench-align bench-scale bench-live bench-cpu bench-faithfulness site site-demo lint smoke-dataset chromium wrk podman image image-precompute image-test clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -102,7 +102,7 @@ precompute: setup ## run every precompute stage over PAINTINGS into OUT
 smoke-dataset: setup ## rebuild the embedded smoke dataset byte-for-byte
 	$(BIN)/tamscope build-smoke data/smoke
 
-bench: bench-tam bench-server bench-explorer bench-align ## every benchmark
+bench: bench-tam bench-server bench-explorer bench-align bench-live ## every benchmark
 
 bench-tam: setup ## TAM engine vs the plain loops, both variants, at Qwen2-VL-2B sizes
 	$(BIN)/python -m bench.tam
@@ -119,6 +119,9 @@ bench-align: setup-serve ## where the published phrases land in their captions, 
 # not part of `bench`: it builds 10,000- and 100,000-painting datasets (hard links, ~3 GB of records) and runs long
 bench-scale: setup chromium ## tamscope at 10,000 and 100,000 paintings: index, validate, stats, start, RSS, API p95, browser, static site
 	$(BIN)/python -m bench.scale --json build/bench-scale.json
+
+bench-live: setup ## serve --live on the tiny models: upload to first streamed token, tokens/s, record p99 while a question runs
+	$(BIN)/python -m bench.live
 
 # not part of `bench`: it builds the real-size models (up to 17 GB of RAM) and takes ~15 min on 2 cores
 bench-cpu: setup ## CPU time per painting of every stage, real model architectures with random weights (slow: ~15 min, 17 GB RAM)

@@ -17,6 +17,7 @@ Routes (docs/api.md; OpenAPI at /docs and /openapi.json):
     GET /api/datasets/{ds}/paintings/{pid}/spans/{i}/methods/{method}.png   (faithfulness stage)
     GET /config.json, GET /, GET /static/{path}          the explorer (backend.pages)
     GET /openapi.json, GET /docs                         the API's schema and its reference page
+    /api/live, /api/live/jobs...                         with `serve --live` only (backend.live.routes)
 Every error is {"error": {"status", "code", "message"}} (backend.errors). Ids are checked
 against the dataset's index; file paths come only from the records (backend.catalog).
 Handlers are `async def` on purpose: most only look up bytes in memory, and a sync handler
@@ -67,8 +68,11 @@ Version = Annotated[str | None, Query(max_length=64, description=(
     "the dataset's `version` (from /api/datasets): when it matches, the response is cached as immutable"))]
 
 
-def create_app(data_dirs: list[Path], skip_bad: bool = False, frontend: Path = FRONTEND, cache_mb: int = 256):
-    """The ASGI app. Raises backend.catalog.StartupError naming the problem if a dataset is broken."""
+def create_app(data_dirs: list[Path], skip_bad: bool = False, frontend: Path = FRONTEND, cache_mb: int = 256,
+               live=None, live_target=None):
+    """The ASGI app. Raises backend.catalog.StartupError naming the problem if a dataset is broken.
+    `live`: backend.live.settings.LiveSettings for `serve --live` (the app's state.live is then the
+    job manager, to close() on exit); `live_target`: the worker's entry point (a test seam)."""
     catalog = load_catalog([Path(d) for d in data_dirs], skip_bad=skip_bad)
     cache = BlobCache(cache_mb * 2**20)  # dataset files and gallery pages: one budget
     app = FastAPI(title="tamscope", version="0.1.0", summary="Token Activation Maps of painting captions",
@@ -78,7 +82,14 @@ def create_app(data_dirs: list[Path], skip_bad: bool = False, frontend: Path = F
     app.state.catalog = catalog
     app.state.cache = cache
     errors.install(app)
-    datasets_blob = Blob.of(orjson.dumps({"datasets": [d.listing() for d in catalog.values()]}), "application/json")
+    listing: list = [None, None]  # (versions, blob): redone when a dataset changes (the live one grows)
+
+    def datasets_blob() -> Blob:
+        versions = tuple((d.id, d.version) for d in catalog.values())
+        if listing[0] != versions:
+            listing[:] = [versions, Blob.of(orjson.dumps({"datasets": [d.listing() for d in catalog.values()]}),
+                                            "application/json")]
+        return listing[1]
 
     def dataset(ds: str) -> ServedDataset:
         found = catalog.get(ds)
@@ -135,7 +146,7 @@ def create_app(data_dirs: list[Path], skip_bad: bool = False, frontend: Path = F
     @app.get("/api/datasets", summary="The served datasets with name, label, size and version",
              responses={200: {"model": oa.DatasetList}})
     async def datasets(request: Request):
-        return send_blob(request, datasets_blob)
+        return send_blob(request, datasets_blob())
 
     @app.get("/api/datasets/{ds}", summary="A dataset's manifest (docs/data-format.md)", responses=oa.MANIFEST)
     async def manifest(request: Request, ds: Id, v: Version = None):
@@ -254,8 +265,13 @@ def create_app(data_dirs: list[Path], skip_bad: bool = False, frontend: Path = F
             schema.append(Blob.of(orjson.dumps(app.openapi()), "application/json"))
         return send_blob(request, schema[0])
 
+    if live is not None:  # before the explorer: the live dataset is served like the others
+        from backend.live.routes import mount_live
+
+        mount_live(app, catalog, live, live_target)
     mount_docs(app)
-    mount_explorer(app, Path(frontend).resolve(), shell.credits(d.manifest for d in catalog.values()))
+    mount_explorer(app, Path(frontend).resolve(), shell.credits(d.manifest for d in catalog.values()),
+                   live=live is not None)
     edge = EdgeMiddleware(app)
     edge.state = app.state  # tests and tools reach the catalog through the returned app
     edge.fastapi = app

@@ -11,6 +11,13 @@ Configuration by flags or environment variables (flags win):
     --idle-timeout            TAMSCOPE_IDLE_TIMEOUT     default 10 s: a connection silent that long is closed
     --request-timeout         TAMSCOPE_REQUEST_TIMEOUT  default 30 s: to send a whole request (backend.protocol)
 With no data folder the embedded smoke dataset (data/smoke in the checkout) is served.
+
+Live questions (off by default; docs/api.md, "Live questions"): --live takes jobs (an uploaded
+image or a served painting, and a prompt) and runs the precompute stages on them in one worker
+process (torch is imported there only), into the --live-data dataset folder, which is served
+too. Its models and bounds: --captioner, --device, --dtype, --tam-variant, --text-llm,
+--segmenter and the --live-* limits. Listening beyond this machine needs --live-token (or
+TAMSCOPE_LIVE_TOKEN), which clients send as `Authorization: Bearer <token>`.
 """
 
 from __future__ import annotations
@@ -44,7 +51,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     env = os.environ
     parser.epilog = ("Each flag can be set by an environment variable instead: TAMSCOPE_DATA (folders separated "
                      "by ':'), TAMSCOPE_HOST, TAMSCOPE_PORT, TAMSCOPE_WORKERS, TAMSCOPE_SKIP_BAD=1, "
-                     "TAMSCOPE_CACHE_MB, TAMSCOPE_LOG_LEVEL, TAMSCOPE_IDLE_TIMEOUT, TAMSCOPE_REQUEST_TIMEOUT. "
+                     "TAMSCOPE_CACHE_MB, TAMSCOPE_LOG_LEVEL, TAMSCOPE_IDLE_TIMEOUT, TAMSCOPE_REQUEST_TIMEOUT; "
+                     "TAMSCOPE_LIVE=1, TAMSCOPE_LIVE_DATA, TAMSCOPE_LIVE_TOKEN. "
                      "See docs/api.md.")
     # string defaults go through `type`, so a bad environment value is reported like a bad flag
     parser.add_argument("--data", action="append", type=Path, default=None,
@@ -68,6 +76,71 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         default=env.get("TAMSCOPE_REQUEST_TIMEOUT", str(Limits.request_timeout)),
                         help="answer 408 and close when a request has not fully arrived this many seconds after "
                              f"its first byte (slow headers); default {Limits.request_timeout:g}")
+    configure_live(parser)
+
+
+def configure_live(parser: argparse.ArgumentParser) -> None:
+    from backend.live.settings import LiveSettings
+
+    env, d = os.environ, LiveSettings(dataset=Path("live"))
+    live = parser.add_argument_group("live questions (with --live; docs/api.md)")
+    live.add_argument("--live", action="store_true", default=env.get("TAMSCOPE_LIVE", "").lower() in TRUE,
+                      help="take questions: upload an image (or pick a served painting), ask, watch the answer's maps "
+                           "arrive; needs the model stack (torch), loaded in a worker process on the first question")
+    live.add_argument("--live-data", type=Path, default=env.get("TAMSCOPE_LIVE_DATA", "live"),
+                      help="dataset folder the answers are written to and served from (created); default ./live")
+    live.add_argument("--live-token", default=env.get("TAMSCOPE_LIVE_TOKEN") or None,
+                      help="token clients must send (Authorization: Bearer); required when --host is not loopback; "
+                           "TAMSCOPE_LIVE_TOKEN keeps it out of the process list")
+    live.add_argument("--captioner", default=d.captioner, help=f"Qwen2-VL / Qwen2.5-VL id or folder (default {d.captioner})")
+    live.add_argument("--device", default=d.device, help="auto, cpu, cuda, mps (default auto)")
+    live.add_argument("--dtype", default=d.dtype, help="auto, float32, bfloat16, float16 (default auto)")
+    live.add_argument("--tam-variant", choices=("reference", "corrected"), default=d.tam_variant,
+                      help="reference (the authors' maps) or corrected (docs/tam.md)")
+    live.add_argument("--text-llm", default=d.text_llm,
+                      help="span classifier: a causal LM id or folder, or lexicon (default: lexicon, seconds instead of minutes)")
+    live.add_argument("--segmenter", default="none", help="SAM 3 id or folder for masks, or none (default none)")
+    live.add_argument("--live-max-new-tokens", type=int, default=d.max_new_tokens,
+                      help=f"caption length a question may ask for at most (default {d.max_new_tokens})")
+    live.add_argument("--live-max-pixels", type=int, default=d.max_pixels,
+                      help=f"image area the model sees at most, per question (default {d.max_pixels}: 1280 vision tokens)")
+    live.add_argument("--live-upload-mb", type=float, default=d.max_upload_bytes / 2**20,
+                      help=f"largest upload in MB (default {d.max_upload_bytes / 2**20:g})")
+    live.add_argument("--live-upload-mp", type=float, default=d.max_upload_pixels / 1e6,
+                      help=f"largest upload in megapixels (default {d.max_upload_pixels / 1e6:g})")
+    live.add_argument("--live-queue", type=int, default=d.queue,
+                      help=f"questions waiting behind the running one; more get 429 (default {d.queue})")
+    live.add_argument("--live-time-limit", type=seconds, default=d.time_limit,
+                      help=f"seconds a question may run once the model is loaded (default {d.time_limit:g})")
+    live.add_argument("--live-rate", type=int, default=d.rate,
+                      help=f"questions one client address may ask per {d.rate_window:g} s (default {d.rate})")
+
+
+def live_settings(args: argparse.Namespace):
+    """LiveSettings from the flags, or None without --live; SystemExit-free: raises ValueError with the reason."""
+    import importlib.util
+
+    from backend.live.settings import FACTOR, LiveSettings, is_loopback
+
+    if not args.live:
+        return None
+    if args.workers > 1:
+        raise ValueError("--live runs one worker process for the model: use --workers 1")
+    if not is_loopback(args.host) and not args.live_token:
+        raise ValueError(f"--live on {args.host} (beyond this machine) needs a token: --live-token or TAMSCOPE_LIVE_TOKEN")
+    if importlib.util.find_spec("torch") is None:  # found, not imported: this process never imports torch
+        raise ValueError("--live needs the model stack: pip install 'tamscope[precompute]' (or make setup)")
+    if args.live_max_new_tokens < 1 or args.live_queue < 0 or args.live_rate < 1:
+        raise ValueError("--live-max-new-tokens and --live-rate must be at least 1, --live-queue at least 0")
+    if args.live_max_pixels < 4 * FACTOR * FACTOR:
+        raise ValueError(f"--live-max-pixels must be at least {4 * FACTOR * FACTOR}")
+    return LiveSettings(dataset=args.live_data, captioner=args.captioner, device=args.device, dtype=args.dtype,
+                        tam_variant=args.tam_variant, text_llm=args.text_llm,
+                        segmenter=None if args.segmenter == "none" else args.segmenter, token=args.live_token,
+                        max_new_tokens=args.live_max_new_tokens, max_pixels=args.live_max_pixels,
+                        max_upload_bytes=int(args.live_upload_mb * 2**20),
+                        max_upload_pixels=int(args.live_upload_mp * 1e6), queue=args.live_queue,
+                        time_limit=args.live_time_limit, rate=args.live_rate)
 
 
 def data_dirs(args_data: list[Path] | None) -> list[Path]:
@@ -121,7 +194,7 @@ def serve_forever(config, sock: socket.socket) -> None:
 def run(args: argparse.Namespace) -> int:
     from backend.app import create_app
     from backend.catalog import StartupError
-    from backend.protocol import ServerConfig
+    from contract.errors import UserError
 
     setup_logging(args.log_level)
     dirs = data_dirs(args.data)
@@ -133,11 +206,27 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"serve: no dataset folder at {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
-    try:  # fail here, before binding the port, with the problem named
-        app = create_app(dirs, skip_bad=args.skip_bad, cache_mb=args.cache_mb)
-    except StartupError as exc:
+    try:
+        live = live_settings(args)
+    except ValueError as exc:
         print(f"serve: {exc}", file=sys.stderr)
         return 2
+    try:  # fail here, before binding the port, with the problem named
+        app = create_app(dirs, skip_bad=args.skip_bad, cache_mb=args.cache_mb, live=live)
+    except (StartupError, UserError) as exc:  # UserError: another process writes the live folder
+        print(f"serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return serve_app(args, app, dirs, live)
+    finally:
+        if live is not None:
+            app.state.live.close()
+            app.state.live.live.close()
+
+
+def serve_app(args: argparse.Namespace, app, dirs: list[Path], live) -> int:
+    from backend.protocol import ServerConfig
+
     try:
         sock = listen(args.host, args.port)
     except OSError as exc:  # a busy port, an address not on this machine
@@ -149,6 +238,10 @@ def run(args: argparse.Namespace) -> int:
     # 0.0.0.0 is where it listens, not an address a browser opens: name this machine's
     shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(args.host, args.host)
     note = f"   (listening on every interface, {args.host})" if shown != args.host else ""
+    if live is not None:
+        print(f"live questions: the Ask view at http://{shown}:{args.port}/?view=ask (captioner {live.captioner}, "
+              f"loaded on the first question; answers in {live.dataset})"
+              + (", token required" if live.token else ""))
     print(f"explorer: http://{shown}:{args.port}/   API docs: http://{shown}:{args.port}/docs{note}", flush=True)
     limits = Limits(idle_timeout=args.idle_timeout, request_timeout=args.request_timeout)
     options = dict(limits=limits, host=args.host, port=args.port, log_level="warning", access_log=False,

@@ -20,7 +20,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = logging.getLogger("tamscope.serve")
 
 CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
-         414: "uri_too_long", 422: "invalid", 431: "header_too_large", 500: "internal"}
+         414: "uri_too_long", 422: "invalid", 431: "header_too_large", 500: "internal",
+         # live mode (backend.live)
+         401: "unauthorized", 413: "too_large", 415: "unsupported_media_type", 429: "too_many_requests"}
 
 
 def error_body(status: int, message: str) -> bytes:

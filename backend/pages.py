@@ -27,7 +27,7 @@ def explorer_files(root: Path) -> Assets:
     return Assets.tree(root, skip=lambda rel: rel.startswith("tests/") or rel in ("package.json", "index.html"))
 
 
-def mount_explorer(app: FastAPI, root: Path, credits: list[Attribution] = ()) -> None:
+def mount_explorer(app: FastAPI, root: Path, credits: list[Attribution] = (), live: bool = False) -> None:
     assets = explorer_files(root) if root.is_dir() else Assets({})
     index = None
     if (root / "index.html").is_file():  # cache-busting: the page names each asset with its hash
@@ -35,7 +35,9 @@ def mount_explorer(app: FastAPI, root: Path, credits: list[Attribution] = ()) ->
                             attributions=credits)
         index = Blob.of(html.encode(), "text/html; charset=utf-8")
     # the frontend reads this at boot to choose its data source (the static export writes mode "static")
-    config = Blob.of(b'{"mode": "api", "api": "api"}', "application/json")
+    # "live": the server takes questions (`serve --live`, backend.live): the explorer shows its Ask view
+    config = Blob.of(b'{"mode": "api", "api": "api", "live": true}' if live else b'{"mode": "api", "api": "api"}',
+                     "application/json")
 
     @app.get("/", include_in_schema=False)
     async def explorer(request: Request):

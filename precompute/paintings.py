@@ -63,8 +63,12 @@ def _to_8bit(im: Image.Image, name: str) -> tuple[Image.Image, str | None]:
 
 def load_painting(path: Path, max_pixels: int = MAX_PIXELS) -> LoadedPainting:
     """The image as RGB, EXIF-rotated; PaintingError with a clear reason for a bad file."""
-    name = path.name
-    data = path.read_bytes()
+    return load_painting_bytes(path.read_bytes(), path.name, max_pixels)
+
+
+def load_painting_bytes(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> LoadedPainting:
+    """load_painting of bytes already in memory (`name` only for the messages): what `tamscope
+    serve --live` checks an upload with before it is queued (backend.live.uploads)."""
     if not data:
         raise PaintingError(f"{name} is an empty file")
     try:

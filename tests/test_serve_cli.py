@@ -28,7 +28,8 @@ from testkit.net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = ["TAMSCOPE_DATA", "TAMSCOPE_HOST", "TAMSCOPE_PORT", "TAMSCOPE_WORKERS", "TAMSCOPE_SKIP_BAD",
-       "TAMSCOPE_CACHE_MB", "TAMSCOPE_LOG_LEVEL", "TAMSCOPE_IDLE_TIMEOUT", "TAMSCOPE_REQUEST_TIMEOUT"]
+       "TAMSCOPE_CACHE_MB", "TAMSCOPE_LOG_LEVEL", "TAMSCOPE_IDLE_TIMEOUT", "TAMSCOPE_REQUEST_TIMEOUT",
+       "TAMSCOPE_LIVE", "TAMSCOPE_LIVE_DATA", "TAMSCOPE_LIVE_TOKEN"]  # live mode (backend/live)
 
 
 @pytest.fixture(scope="module")
@@ -402,7 +403,7 @@ def test_every_route_and_setting_is_documented(data):
     parser = argparse.ArgumentParser()
     cli.configure(parser)
     flags = [o for action in parser._actions for o in action.option_strings if o.startswith("--") and o != "--help"]
-    assert len(flags) == 9 and not [f for f in flags if f"`{f}" not in doc]
+    assert len(flags) == 25 and not [f for f in flags if f"`{f}" not in doc]  # 16 of them for --live
     env_vars = set(re.findall(r"TAMSCOPE_[A-Z_]+", (REPO / "backend" / "cli.py").read_text()))
     assert env_vars == set(ENV) and not [v for v in env_vars if f"`{v}" not in doc]
     for name in ("q", "category", "artist", "style", "offset", "limit", "v"):

@@ -10,6 +10,7 @@ import { openSource } from "./data.js";
 import { h } from "./dom.js";
 import { address, stateAt } from "./lib/urlstate.js";
 import { renderAtlas } from "./views/atlas.js";
+import { renderAsk } from "./views/ask.js";
 import { renderDashboard } from "./views/dashboard.js";
 import { renderGallery } from "./views/gallery.js";
 import { renderPainting } from "./views/painting.js";
@@ -45,7 +46,7 @@ function render({ focus = null } = {}) {
   banner.hidden = !current?.label;
   banner.textContent = current?.label || "";
   picker.value = state.dataset || "";
-  const section = ["dashboard", "atlas"].includes(state.view) ? state.view : "gallery";
+  const section = ["dashboard", "atlas"].includes(state.view) || (state.view === "ask" && source.live) ? state.view : "gallery";
   document.querySelectorAll("[data-nav]").forEach((a) => {
     a.setAttribute("aria-current", String(a.dataset.nav === section));
     a.href = address({ dataset: state.dataset, view: a.dataset.nav });
@@ -58,6 +59,7 @@ function render({ focus = null } = {}) {
       else if (viewName === "painting") await renderPainting(main, ctx);
       else if (viewName === "dashboard") await renderDashboard(main, ctx);
       else if (viewName === "atlas") await renderAtlas(main, ctx);
+      else if (viewName === "ask") await renderAsk(main, ctx);
       else await renderGallery(main, ctx);
       document.title = [viewName === "painting" ? main.querySelector("h2")?.textContent : null,
         current?.name, "tamscope"].filter(Boolean).join(" — ");
@@ -89,10 +91,11 @@ async function boot() {
     `${d.id}${d.name && d.name !== d.id ? ` · ${d.name}` : ""} (${d.n_paintings})`)));
   picker.addEventListener("change", () => navigate({ dataset: picker.value, view: "gallery", painting: null, span: null,
     token: null, compare: null, page: 0, q: "", cat: "", artist: "", style: "" }));
+  document.querySelectorAll("[data-nav=ask]").forEach((a) => { a.hidden = !source.live; });
   document.querySelectorAll("[data-nav]").forEach((a) => a.addEventListener("click", (e) => {
     if (e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
     e.preventDefault();
-    navigate({ view: a.dataset.nav, painting: null, span: null, token: null, compare: null });
+    navigate({ view: a.dataset.nav, painting: null, span: null, token: null, compare: null, job: null });
   }));
   window.addEventListener("popstate", () => render());
   await render();

@@ -47,6 +47,16 @@ class ApiSource {
     if (version) params.set("v", version);
     return json(`${this.ds(ds)}/spans?${params}`);
   }
+  // the live dataset (`serve --live`) grows while the explorer runs: its record as it is now, and
+  // forgetting what was kept of a dataset (with its version) so the next reads are fresh
+  async recordNow(ds, pid) { return json(this.p(ds, pid)); }
+  forget(ds) {
+    this.info.delete(ds);
+    for (const key of [...this.cache.keys()]) {
+      const [kind, rest] = [key.slice(0, key.indexOf(":")), key.slice(key.indexOf(":") + 1)];
+      if (["m", "r", "s", "f", "n"].includes(kind) && (rest === ds || rest.startsWith(`${ds}/`))) this.cache.delete(key);
+    }
+  }
   async stats(ds) {
     if (this.info.get(ds)?.has_stats === false) return null; // not computed: don't ask (a 404 in the console)
     return this.memo(`s:${ds}`, () => json(`${this.ds(ds)}/stats${this.v(ds)}`).catch(() => null));
@@ -232,6 +242,8 @@ class StaticSource {
 export async function openSource() {
   const config = await json("config.json");
   if (config.mode === "static") return new StaticSource(config.datasets || [], config.pages === true);
-  return new ApiSource(config.api || "api");
+  const source = new ApiSource(config.api || "api");
+  source.live = config.live === true; // the server takes questions: the Ask view
+  return source;
 }
 

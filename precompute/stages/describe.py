@@ -232,17 +232,20 @@ def settings_of(args: argparse.Namespace) -> dict:
             "tam_variant": args.tam_variant, "dtype": args.dtype}
 
 
-def describe_one(painting: PaintingInput, args, captioner: Lazy, clock: Clock = no_clock) -> Output:
+def describe_one(painting: PaintingInput, args, captioner: Lazy, clock: Clock = no_clock,
+                 streamer=None) -> Output:
     """The record of one painting and every file it references, in memory: nothing is written here.
-    clock(part) times the parts "generate", "tam" and "tokens" (bench/cpu.py)."""
-    outcome, = describe_batch([painting], args, captioner, clock)
+    clock(part) times the parts "generate", "tam" and "tokens" (bench/cpu.py). `streamer`: a
+    transformers streamer (put(ids)/end()) that sees the tokens as they are generated (`tamscope
+    serve --live` streams them, precompute.liveworker); None for precompute."""
+    outcome, = describe_batch([painting], args, captioner, clock, streamer)
     if isinstance(outcome, BaseException):
         raise outcome
     return outcome
 
 
 def describe_batch(paintings: list[PaintingInput], args, captioner: Lazy,
-                   clock: Clock = no_clock) -> list[Output | Exception]:
+                   clock: Clock = no_clock, streamer=None) -> list[Output | Exception]:
     """describe_one for several paintings, generated as one left-padded batch: each painting's
     Output or its error, in order. A painting whose image cannot be read, whose generation
     fails or whose caption is empty fails alone; the others are finished."""
@@ -262,7 +265,7 @@ def describe_batch(paintings: list[PaintingInput], args, captioner: Lazy,
         for i, *_ in prepared:
             outcomes[i] = exc
         return outcomes
-    rows = generate_rows(model, [canvas for *_, canvas in prepared], args, clock)
+    rows = generate_rows(model, [canvas for *_, canvas in prepared], args, clock, streamer)
     for (i, painting, loaded, canvas), row in zip(prepared, rows, strict=True):
         try:
             if isinstance(row, BaseException):
@@ -275,18 +278,18 @@ def describe_batch(paintings: list[PaintingInput], args, captioner: Lazy,
     return outcomes
 
 
-def generate_rows(captioner, canvases: list, args, clock: Clock = no_clock) -> list:
+def generate_rows(captioner, canvases: list, args, clock: Clock = no_clock, streamer=None) -> list:
     """(Generation, image_grid_thw row) for each canvas, generated as one batch; when the batch
     raises, each canvas alone, so only the canvas that breaks it gets the error."""
     try:
         inputs = batch_inputs(captioner, canvases, [args.prompt] * len(canvases))
         with clock("generate"):
-            generations = generate_greedy(captioner, inputs, args.max_new_tokens)
+            generations = generate_greedy(captioner, inputs, args.max_new_tokens, streamer=streamer)
         return list(zip(generations, inputs["image_grid_thw"], strict=True))
     except Exception as exc:  # noqa: BLE001
         if len(canvases) == 1:
             return [exc]
-        return [generate_rows(captioner, [canvas], args, clock)[0] for canvas in canvases]
+        return [generate_rows(captioner, [canvas], args, clock, streamer)[0] for canvas in canvases]
 
 
 def painting_output(painting: PaintingInput, loaded, canvas, model, result: Caption, args) -> Output:

@@ -9,11 +9,13 @@ export const DEFAULTS = Object.freeze({
   // the phrase atlas (views/atlas.js): phrase words, category, highest entropy, sort and direction
   aq: "", acat: "", emax: null, asort: "painting", adesc: false,
   method: null, cmethod: null, // faithfulness stage: the map method shown, and the one compared with ("tam": the TAM)
+  job: null, // the Ask view's question (`serve --live`): its job id
 });
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const METHOD = /^[a-z][a-z0-9-]{0,31}$/; // contract/schema.py METHOD_PATTERN
+const JOB = /^ask-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$/; // backend/live/routes.py JOB_ID
 const CHOICES = {
-  view: ["gallery", "painting", "dashboard", "atlas"], mode: ["span", "token"], look: ["hot", "tint"],
+  view: ["gallery", "painting", "dashboard", "atlas", "ask"], mode: ["span", "token"], look: ["hot", "tint"],
   cmap: ["inferno", "viridis", "magma", "grayscale"], samstyle: ["outline", "hatch"], highlight: ["solid", "underline"],
   cat: ["", "CVO", "ICON", "STYLE", "AFFECT", "META"],
   acat: ["", "CVO", "ICON", "STYLE", "AFFECT", "META"],
@@ -50,6 +52,7 @@ export function parseState(search) {
     if (key === "overlay" && !params.has("layers") && Object.hasOwn(LEGACY_OVERLAY, value)) state.layers = LEGACY_OVERLAY[value];
     if (!Object.hasOwn(DEFAULTS, key) || value.length > 256) continue;
     if (key === "dataset" || key === "painting") state[key] = ID.test(value) ? value : null;
+    else if (key === "job") state.job = JOB.test(value) ? value : null;
     else if (key === "span" || key === "token" || key === "compare") state[key] = int(value, 100000);
     else if (key === "method" || key === "cmethod") state[key] = METHOD.test(value) ? value : null;
     else if (key === "page") state.page = int(value, 100000) ?? 0;

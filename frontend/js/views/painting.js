@@ -42,6 +42,15 @@ export async function renderPainting(root, ctx) {
   await view.update(state);
 }
 
+/** `serve --live`: a link to the Ask view with this painting as the image (none elsewhere). */
+function askLink(source, ds, rec, navigate) {
+  if (!source.live || !rec.canvas) return null;
+  const change = { view: "ask", dataset: ds, painting: rec.id, span: null, token: null, compare: null, job: null };
+  return h("a", { class: "button-link", href: linkTo({}, change), "data-testid": "ask-about",
+    onclick: (e) => { if (e.button === 0 && !e.ctrlKey && !e.metaKey) { e.preventDefault(); navigate(change); } } },
+  "Ask about this painting");
+}
+
 /** Otsu threshold of a token map computed here, as cv2 would (tokens carry no recorded threshold). */
 const browserOtsu = new Map();
 async function thresholdFor(url, W, H) {
@@ -178,7 +187,7 @@ async function mount(root, { source, navigate, state }, key) {
           h("div", { class: "figures" }, h("figure", { class: "main-figure" }, stage, figcaption), comparePanel),
           h("div", { class: "under-figure" }, readout, scaleBox)),
         h("div", { class: "controls", role: "group", "aria-label": "Overlay settings" },
-          modeGroup, layers.el, methodSelect, relianceButton, compareSelect, exportButton),
+          modeGroup, layers.el, methodSelect, relianceButton, compareSelect, exportButton, askLink(source, ds, rec, navigate)),
         note),
       // the numbers come last: their height changes with the selection and nothing sits below them
       h("div", { class: "text-col" }, failed, captionHost, relianceKey,

@@ -183,8 +183,8 @@ def raw_request(port: int, target: bytes, method: bytes = b"GET") -> tuple[int, 
     return int(head.split(b" ", 2)[1]), body
 
 
-def get(port: int, path: str) -> tuple[int, bytes]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+def get(port: int, path: str, timeout: float = 10) -> tuple[int, bytes]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
         return r.status, r.read()
 
 
@@ -216,7 +216,9 @@ def test_real_server_with_two_workers(data, tmp_path):
     port = free_port()
     with serve_process(["--data", str(data), "--port", str(port), "--workers", "2"], port, tmp_path / "serve.log"):
         for _ in range(20):  # connections land on either worker: each serves the dataset
-            assert get(port, "/api/datasets/fixture/paintings/painting-1/tokens/0.png")[0] == 200
+            # the socket listens before the workers have built their app: on a busy machine a first
+            # connection may wait in the backlog for a worker that is still starting
+            assert get(port, "/api/datasets/fixture/paintings/painting-1/tokens/0.png", timeout=60)[0] == 200
 
 
 def test_real_server_without_arguments(tmp_path):

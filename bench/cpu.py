@@ -481,7 +481,7 @@ def run_segmenter(args, dataset, record, results: dict):
     processor = Sam3Processor(image_processor=Sam3ImageProcessor(size={"height": size, "width": size}),
                               tokenizer=tok)
     segmenter = sam.Segmenter(Namespace(model=sam.DEFAULT_MODEL, revision=None, device="cpu", dtype="auto",
-                                        threshold=0.5, mask_threshold=0.5))
+                                        offline=False, threshold=0.5, mask_threshold=0.5))
     segmenter.use_loaded(processor, model)
     vision, passes = Calls(model.vision_encoder), Calls(model)
     prompts = [s.text for s in record.spans if s.category in ("CVO", "ICON")]

@@ -95,11 +95,14 @@ class StageSummary:
 
 
 def add_model_options(parser) -> None:
-    """--revision, --device, --dtype: how every model-running stage loads its model."""
+    """--revision, --device, --dtype, --offline: how every model-running stage loads its model."""
     parser.add_argument("--revision", default=None, help="model revision (hub commit, branch or tag)")
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps")
     parser.add_argument("--dtype", default="auto", help="auto (bfloat16 on a GPU, float32 on the CPU), float32, "
                                                         "bfloat16, float16, float64")
+    parser.add_argument("--offline", action="store_true",
+                        help="models from this machine only (folder or hub cache), never the network; without it "
+                             "a hub id downloads when the hub answers within seconds (docs/precompute.md)")
 
 
 def add_batch_option(parser) -> None:

@@ -341,7 +341,7 @@ def describe_all(args: argparse.Namespace, shard, inputs: InputFolder) -> int:
     dataset = Dataset(args.dataset)
     paintings = [p for p in inputs.paintings if in_shard(p.id, shard)]
     settings = settings_of(args)
-    captioner = Lazy(lambda: load_captioner(args.model, args.device, args.dtype, args.revision), STAGE)
+    captioner = Lazy(lambda: load_captioner(args.model, args.device, args.dtype, args.revision, args.offline), STAGE)
     summary = StageSummary(STAGE)
     relabelled = []
     pending: list[PaintingInput] = []

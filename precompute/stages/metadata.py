@@ -153,7 +153,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     dataset = Dataset(args.dataset)
     judge = None if args.model in NO_JUDGE else TextLLM(args.model, args.device, args.dtype, args.revision,
-                                                        args.max_new_tokens, stage=STAGE)
+                                                        args.max_new_tokens, stage=STAGE, offline=args.offline)
     settings = {"model": args.model, "revision": args.revision, "max_new_tokens": args.max_new_tokens,
                 "prompt": JUDGE_PROMPT if judge else None}
     shard = parse_shard(args.shard)

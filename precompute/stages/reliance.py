@@ -272,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
     check_batch_size(args.batch_size)
     dataset = Dataset(args.dataset)
     model_id = captioner_id(args, dataset)
-    captioner = Lazy(lambda: load_captioner(model_id, args.device, args.dtype, args.revision), STAGE)
+    captioner = Lazy(lambda: load_captioner(model_id, args.device, args.dtype, args.revision, args.offline), STAGE)
     settings = {"model": model_id, "revision": args.revision, "threshold": args.threshold, "blur": args.blur,
                 "dtype": args.dtype, "first_token_visual": False}
     shard = parse_shard(args.shard)

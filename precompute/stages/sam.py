@@ -40,7 +40,7 @@ class Segmenter:
 
         a = self.args
         return load_with_processor(Sam3Processor.from_pretrained, Sam3Model.from_pretrained, a.model, "segmenter",
-                                   a.device, a.dtype, a.revision)
+                                   a.device, a.dtype, a.revision, offline=a.offline)
 
     def use_loaded(self, processor, model) -> None:
         """Segment with this processor and model instead of loading `--model` (a benchmark's)."""

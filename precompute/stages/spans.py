@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = Dataset(args.dataset)
     lexicon = args.model == LEXICON_ID
     llm = None if lexicon else TextLLM(args.model, args.device, args.dtype, args.revision, args.max_new_tokens,
-                                       stage=STAGE)
+                                       stage=STAGE, offline=args.offline)
     settings = {"model": args.model, "revision": args.revision, "retries": args.retries,
                 "max_new_tokens": args.max_new_tokens, "prompt": None if lexicon else INSTRUCTIONS}
     totals: dict = {}

@@ -3,8 +3,9 @@
 Shared by every stage: `resolve_device`, `resolve_dtype`, `load_pretrained` (which asks
 precompute.hub whether the hub may be reached, and turns the many ways a missing model fails into
 one `ModelNotAvailable` message), and
-the captioner loader for Qwen2-VL and Qwen2.5-VL, which refuses, before reading the weights, a
-checkpoint whose tokenizer lacks the special tokens tamscope reads or disagrees with its config.
+the captioner loader, which picks the family adapter (precompute.families) from the checkpoint's
+config and refuses, before reading the weights, a checkpoint whose tokenizer lacks the special
+tokens tamscope reads or disagrees with its config.
 """
 
 from __future__ import annotations
@@ -17,22 +18,13 @@ from typing import Any
 
 from tqdm import tqdm
 
+from precompute.families import Family, family_for, supported
 from precompute.hub import HubAccess, cache_only, hub_access
 from precompute.progress import on_terminal
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16", "float64": "float64", "fp64": "float64"}
 
-CAPTIONER_CLASSES = {  # config.model_type -> transformers class name
-    "qwen2_vl": "Qwen2VLForConditionalGeneration",
-    "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
-}
-# The tokens tamscope finds its way by in a captioner's prompt: the chat turns (the prompt text
-# ends at <|im_end|>), the image run's borders and its placeholder, expanded by the processor.
-CAPTIONER_TOKENS = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>")
-# The model finds the image by these config ids (M-RoPE, the vision embedding's scatter).
-CAPTIONER_CONFIG_IDS = {"image_token_id": "<|image_pad|>", "vision_start_token_id": "<|vision_start|>",
-                        "vision_end_token_id": "<|vision_end|>"}
 
 
 class ModelNotAvailable(RuntimeError):
@@ -157,12 +149,19 @@ def model_revision(model, model_id: str, revision: str | None) -> str:
 
 @dataclass
 class Captioner:
-    model: Any  # Qwen2VLForConditionalGeneration or Qwen2_5_VLForConditionalGeneration
+    model: Any  # the family's transformers class, e.g. Qwen2VLForConditionalGeneration
     processor: Any
     model_id: str
     revision: str
     device: Any
     dtype: Any
+    family: Family | None = None  # None: the one of model.config.model_type
+
+    def __post_init__(self):
+        if self.family is None:
+            self.family = family_for(self.model.config.model_type)
+            if self.family is None:
+                raise ModelNotAvailable(unsupported_message(self.model_id, self.model.config.model_type))
 
     @property
     def image_token_id(self) -> int:
@@ -203,24 +202,9 @@ def resource_note(dtype, device) -> str:
     return note
 
 
-def captioner_problems(config, processor) -> list[str]:
-    """What in a captioner's processor and config keeps describe from reading its prompts."""
-    tok = getattr(processor, "tokenizer", None)
-    if tok is None:
-        return ["its processor has no tokenizer"]
-    vocab = tok.get_vocab()  # added tokens included
-    lacking = [t for t in CAPTIONER_TOKENS if t not in vocab]
-    found = [f"its tokenizer lacks {', '.join(lacking)}"] if lacking else []
-    split = [t for t in CAPTIONER_TOKENS if t in vocab and tok.encode(t, add_special_tokens=False) != [vocab[t]]]
-    if split:
-        found.append(f"its tokenizer splits {', '.join(split)} (not added tokens)")
-    for key, token in CAPTIONER_CONFIG_IDS.items():
-        if token in vocab and getattr(config, key, None) != vocab[token]:
-            found.append(f"config.json's {key} is {getattr(config, key, None)} but the tokenizer's {token} "
-                         f"is {vocab[token]}")
-    if not getattr(processor, "chat_template", None):
-        found.append("it has no chat template")
-    return found
+def unsupported_message(model_id: str, model_type: str | None) -> str:
+    return (f"captioner {model_id!r} is a {model_type!r} model; tamscope's captioner families are "
+            f"{supported()} (docs/models.md)")
 
 
 def text_llm_problems(tokenizer) -> list[str]:
@@ -230,16 +214,15 @@ def text_llm_problems(tokenizer) -> list[str]:
 
 def load_captioner(model_id: str, device: str = "auto", dtype: str = "auto", revision: str | None = None,
                    offline: bool = False) -> Captioner:
-    import transformers
     from transformers import AutoConfig, AutoProcessor
 
     config = load_pretrained(AutoConfig.from_pretrained, model_id, "captioner", offline,
                              **({"revision": revision} if revision else {}))
-    class_name = CAPTIONER_CLASSES.get(config.model_type)
-    if class_name is None:
-        raise ModelNotAvailable(f"captioner {model_id!r} is a {config.model_type!r} model; "
-                                f"tamscope needs Qwen2-VL or Qwen2.5-VL ({', '.join(CAPTIONER_CLASSES)})")
-    processor, model = load_with_processor(AutoProcessor.from_pretrained, getattr(transformers, class_name).from_pretrained,
+    family = family_for(config.model_type)
+    if family is None:
+        raise ModelNotAvailable(unsupported_message(model_id, config.model_type))
+    processor, model = load_with_processor(AutoProcessor.from_pretrained, family.model_class().from_pretrained,
                                            model_id, "captioner", device, dtype, revision,
-                                           problems=lambda proc: captioner_problems(config, proc), offline=offline)
-    return Captioner(model, processor, model_id, model_revision(model, model_id, revision), model.device, model.dtype)
+                                           problems=lambda proc: family.problems(config, proc), offline=offline)
+    return Captioner(model, processor, model_id, model_revision(model, model_id, revision), model.device, model.dtype,
+                     family)

@@ -35,8 +35,12 @@ def test_a_text_only_model_is_refused_by_name(tmp_path):
     from precompute.tiny.textlm import build_tiny_text_lm
 
     folder = build_tiny_text_lm(tmp_path / "text-lm")
-    with pytest.raises(ModelNotAvailable, match="qwen3.*needs Qwen2-VL or Qwen2.5-VL"):
+    with pytest.raises(ModelNotAvailable) as failure:
         load_captioner(str(folder), device="cpu")
+    message = str(failure.value)
+    assert "is a 'qwen3' model; tamscope's captioner families are " in message
+    for listed in ("Qwen2-VL (qwen2_vl)", "Qwen2.5-VL (qwen2_5_vl)", "Qwen3-VL (qwen3_vl)"):
+        assert listed in message
 
 
 def test_qwen2_5_vl_describes_end_to_end(tmp_path):

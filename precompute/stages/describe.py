@@ -59,8 +59,8 @@ from precompute.captioner_inputs import (
     MAX_PIXELS,
     MIN_PIXELS,
     batch_inputs,
-    model_image,
 )
+from precompute.families.base import LayoutError
 from precompute.generation import Generation, generate_greedy
 from precompute.lock import update_manifest, writer
 from precompute.models import Lazy, load_captioner
@@ -142,16 +142,6 @@ def build_tokens(tokenizer, ids: list[int]) -> tuple[str, list[Token]]:
     return "".join(texts), tokens
 
 
-def layout(input_ids: list[int], ids: dict[str, int]) -> tuple[list[int], list[int]]:
-    """(image-token positions, prompt-text positions) in the prompt's token ids."""
-    image_pos = [i for i, t in enumerate(input_ids) if t == ids["image"]]
-    if not image_pos:
-        raise PaintingError("the prompt holds no image tokens (is this a vision-language model?)")
-    after = input_ids.index(ids["vision_end"], image_pos[-1])
-    end = input_ids.index(ids["im_end"], after)
-    return image_pos, list(range(after + 1, end))
-
-
 def retokenised(tok, ids: list[int]) -> list[str]:
     """The token strings the authors' repeat rule compares: the ids decoded (special tokens kept)
     and tokenised again, which can split differently from the ids themselves."""
@@ -186,10 +176,10 @@ def caption_of(captioner, generation: Generation, grid_thw, variant: str, clock:
 
     from precompute.tam import compute_tam
 
-    tok, model = captioner.processor.tokenizer, captioner.model
+    tok, model, family = captioner.processor.tokenizer, captioner.model, captioner.family
     prompt_ids, answer = generation.prompt_ids, generation.answer  # answer: the end token included
     n_prompt = len(prompt_ids)
-    stops = {tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
+    stops = family.stop_ids(tok)
     stops |= set(np.atleast_1d(model.generation_config.eos_token_id or []).tolist())
     end = next((i for i, t in enumerate(answer) if t in stops), len(answer))
     generated = answer[:end]
@@ -199,12 +189,12 @@ def caption_of(captioner, generation: Generation, grid_thw, variant: str, clock:
     hidden = generation.hidden[:n_prompt + len(generated)]  # (S, D), S = P + T: prompt + caption
     assert hidden.shape[0] == n_prompt + len(generated), "generation kept too few states"
     full = torch.tensor(prompt_ids + generated)  # (S,)
-    special = {"image": captioner.image_token_id, "vision_end": tok.convert_tokens_to_ids("<|vision_end|>"),
-               "im_end": tok.convert_tokens_to_ids("<|im_end|>")}
-    image_pos, prompt_pos = layout(prompt_ids, special)
-    _, h, w = grid_thw.tolist()
-    grid = (h // captioner.merge_size, w // captioner.merge_size)
-    head = model.get_output_embeddings()
+    try:
+        image_pos, prompt_pos = family.layout(prompt_ids, tok)
+    except LayoutError as exc:
+        raise PaintingError(str(exc)) from None
+    grid = family.grid({"image_grid_thw": grid_thw}, captioner.processor)
+    head = family.lm_head(model)
     reference, tam_facts = None, {}
     if variant == "reference":
         reference, tam_facts = reference_inputs(tok, hidden, head, [prompt_ids[i] for i in prompt_pos], answer,
@@ -247,20 +237,28 @@ def describe_batch(paintings: list[PaintingInput], args, captioner: Lazy,
     Output or its error, in order. A painting whose image cannot be read, whose generation
     fails or whose caption is empty fails alone; the others are finished."""
     outcomes: list = [None] * len(paintings)
-    prepared = []  # (index, painting, loaded image, canvas)
+    loaded_ok = []  # (index, painting, loaded image)
     for i, painting in enumerate(paintings):
         try:
-            loaded = load_painting(painting.path)
-            prepared.append((i, painting, loaded, model_image(loaded.image, args.min_pixels, args.max_pixels)))
+            loaded_ok.append((i, painting, load_painting(painting.path)))
         except Exception as exc:  # noqa: BLE001 (recorded as this painting's failure)
             outcomes[i] = exc
-    if not prepared:
+    if not loaded_ok:
         return outcomes
     try:
         model = captioner.get()
     except Exception as exc:  # noqa: BLE001 (a missing model: every painting of the batch records it)
-        for i, *_ in prepared:
+        for i, *_ in loaded_ok:
             outcomes[i] = exc
+        return outcomes
+    prepared = []  # (index, painting, loaded image, canvas): the canvas sized for the captioner's family
+    for i, painting, loaded in loaded_ok:
+        try:
+            prepared.append((i, painting, loaded, model.family.model_image(loaded.image, args.min_pixels,
+                                                                           args.max_pixels)))
+        except Exception as exc:  # noqa: BLE001
+            outcomes[i] = exc
+    if not prepared:
         return outcomes
     rows = generate_rows(model, [canvas for *_, canvas in prepared], args, clock)
     for (i, painting, loaded, canvas), row in zip(prepared, rows, strict=True):

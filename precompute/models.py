@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from precompute.families import Family, family_for, supported
 from precompute.hub import HubAccess, cache_only, hub_access
+from precompute.placement import execution_device
 from precompute.progress import on_terminal
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
@@ -174,18 +175,30 @@ class Captioner:
 
 def load_with_processor(processor_loader, model_loader, model_id: str, role: str, device: str = "auto",
                         dtype: str = "auto", revision: str | None = None,
-                        problems: Callable[[Any], list[str]] | None = None, offline: bool = False) -> tuple[Any, Any]:
+                        problems: Callable[[Any], list[str]] | None = None, offline: bool = False,
+                        device_map=None, offload_folder: str | None = None) -> tuple[Any, Any]:
     """(processor or tokenizer, model in eval mode on its device): how every stage loads a model.
 
     problems(processor): what makes the checkpoint unusable, checked before the weights are read;
-    any at all raise one ModelNotAvailable that lists them."""
+    any at all raise one ModelNotAvailable that lists them. device_map: accelerate's placement
+    (a strategy such as "auto" or {module: device}); layers that go to "disk" are written to
+    `offload_folder` (a temporary folder by default); --device then only chooses the dtype."""
     dev = resolve_device(device)
     kw = {"revision": revision} if revision else {}
     processor = load_pretrained(processor_loader, model_id, role, offline, **kw)
     found = problems(processor) if problems else []
     if found:
         raise ModelNotAvailable(f"{role} {model_id!r} cannot be used: " + "; ".join(found))
+    if device_map is not None:
+        import tempfile
+
+        kw["device_map"] = device_map
+        kw["offload_folder"] = offload_folder or tempfile.mkdtemp(prefix="tamscope-offload-")
     model = load_pretrained(model_loader, model_id, role, offline, dtype=resolve_dtype(dtype, dev), **kw)
+    if device_map is not None:  # placed by accelerate: nothing is moved here
+        placed = sorted({str(d) for d in getattr(model, "hf_device_map", {}).values()})
+        tqdm.write(f"{role}: {model_id} spread over {', '.join(placed)} ({resource_note(model.dtype, dev)})")
+        return processor, model.eval()
     tqdm.write(f"{role}: {model_id} on {dev} ({resource_note(model.dtype, dev)})")
     return processor, model.to(dev).eval()
 
@@ -213,7 +226,7 @@ def text_llm_problems(tokenizer) -> list[str]:
 
 
 def load_captioner(model_id: str, device: str = "auto", dtype: str = "auto", revision: str | None = None,
-                   offline: bool = False) -> Captioner:
+                   offline: bool = False, device_map=None, offload_folder: str | None = None) -> Captioner:
     from transformers import AutoConfig, AutoProcessor
 
     config = load_pretrained(AutoConfig.from_pretrained, model_id, "captioner", offline,
@@ -223,6 +236,9 @@ def load_captioner(model_id: str, device: str = "auto", dtype: str = "auto", rev
         raise ModelNotAvailable(unsupported_message(model_id, config.model_type))
     processor, model = load_with_processor(AutoProcessor.from_pretrained, family.model_class().from_pretrained,
                                            model_id, "captioner", device, dtype, revision,
-                                           problems=lambda proc: family.problems(config, proc), offline=offline)
-    return Captioner(model, processor, model_id, model_revision(model, model_id, revision), model.device, model.dtype,
+                                           problems=lambda proc: family.problems(config, proc), offline=offline,
+                                           device_map=device_map, offload_folder=offload_folder)
+    # inputs go where the embedding is (with a device map, the model's first device may be another)
+    device = execution_device(model.get_input_embeddings()) if device_map is not None else model.device
+    return Captioner(model, processor, model_id, model_revision(model, model_id, revision), device, model.dtype,
                      family)

@@ -65,6 +65,7 @@ from precompute.generation import Generation, generate_greedy
 from precompute.lock import update_manifest, writer
 from precompute.models import Lazy, load_captioner
 from precompute.paintings import fit, jpeg_bytes, load_painting
+from precompute.placement import weights_of
 from precompute.progress import progress
 from precompute.runner import (
     Output,
@@ -77,6 +78,7 @@ from precompute.runner import (
     check_batch_size,
     in_shard,
     is_done,
+    load_options,
     parse_shard,
 )
 
@@ -92,7 +94,8 @@ LOGP_KEY = "logp_image"  # tam_raw.safetensors: (T,) float64 log P(token | image
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, help="folder of paintings (+ optional annotations.json/csv)")
     parser.add_argument("dataset", type=Path, help="dataset folder to write into (created or resumed)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="Qwen2-VL / Qwen2.5-VL hub id or local folder")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="captioner hub id or local folder: Qwen2-VL, Qwen2.5-VL, Qwen3-VL (docs/models.md)")
     add_model_options(parser)
     parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="the captioning prompt (the paper's)")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="caption length limit in tokens")
@@ -149,7 +152,8 @@ def retokenised(tok, ids: list[int]) -> list[str]:
 
 
 def reference_inputs(tok, hidden, head, prompt_ids: list[int], answer_ids: list[int], first_pos: int | None):
-    """(ReferenceInputs for the engine, provenance facts): the re-tokenised prompt and answer (all
+    """head: the LM head (its .weight and .bias are read).
+    (ReferenceInputs for the engine, provenance facts): the re-tokenised prompt and answer (all
     generated ids, end token included, as their code decodes them) and the argmax class at the
     first prompt position."""
     from precompute.tam_reference import ReferenceInputs, first_prompt_class
@@ -194,15 +198,15 @@ def caption_of(captioner, generation: Generation, grid_thw, variant: str, clock:
     except LayoutError as exc:
         raise PaintingError(str(exc)) from None
     grid = family.grid({"image_grid_thw": grid_thw}, captioner.processor)
-    head = family.lm_head(model)
-    reference, tam_facts = None, {}
-    if variant == "reference":
-        reference, tam_facts = reference_inputs(tok, hidden, head, [prompt_ids[i] for i in prompt_pos], answer,
-                                                prompt_pos[0] if prompt_pos else None)
-    with clock("tam"):
-        tam = compute_tam(hidden, head.weight, full, torch.tensor(image_pos), grid, torch.tensor(prompt_pos),
-                          torch.arange(n_prompt, n_prompt + len(generated)), lm_head_bias=head.bias,
-                          reference=reference)
+    with weights_of(family.lm_head(model)) as head:  # .weight (V, D), .bias, wherever --device-map put them
+        reference, tam_facts = None, {}
+        if variant == "reference":
+            reference, tam_facts = reference_inputs(tok, hidden, head, [prompt_ids[i] for i in prompt_pos], answer,
+                                                    prompt_pos[0] if prompt_pos else None)
+        with clock("tam"):
+            tam = compute_tam(hidden, head.weight, full, torch.tensor(image_pos), grid, torch.tensor(prompt_pos),
+                              torch.arange(n_prompt, n_prompt + len(generated)), lm_head_bias=head.bias,
+                              reference=reference)
     with clock("tokens"):
         caption, tokens = build_tokens(tok, generated)
     raw = {"raw": tam.raw, "lo": tam.lo, "hi": tam.hi, "maps": tam.maps, "text_relevance": tam.text_relevance,
@@ -339,7 +343,7 @@ def describe_all(args: argparse.Namespace, shard, inputs: InputFolder) -> int:
     dataset = Dataset(args.dataset)
     paintings = [p for p in inputs.paintings if in_shard(p.id, shard)]
     settings = settings_of(args)
-    captioner = Lazy(lambda: load_captioner(args.model, args.device, args.dtype, args.revision, args.offline), STAGE)
+    captioner = Lazy(lambda: load_captioner(args.model, args.device, args.dtype, args.revision, **load_options(args)), STAGE)
     summary = StageSummary(STAGE)
     relabelled = []
     pending: list[PaintingInput] = []

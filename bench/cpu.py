@@ -34,6 +34,10 @@ since random weights would otherwise stop at any time. Random weights make the w
 as real weights with one exception: SAM 3 keeps no instance (scores ~0.25 < 0.5), so the
 resizing of kept masks (a few milliseconds per instance) is not exercised.
 
+`--families qwen2_5_vl,qwen3_vl` (or `all`) then times describe and reliance again with the
+smallest released architecture of each other captioner family (SMALLEST, precompute/families),
+built, timed and freed one after the other; one report line each.
+
 Timings come from the wall clock around each stage's call and forward hooks on the model
 modules (vision encoder, language model), so decoding is split into prefill and per-token cost.
 Per stage it also prints the peak RSS, the process CPU time over wall time (about 2 when both
@@ -208,15 +212,47 @@ def build(cls, cfg, dtype, results: dict, key: str, need_bytes: float):
     return model
 
 
-def captioner_config(tok, tiny: bool):
-    from transformers import Qwen2VLConfig
+# The smallest released checkpoint of each captioner family (--families): its config.json
+SMALLEST = {"qwen2_vl": "Qwen/Qwen2-VL-2B-Instruct", "qwen2_5_vl": "Qwen/Qwen2.5-VL-3B-Instruct",
+            "qwen3_vl": "Qwen/Qwen3-VL-2B-Instruct"}
+
+
+def captioner_config(tok, tiny: bool, family: str = "qwen2_vl"):
+    from transformers import Qwen2_5_VLConfig, Qwen2VLConfig, Qwen3VLConfig
 
     if tiny:
         from precompute.tiny.qwen2vl import tiny_qwen2vl_config
 
-        return tiny_qwen2vl_config(tok)
+        return tiny_qwen2vl_config(tok, family)
     ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", "<|image_pad|>",
                                                        "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
+    special = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                   vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    text_ids = dict(bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
+    if family == "qwen2_5_vl":
+        return Qwen2_5_VLConfig(  # Qwen/Qwen2.5-VL-3B-Instruct config.json
+            text_config=dict(vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
+                             num_attention_heads=16, num_key_value_heads=2, hidden_act="silu",
+                             max_position_embeddings=128000, rms_norm_eps=1e-6,
+                             rope_parameters={"rope_type": "default", "rope_theta": 1e6,
+                                              "mrope_section": [16, 24, 24]}, **text_ids),
+            vision_config=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, hidden_act="silu",
+                               out_hidden_size=2048, patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
+                               window_size=112, fullatt_block_indexes=[7, 15, 23, 31], in_channels=3),
+            tie_word_embeddings=True, **special)
+    if family == "qwen3_vl":
+        return Qwen3VLConfig(  # Qwen/Qwen3-VL-2B-Instruct config.json
+            text_config=dict(vocab_size=151936, hidden_size=2048, intermediate_size=6144, num_hidden_layers=28,
+                             num_attention_heads=16, num_key_value_heads=8, head_dim=128, hidden_act="silu",
+                             max_position_embeddings=262144, rms_norm_eps=1e-6,
+                             rope_parameters={"rope_type": "default", "rope_theta": 5e6,
+                                              "mrope_section": [24, 20, 20], "mrope_interleaved": True},
+                             **text_ids),
+            vision_config=dict(depth=24, hidden_size=1024, intermediate_size=4096, num_heads=16,
+                               hidden_act="gelu_pytorch_tanh", out_hidden_size=2048, patch_size=16,
+                               spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=2304,
+                               deepstack_visual_indexes=[5, 11, 17], in_channels=3),
+            tie_word_embeddings=True, **special)
     return Qwen2VLConfig(  # Qwen/Qwen2-VL-2B-Instruct config.json
         text_config=dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
                          num_attention_heads=12, num_key_value_heads=2, hidden_act="silu",
@@ -314,30 +350,30 @@ class Answering:
 
 # --- the stages -------------------------------------------------------------------------------
 
-def run_captioner(args, work: Path, results: dict):
+def run_captioner(args, work: Path, results: dict, family: str = "qwen2_vl"):
     import numpy as np
     import torch
     from PIL import Image
-    from transformers import Qwen2VLForConditionalGeneration
 
     from contract.commit import commit_painting
     from contract.inputs import PaintingInput
     from contract.schema import Annotations
     from contract.store import Dataset
-    from precompute.captioner_inputs import MAX_PIXELS, MIN_PIXELS, model_image, prompt_inputs
+    from precompute.captioner_inputs import MAX_PIXELS, MIN_PIXELS, prompt_inputs
+    from precompute.families import FAMILIES
     from precompute.models import Captioner, Lazy
     from precompute.paintings import load_painting
     from precompute.smoke import draw_painting
     from precompute.stages import describe, reliance
     from precompute.tiny.qwen2_tokenizer import qwen2vl_tokenizer
-    from precompute.tiny.qwen2vl import qwen2vl_processor
+    from precompute.tiny.qwen2vl import qwen2vl_processor, qwen3vl_processor
 
     tok = qwen2vl_tokenizer()
-    cfg = captioner_config(tok, args.tiny)
-    model = build(Qwen2VLForConditionalGeneration, cfg, torch.float32, results, "captioner", 0)
+    cfg = captioner_config(tok, args.tiny, family)
+    model = build(FAMILIES[family].model_class(), cfg, torch.float32, results, "captioner", 0)
     force_length(model, tok, args.new_tokens)
-    proc = qwen2vl_processor(tok)
-    model_id = "Qwen/Qwen2-VL-2B-Instruct (random weights)"
+    proc = qwen3vl_processor(tok) if family == "qwen3_vl" else qwen2vl_processor(tok)
+    model_id = f"{SMALLEST[family]} (random weights)"
     captioner = Captioner(model, proc, model_id, "random", torch.device("cpu"), torch.float32)
     lazy = Lazy.holding(captioner, "describe")  # the stages' lazy loader, already loaded
 
@@ -364,7 +400,7 @@ def run_captioner(args, work: Path, results: dict):
     r["files"] = r["seconds"] - r["generate"] - r["tam"] - r["tokens"]
 
     # the yardstick: a bare `generate` of the same caption (same canvas, prompt, length), nothing else
-    canvas = model_image(load_painting(image_path).image, MIN_PIXELS, MAX_PIXELS)
+    canvas = captioner.family.model_image(load_painting(image_path).image, MIN_PIXELS, MAX_PIXELS)
     inputs = prompt_inputs(captioner, canvas, stage_args.prompt)
     t0 = time.perf_counter()
     with torch.inference_mode():
@@ -481,7 +517,7 @@ def run_segmenter(args, dataset, record, results: dict):
     processor = Sam3Processor(image_processor=Sam3ImageProcessor(size={"height": size, "width": size}),
                               tokenizer=tok)
     segmenter = sam.Segmenter(Namespace(model=sam.DEFAULT_MODEL, revision=None, device="cpu", dtype="auto",
-                                        threshold=0.5, mask_threshold=0.5))
+                                        offline=False, threshold=0.5, mask_threshold=0.5))
     segmenter.use_loaded(processor, model)
     vision, passes = Calls(model.vision_encoder), Calls(model)
     prompts = [s.text for s in record.spans if s.category in ("CVO", "ICON")]
@@ -546,6 +582,12 @@ def report(results: dict) -> None:
           f"{' + '.join(fmt(p) for p in old['passes'])}; reliance differs by at most {old['max_difference']:.4f} nats): "
           f"{t['reliance_over_two_pass']:.3f}x (target <= 0.55)")
     print(f"lexicon pipeline per painting: {lexicon:.0f} s (target <= 370 s)")
+    for family, f in r.get("families", {}).items():  # the same stages, other captioner families
+        fd, fr = f["describe"], f["reliance"]
+        print(f"{family:<10} {f['checkpoint']}: {f['builds']['captioner']['params'] / 1e9:.2f} B params, grid "
+              f"{fd['grid'][0]}x{fd['grid'][1]} ({fd['image_tokens']} vision tokens): describe {fd['seconds']:8.1f} "
+              f"(vision {fmt(fd['vision'])}, prefill {fmt(fd['lm_prefill'])}, {fd['n_tokens']} tokens x "
+              f"{fd['per_token']:.2f} s, tam {fmt(fd['tam'])}), reliance {fr['seconds']:8.1f}")
     builds = ", ".join(f"{k} {v['seconds']:.0f} s" for k, v in r["builds"].items())
     print(f"peak RSS {peak / GIB:.1f} GiB; torch threads {r['threads']}; load average {r['load_start']} at start, "
           f"{r['load_end']} at end; model builds (random init, not counted): {builds}")
@@ -562,7 +604,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=THREADS)
     parser.add_argument("--json", type=Path, default=None, help="write every number to this file")
     parser.add_argument("--tiny", action="store_true", help="tiny configs: checks the code path in seconds")
+    parser.add_argument("--families", default="",
+                        help="also time describe and reliance with the smallest real architecture of these captioner "
+                             f"families (comma-separated, or all: {', '.join(f for f in SMALLEST if f != 'qwen2_vl')})")
     args = parser.parse_args(argv)
+    extra = [f for f in SMALLEST if f != "qwen2_vl"] if args.families == "all" else [
+        f for f in args.families.split(",") if f]
+    unknown = [f for f in extra if f not in SMALLEST]
+    if unknown:
+        parser.error(f"--families: unknown {', '.join(unknown)} (known: {', '.join(SMALLEST)})")
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -588,6 +638,12 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         record = run_cheap(args, dataset, record, results)
         record = run_segmenter(args, dataset, record, results)
+        for family in extra:  # each built, timed and freed in turn, as the default captioner
+            sub = results.setdefault("families", {})[family] = {"checkpoint": SMALLEST[family]}
+            (Path(tmp) / family).mkdir()
+            run_captioner(args, Path(tmp) / family, sub, family)
+            print(f"{family}: describe {sub['describe']['seconds']:.0f} s, reliance {sub['reliance']['seconds']:.0f} s",
+                  flush=True)
     results["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     report(results)
     if args.json:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-FACTOR = 28  # Qwen2-VL / Qwen2.5-VL: 14-px patches merged 2x2, one merged vision token per 28x28 px
+FACTOR = 28  # Qwen2-VL / Qwen2.5-VL: 14-px patches merged 2x2, one merged vision token per 28x28 px (the default; a
+# family may have another: precompute.families, Family.factor)
 MIN_PIXELS, MAX_PIXELS = 256 * FACTOR * FACTOR, 1280 * FACTOR * FACTOR  # TAMArt's processor bounds
 FETCH_PIXELS = (4 * FACTOR * FACTOR, 16384 * FACTOR * FACTOR)  # qwen-vl-utils' first resize
 

@@ -40,17 +40,12 @@ class Generation:
     logp: Any  # torch float64 (len(answer),): log P(answer[t] | prompt, image, answer[:t]) from the raw logits
 
 
-def final_norm(model):
-    """The language model's final norm (its output is what the LM head reads)."""
-    return model.model.language_model.norm
-
-
 class StepRecorder:
     """Forward hooks that keep the final-norm states, the logits' log-sum-exp and the chosen
     token's logit of every generation step (see the module docstring). Use as a context manager."""
 
-    def __init__(self, model):
-        self.model = model
+    def __init__(self, model, norm, head):
+        self.model, self.norm, self.head = model, norm, head  # norm, head: the family's (precompute.families)
         self.states: list = []  # per call: (B, s, D)
         self.lse: list = []  # per step: (B,) float64
         self.picked: list = []  # per step: (B,) float64, the logit of the token chosen at that step
@@ -58,8 +53,8 @@ class StepRecorder:
 
     def __enter__(self):
         model = self.model
-        self.handles = [final_norm(model).register_forward_hook(self._on_norm),
-                        model.get_output_embeddings().register_forward_hook(self._on_head),
+        self.handles = [self.norm.register_forward_hook(self._on_norm),
+                        self.head.register_forward_hook(self._on_head),
                         model.get_input_embeddings().register_forward_pre_hook(self._on_input)]
         return self
 
@@ -96,7 +91,8 @@ def generate_greedy(captioner, inputs, max_new_tokens: int, **generate_kwargs) -
     if mask is None:
         mask = torch.ones_like(ids)
     n_prompt = ids.shape[1]
-    with torch.inference_mode(), StepRecorder(model) as rec:
+    family = captioner.family
+    with torch.inference_mode(), StepRecorder(model, family.final_norm(model), family.lm_head(model)) as rec:
         out = model.generate(**inputs, max_new_tokens=max_new_tokens + 1, do_sample=False, **generate_kwargs)
     states = torch.cat(rec.states, dim=1)  # (B, P_max + steps, D); steps = generated - 1
     lse = torch.stack(rec.lse, dim=1)  # (B, steps + 1)

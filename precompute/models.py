@@ -1,48 +1,35 @@
 """Loading models by hub id or local folder: offline first, one clear error when weights are missing.
 
-Shared by every stage: `resolve_device`, `resolve_dtype`, `offline_mode`, `load_pretrained`
-(which turns the many ways a missing model fails into one `ModelNotAvailable` message), and
-the captioner loader for Qwen2-VL and Qwen2.5-VL, which refuses, before reading the weights, a
-checkpoint whose tokenizer lacks the special tokens tamscope reads or disagrees with its config.
+Shared by every stage: `resolve_device`, `resolve_dtype`, `load_pretrained` (which asks
+precompute.hub whether the hub may be reached, and turns the many ways a missing model fails into
+one `ModelNotAvailable` message), and
+the captioner loader, which picks the family adapter (precompute.families) from the checkpoint's
+config and refuses, before reading the weights, a checkpoint whose tokenizer lacks the special
+tokens tamscope reads or disagrees with its config.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from precompute.families import Family, family_for, supported
+from precompute.hub import HubAccess, cache_only, hub_access
+from precompute.placement import execution_device
 from precompute.progress import on_terminal
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16", "float64": "float64", "fp64": "float64"}
 
-CAPTIONER_CLASSES = {  # config.model_type -> transformers class name
-    "qwen2_vl": "Qwen2VLForConditionalGeneration",
-    "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
-}
-# The tokens tamscope finds its way by in a captioner's prompt: the chat turns (the prompt text
-# ends at <|im_end|>), the image run's borders and its placeholder, expanded by the processor.
-CAPTIONER_TOKENS = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>")
-# The model finds the image by these config ids (M-RoPE, the vision embedding's scatter).
-CAPTIONER_CONFIG_IDS = {"image_token_id": "<|image_pad|>", "vision_start_token_id": "<|vision_start|>",
-                        "vision_end_token_id": "<|vision_end|>"}
 
 
 class ModelNotAvailable(RuntimeError):
     """The weights of a model are not on this machine (or the id/folder is wrong)."""
-
-
-def offline_mode() -> bool:
-    """Offline unless TAMSCOPE_ONLINE=1: a pipeline run never reaches a hub by surprise."""
-    online = os.environ.get("TAMSCOPE_ONLINE") == "1"
-    if not online:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-    return not online
 
 
 def resolve_device(name: str = "auto"):
@@ -72,18 +59,31 @@ def looks_like_path(model_id: str) -> bool:
     return model_id.startswith((".", "/", "~")) or Path(model_id).expanduser().exists()
 
 
-def missing_message(model_id: str, role: str) -> str:
+def missing_message(model_id: str, role: str, access: HubAccess | None = None) -> str:
     if looks_like_path(model_id):
         return (f"{role} model folder {model_id!r} does not exist or holds no weights; "
                 f"pass a folder made by save_pretrained or `huggingface-cli download` (config.json + *.safetensors)")
-    return (f"{role} model {model_id!r} is not on this machine (offline mode). Download it where there is "
+    if access is not None and access.online:
+        return (f"{role} model {model_id!r} is not on this machine and {access.endpoint} does not have it "
+                f"(a wrong id or --revision, or a gated model: `huggingface-cli login`).")
+    why = "offline mode"
+    if access is not None:
+        why += f": {access.endpoint} cannot be reached" if access.reason == "unreachable" else f": {access.reason}"
+    return (f"{role} model {model_id!r} is not on this machine ({why}). Download it where there is "
             f"internet (`huggingface-cli download {model_id} --local-dir models/{model_id.split('/')[-1]}`) and "
-            f"pass that folder, or set HF_HOME to a cache that holds it, or set TAMSCOPE_ONLINE=1 to download.")
+            f"pass that folder, or set HF_HOME to a cache that holds it, or run with internet (without --offline) "
+            f"to download it.")
 
 
-def load_pretrained(loader, model_id: str, role: str, **kwargs):
-    """`loader(model_id, **kwargs)` (a from_pretrained), with missing weights as ModelNotAvailable."""
-    offline_mode()
+def load_pretrained(loader, model_id: str, role: str, offline: bool = False, **kwargs):
+    """`loader(model_id, **kwargs)` (a from_pretrained), with missing weights as ModelNotAvailable.
+
+    A hub id downloads when the hub answers (precompute.hub), else comes from the cache only
+    (`local_files_only`: nothing touches the network); a local folder never needs the network."""
+    access = None if looks_like_path(model_id) else hub_access(offline)
+    local = access is None or not access.online
+    if local:
+        kwargs["local_files_only"] = True
     if not on_terminal():  # transformers' bars are carriage-return redraws: noise in a job log
         from transformers.utils import logging as hf_logging
 
@@ -93,13 +93,14 @@ def load_pretrained(loader, model_id: str, role: str, **kwargs):
             path / "preprocessor_config.json").is_file() and not (path / "tokenizer_config.json").is_file():
         raise ModelNotAvailable(missing_message(model_id, role))
     try:
-        return loader(str(path) if looks_like_path(model_id) else model_id, **kwargs)
+        with cache_only() if local else nullcontext():
+            return loader(str(path) if looks_like_path(model_id) else model_id, **kwargs)
     except (OSError, ValueError) as exc:  # HF raises OSError/EnvironmentError subclasses for missing files
         text = str(exc)
         if any(hint in text for hint in ("offline", "does not appear to have", "not a local folder",
                                          "Can't load", "couldn't connect", "not found", "is not a valid",
                                          "No such file", "LocalEntryNotFound", "outgoing traffic")):
-            raise ModelNotAvailable(missing_message(model_id, role)) from None
+            raise ModelNotAvailable(missing_message(model_id, role, access)) from None
         raise
 
 
@@ -149,12 +150,19 @@ def model_revision(model, model_id: str, revision: str | None) -> str:
 
 @dataclass
 class Captioner:
-    model: Any  # Qwen2VLForConditionalGeneration or Qwen2_5_VLForConditionalGeneration
+    model: Any  # the family's transformers class, e.g. Qwen2VLForConditionalGeneration
     processor: Any
     model_id: str
     revision: str
     device: Any
     dtype: Any
+    family: Family | None = None  # None: the one of model.config.model_type
+
+    def __post_init__(self):
+        if self.family is None:
+            self.family = family_for(self.model.config.model_type)
+            if self.family is None:
+                raise ModelNotAvailable(unsupported_message(self.model_id, self.model.config.model_type))
 
     @property
     def image_token_id(self) -> int:
@@ -167,18 +175,30 @@ class Captioner:
 
 def load_with_processor(processor_loader, model_loader, model_id: str, role: str, device: str = "auto",
                         dtype: str = "auto", revision: str | None = None,
-                        problems: Callable[[Any], list[str]] | None = None) -> tuple[Any, Any]:
+                        problems: Callable[[Any], list[str]] | None = None, offline: bool = False,
+                        device_map=None, offload_folder: str | None = None) -> tuple[Any, Any]:
     """(processor or tokenizer, model in eval mode on its device): how every stage loads a model.
 
     problems(processor): what makes the checkpoint unusable, checked before the weights are read;
-    any at all raise one ModelNotAvailable that lists them."""
+    any at all raise one ModelNotAvailable that lists them. device_map: accelerate's placement
+    (a strategy such as "auto" or {module: device}); layers that go to "disk" are written to
+    `offload_folder` (a temporary folder by default); --device then only chooses the dtype."""
     dev = resolve_device(device)
     kw = {"revision": revision} if revision else {}
-    processor = load_pretrained(processor_loader, model_id, role, **kw)
+    processor = load_pretrained(processor_loader, model_id, role, offline, **kw)
     found = problems(processor) if problems else []
     if found:
         raise ModelNotAvailable(f"{role} {model_id!r} cannot be used: " + "; ".join(found))
-    model = load_pretrained(model_loader, model_id, role, dtype=resolve_dtype(dtype, dev), **kw)
+    if device_map is not None:
+        import tempfile
+
+        kw["device_map"] = device_map
+        kw["offload_folder"] = offload_folder or tempfile.mkdtemp(prefix="tamscope-offload-")
+    model = load_pretrained(model_loader, model_id, role, offline, dtype=resolve_dtype(dtype, dev), **kw)
+    if device_map is not None:  # placed by accelerate: nothing is moved here
+        placed = sorted({str(d) for d in getattr(model, "hf_device_map", {}).values()})
+        tqdm.write(f"{role}: {model_id} spread over {', '.join(placed)} ({resource_note(model.dtype, dev)})")
+        return processor, model.eval()
     tqdm.write(f"{role}: {model_id} on {dev} ({resource_note(model.dtype, dev)})")
     return processor, model.to(dev).eval()
 
@@ -195,24 +215,9 @@ def resource_note(dtype, device) -> str:
     return note
 
 
-def captioner_problems(config, processor) -> list[str]:
-    """What in a captioner's processor and config keeps describe from reading its prompts."""
-    tok = getattr(processor, "tokenizer", None)
-    if tok is None:
-        return ["its processor has no tokenizer"]
-    vocab = tok.get_vocab()  # added tokens included
-    lacking = [t for t in CAPTIONER_TOKENS if t not in vocab]
-    found = [f"its tokenizer lacks {', '.join(lacking)}"] if lacking else []
-    split = [t for t in CAPTIONER_TOKENS if t in vocab and tok.encode(t, add_special_tokens=False) != [vocab[t]]]
-    if split:
-        found.append(f"its tokenizer splits {', '.join(split)} (not added tokens)")
-    for key, token in CAPTIONER_CONFIG_IDS.items():
-        if token in vocab and getattr(config, key, None) != vocab[token]:
-            found.append(f"config.json's {key} is {getattr(config, key, None)} but the tokenizer's {token} "
-                         f"is {vocab[token]}")
-    if not getattr(processor, "chat_template", None):
-        found.append("it has no chat template")
-    return found
+def unsupported_message(model_id: str, model_type: str | None) -> str:
+    return (f"captioner {model_id!r} is a {model_type!r} model; tamscope's captioner families are "
+            f"{supported()} (docs/models.md)")
 
 
 def text_llm_problems(tokenizer) -> list[str]:
@@ -220,17 +225,20 @@ def text_llm_problems(tokenizer) -> list[str]:
     return [] if getattr(tokenizer, "chat_template", None) else ["it has no chat template (not a chat model?)"]
 
 
-def load_captioner(model_id: str, device: str = "auto", dtype: str = "auto", revision: str | None = None) -> Captioner:
-    import transformers
+def load_captioner(model_id: str, device: str = "auto", dtype: str = "auto", revision: str | None = None,
+                   offline: bool = False, device_map=None, offload_folder: str | None = None) -> Captioner:
     from transformers import AutoConfig, AutoProcessor
 
-    config = load_pretrained(AutoConfig.from_pretrained, model_id, "captioner",
+    config = load_pretrained(AutoConfig.from_pretrained, model_id, "captioner", offline,
                              **({"revision": revision} if revision else {}))
-    class_name = CAPTIONER_CLASSES.get(config.model_type)
-    if class_name is None:
-        raise ModelNotAvailable(f"captioner {model_id!r} is a {config.model_type!r} model; "
-                                f"tamscope needs Qwen2-VL or Qwen2.5-VL ({', '.join(CAPTIONER_CLASSES)})")
-    processor, model = load_with_processor(AutoProcessor.from_pretrained, getattr(transformers, class_name).from_pretrained,
+    family = family_for(config.model_type)
+    if family is None:
+        raise ModelNotAvailable(unsupported_message(model_id, config.model_type))
+    processor, model = load_with_processor(AutoProcessor.from_pretrained, family.model_class().from_pretrained,
                                            model_id, "captioner", device, dtype, revision,
-                                           problems=lambda proc: captioner_problems(config, proc))
-    return Captioner(model, processor, model_id, model_revision(model, model_id, revision), model.device, model.dtype)
+                                           problems=lambda proc: family.problems(config, proc), offline=offline,
+                                           device_map=device_map, offload_folder=offload_folder)
+    # inputs go where the embedding is (with a device map, the model's first device may be another)
+    device = execution_device(model.get_input_embeddings()) if device_map is not None else model.device
+    return Captioner(model, processor, model_id, model_revision(model, model_id, revision), device, model.dtype,
+                     family)

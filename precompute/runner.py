@@ -95,11 +95,27 @@ class StageSummary:
 
 
 def add_model_options(parser) -> None:
-    """--revision, --device, --dtype: how every model-running stage loads its model."""
+    """--revision, --device, --dtype, --offline, --device-map: how every model-running stage loads
+    its model (`load_options` turns the last two into the loaders' keyword arguments)."""
     parser.add_argument("--revision", default=None, help="model revision (hub commit, branch or tag)")
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps")
     parser.add_argument("--dtype", default="auto", help="auto (bfloat16 on a GPU, float32 on the CPU), float32, "
                                                         "bfloat16, float16, float64")
+    parser.add_argument("--offline", action="store_true",
+                        help="models from this machine only (folder or hub cache), never the network; without it "
+                             "a hub id downloads when the hub answers within seconds (docs/precompute.md)")
+    parser.add_argument("--device-map", default=None,
+                        help="spread a large model with accelerate: auto (the GPUs there are, then CPU memory, then "
+                             "disk), balanced, sequential, or a JSON object {module: device}; --device is then "
+                             "ignored (docs/models.md)")
+
+
+def load_options(args) -> dict:
+    """The loaders' keyword arguments from add_model_options: offline, device_map."""
+    from precompute.placement import parse_device_map
+
+    return {"offline": getattr(args, "offline", False),
+            "device_map": parse_device_map(getattr(args, "device_map", None))}
 
 
 def add_batch_option(parser) -> None:

@@ -168,8 +168,10 @@ def compute_tam(
     # float32 (bf16/fp16 models are read out in float32); float64 stays float64, which makes the
     # embedded smoke dataset identical on every CPU (docs/tam.md)
     work = torch.float64 if hidden.dtype == torch.float64 else torch.float32
-    rows = lm_head_weight.index_select(0, classes.to(lm_head_weight.device)).to(work)  # (C, D)
-    bias = lm_head_bias.index_select(0, classes.to(lm_head_bias.device)).to(work) if lm_head_bias is not None else 0
+    # the head may sit on another device than the states (--device-map): its rows go to the states
+    rows = lm_head_weight.index_select(0, classes.to(lm_head_weight.device)).to(hidden.device, work)  # (C, D)
+    bias = (lm_head_bias.index_select(0, classes.to(lm_head_bias.device)).to(hidden.device, work)
+            if lm_head_bias is not None else 0)
     h_img = hidden.index_select(0, image_pos.to(hidden.device)).to(work)  # (N, D)
     h_rel = hidden.index_select(0, rel_pos.to(hidden.device)).to(work)  # (K, D)
     img_logits = (h_img @ rows.T + bias).clamp_min(0).cpu()  # (N, C)

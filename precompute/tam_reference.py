@@ -61,14 +61,15 @@ def first_prompt_class(hidden_row: torch.Tensor, weight: torch.Tensor, bias: tor
     """argmax over the vocabulary of the LM head at one position (D,), in the model's dtype as
     their logits are: the class of their first prompt item (the guess of the word after it)."""
     with torch.no_grad():
-        logits = torch.nn.functional.linear(hidden_row.to(weight.dtype), weight, bias)  # (V,)
+        logits = torch.nn.functional.linear(hidden_row.to(weight.device, weight.dtype), weight, bias)  # (V,)
     return int(logits.argmax())
 
 
 def lm_head_scores(hidden: torch.Tensor, rows: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """(M, D) states, (C, D) head rows -> (M, C) float32 logits clipped at 0, computed in the
     states' dtype as the model's LM head computes them, then float32 (their `.float()`)."""
-    logits = torch.nn.functional.linear(hidden, rows.to(hidden.dtype), None if bias is None else bias.to(hidden.dtype))
+    logits = torch.nn.functional.linear(hidden, rows.to(hidden.device, hidden.dtype),
+                                        None if bias is None else bias.to(hidden.device, hidden.dtype))
     return logits.float().clamp_min(0).cpu()
 
 

@@ -13,8 +13,9 @@ NO_LLM = "lexicon"  # the model name that means "no LLM": the built-in baselines
 
 class TextLLM:
     def __init__(self, model_id: str, device: str, dtype: str, revision: str | None, max_new_tokens: int,
-                 stage: str):
+                 stage: str, offline: bool = False, device_map=None):
         self.model_id, self.revision, self.max_new_tokens = model_id, revision, max_new_tokens
+        self.offline, self.device_map = offline, device_map
         self._lazy = Lazy(lambda: self._load(device, dtype), stage)
 
     def _load(self, device_name: str, dtype_name: str):
@@ -22,7 +23,7 @@ class TextLLM:
 
         return load_with_processor(AutoTokenizer.from_pretrained, AutoModelForCausalLM.from_pretrained,
                                    self.model_id, "text LLM", device_name, dtype_name, self.revision,
-                                   problems=text_llm_problems)
+                                   problems=text_llm_problems, offline=self.offline, device_map=self.device_map)
 
     def use_loaded(self, tokenizer, model) -> None:
         """Answer with this tokenizer and model instead of loading `model_id` (a benchmark's)."""

@@ -38,3 +38,23 @@ def test_the_benchmark_patches_no_module():
     source = (REPO / "bench" / "cpu.py").read_text()
     assert not re.search(r"^\s*[\w.]*(tam_module|describe|reliance|spans|metadata|sam)\.\w+\s*=[^=]", source, re.M)
     assert "_lazy" not in source and "compute_tam" not in source.split('"""', 2)[2]
+
+
+def test_tiny_run_times_the_other_captioner_families(tmp_path):
+    """--families: describe and reliance on each other family's architecture (tiny configs here,
+    a small painting and short captions: the code path, not the numbers)."""
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "-m", "bench.cpu", "--tiny", "--families", "all", "--new-tokens", "48",
+                           "--span-tokens", "16", "--width", "448", "--height", "336", "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads(out.read_text())
+    for family in ("qwen2_5_vl", "qwen3_vl"):
+        assert re.search(rf"^{family}\s+Qwen/\S+: .*describe\s+\d+\.\d.*reliance\s+\d+\.\d", done.stdout, re.M), family
+        timed = results["families"][family]
+        assert timed["describe"]["vision_passes"] == 1 and timed["reliance"]["logp_image_from"] == "describe"
+        gh, gw = timed["describe"]["grid"]
+        assert timed["describe"]["image_tokens"] == gh * gw and abs(gw / gh - 448 / 336) < 0.2
+    # Qwen3-VL's cells are 32 px, Qwen2.5-VL's 28: the same painting gives it fewer cells
+    assert results["families"]["qwen3_vl"]["describe"]["image_tokens"] < \
+        results["families"]["qwen2_5_vl"]["describe"]["image_tokens"]

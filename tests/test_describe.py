@@ -218,6 +218,7 @@ def test_bad_inputs_recorded_and_stage_goes_on(paintings, tiny_qwen2vl_dir, tmp_
 def test_missing_weights_clear_error(paintings, tmp_path, model, monkeypatch, capsys):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
     monkeypatch.delenv("TAMSCOPE_ONLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # hermetic: the hub's answer is tests/test_hub.py's matter
     out = tmp_path / "ds"
     assert describe.run(args_for(paintings, out, model)) == 1
     failures = Dataset(out).manifest().failures

@@ -1,10 +1,9 @@
-"""Model loading: device and dtype choice, offline-first, Qwen2.5-VL as well as Qwen2-VL."""
+"""Model loading: device and dtype choice (hub access: tests/test_hub.py), Qwen2.5-VL as well as Qwen2-VL."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from PIL import Image
 
 from contract.store import Dataset
 from contract.validate import validate_dataset
-from precompute.models import ModelNotAvailable, load_captioner, offline_mode, resolve_device, resolve_dtype
+from precompute.models import ModelNotAvailable, load_captioner, resolve_device, resolve_dtype
 from precompute.stages import describe
 
 torch.set_num_threads(1)
@@ -32,21 +31,16 @@ def test_device_and_dtype_defaults():
     assert resolve_device("auto").type in ("cpu", "cuda", "mps")
 
 
-def test_offline_unless_asked(monkeypatch):
-    monkeypatch.delenv("TAMSCOPE_ONLINE", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    assert offline_mode() is True and os.environ["HF_HUB_OFFLINE"] == "1"
-    monkeypatch.setenv("TAMSCOPE_ONLINE", "1")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    assert offline_mode() is False and "HF_HUB_OFFLINE" not in os.environ
-
-
 def test_a_text_only_model_is_refused_by_name(tmp_path):
     from precompute.tiny.textlm import build_tiny_text_lm
 
     folder = build_tiny_text_lm(tmp_path / "text-lm")
-    with pytest.raises(ModelNotAvailable, match="qwen3.*needs Qwen2-VL or Qwen2.5-VL"):
+    with pytest.raises(ModelNotAvailable) as failure:
         load_captioner(str(folder), device="cpu")
+    message = str(failure.value)
+    assert "is a 'qwen3' model; tamscope's captioner families are " in message
+    for listed in ("Qwen2-VL (qwen2_vl)", "Qwen2.5-VL (qwen2_5_vl)", "Qwen3-VL (qwen3_vl)"):
+        assert listed in message
 
 
 def test_qwen2_5_vl_describes_end_to_end(tmp_path):

@@ -202,12 +202,9 @@ def _single(values: np.ndarray, tokens: list[int]) -> MethodMap:
 
 def prompt_layout(session: Session) -> tuple[list[int], list[int]]:
     """(image positions, prompt-text positions), as describe finds them."""
-    from precompute.stages.describe import layout
-
-    tok = session.captioner.processor.tokenizer
-    special = {"image": session.captioner.image_token_id, "vision_end": tok.convert_tokens_to_ids("<|vision_end|>"),
-               "im_end": tok.convert_tokens_to_ids("<|im_end|>")}
-    return layout(session.forced["input_ids"][0, :session.n_prompt].tolist(), special)
+    captioner = session.captioner
+    return captioner.family.layout(session.forced["input_ids"][0, :session.n_prompt].tolist(),
+                                   captioner.processor.tokenizer)
 
 
 def last_layer_attention(session: Session) -> torch.Tensor:

@@ -59,12 +59,13 @@ from precompute.captioner_inputs import (
     MAX_PIXELS,
     MIN_PIXELS,
     batch_inputs,
-    model_image,
 )
+from precompute.families.base import LayoutError
 from precompute.generation import Generation, generate_greedy
 from precompute.lock import update_manifest, writer
 from precompute.models import Lazy, load_captioner
 from precompute.paintings import fit, jpeg_bytes, load_painting
+from precompute.placement import weights_of
 from precompute.progress import progress
 from precompute.runner import (
     Output,
@@ -77,6 +78,7 @@ from precompute.runner import (
     check_batch_size,
     in_shard,
     is_done,
+    load_options,
     parse_shard,
 )
 
@@ -92,7 +94,8 @@ LOGP_KEY = "logp_image"  # tam_raw.safetensors: (T,) float64 log P(token | image
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, help="folder of paintings (+ optional annotations.json/csv)")
     parser.add_argument("dataset", type=Path, help="dataset folder to write into (created or resumed)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="Qwen2-VL / Qwen2.5-VL hub id or local folder")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="captioner hub id or local folder: Qwen2-VL, Qwen2.5-VL, Qwen3-VL (docs/models.md)")
     add_model_options(parser)
     parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="the captioning prompt (the paper's)")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="caption length limit in tokens")
@@ -142,16 +145,6 @@ def build_tokens(tokenizer, ids: list[int]) -> tuple[str, list[Token]]:
     return "".join(texts), tokens
 
 
-def layout(input_ids: list[int], ids: dict[str, int]) -> tuple[list[int], list[int]]:
-    """(image-token positions, prompt-text positions) in the prompt's token ids."""
-    image_pos = [i for i, t in enumerate(input_ids) if t == ids["image"]]
-    if not image_pos:
-        raise PaintingError("the prompt holds no image tokens (is this a vision-language model?)")
-    after = input_ids.index(ids["vision_end"], image_pos[-1])
-    end = input_ids.index(ids["im_end"], after)
-    return image_pos, list(range(after + 1, end))
-
-
 def retokenised(tok, ids: list[int]) -> list[str]:
     """The token strings the authors' repeat rule compares: the ids decoded (special tokens kept)
     and tokenised again, which can split differently from the ids themselves."""
@@ -159,7 +152,8 @@ def retokenised(tok, ids: list[int]) -> list[str]:
 
 
 def reference_inputs(tok, hidden, head, prompt_ids: list[int], answer_ids: list[int], first_pos: int | None):
-    """(ReferenceInputs for the engine, provenance facts): the re-tokenised prompt and answer (all
+    """head: the LM head (its .weight and .bias are read).
+    (ReferenceInputs for the engine, provenance facts): the re-tokenised prompt and answer (all
     generated ids, end token included, as their code decodes them) and the argmax class at the
     first prompt position."""
     from precompute.tam_reference import ReferenceInputs, first_prompt_class
@@ -186,10 +180,10 @@ def caption_of(captioner, generation: Generation, grid_thw, variant: str, clock:
 
     from precompute.tam import compute_tam
 
-    tok, model = captioner.processor.tokenizer, captioner.model
+    tok, model, family = captioner.processor.tokenizer, captioner.model, captioner.family
     prompt_ids, answer = generation.prompt_ids, generation.answer  # answer: the end token included
     n_prompt = len(prompt_ids)
-    stops = {tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
+    stops = family.stop_ids(tok)
     stops |= set(np.atleast_1d(model.generation_config.eos_token_id or []).tolist())
     end = next((i for i, t in enumerate(answer) if t in stops), len(answer))
     generated = answer[:end]
@@ -199,20 +193,20 @@ def caption_of(captioner, generation: Generation, grid_thw, variant: str, clock:
     hidden = generation.hidden[:n_prompt + len(generated)]  # (S, D), S = P + T: prompt + caption
     assert hidden.shape[0] == n_prompt + len(generated), "generation kept too few states"
     full = torch.tensor(prompt_ids + generated)  # (S,)
-    special = {"image": captioner.image_token_id, "vision_end": tok.convert_tokens_to_ids("<|vision_end|>"),
-               "im_end": tok.convert_tokens_to_ids("<|im_end|>")}
-    image_pos, prompt_pos = layout(prompt_ids, special)
-    _, h, w = grid_thw.tolist()
-    grid = (h // captioner.merge_size, w // captioner.merge_size)
-    head = model.get_output_embeddings()
-    reference, tam_facts = None, {}
-    if variant == "reference":
-        reference, tam_facts = reference_inputs(tok, hidden, head, [prompt_ids[i] for i in prompt_pos], answer,
-                                                prompt_pos[0] if prompt_pos else None)
-    with clock("tam"):
-        tam = compute_tam(hidden, head.weight, full, torch.tensor(image_pos), grid, torch.tensor(prompt_pos),
-                          torch.arange(n_prompt, n_prompt + len(generated)), lm_head_bias=head.bias,
-                          reference=reference)
+    try:
+        image_pos, prompt_pos = family.layout(prompt_ids, tok)
+    except LayoutError as exc:
+        raise PaintingError(str(exc)) from None
+    grid = family.grid({"image_grid_thw": grid_thw}, captioner.processor)
+    with weights_of(family.lm_head(model)) as head:  # .weight (V, D), .bias, wherever --device-map put them
+        reference, tam_facts = None, {}
+        if variant == "reference":
+            reference, tam_facts = reference_inputs(tok, hidden, head, [prompt_ids[i] for i in prompt_pos], answer,
+                                                    prompt_pos[0] if prompt_pos else None)
+        with clock("tam"):
+            tam = compute_tam(hidden, head.weight, full, torch.tensor(image_pos), grid, torch.tensor(prompt_pos),
+                              torch.arange(n_prompt, n_prompt + len(generated)), lm_head_bias=head.bias,
+                              reference=reference)
     with clock("tokens"):
         caption, tokens = build_tokens(tok, generated)
     raw = {"raw": tam.raw, "lo": tam.lo, "hi": tam.hi, "maps": tam.maps, "text_relevance": tam.text_relevance,
@@ -250,20 +244,28 @@ def describe_batch(paintings: list[PaintingInput], args, captioner: Lazy,
     Output or its error, in order. A painting whose image cannot be read, whose generation
     fails or whose caption is empty fails alone; the others are finished."""
     outcomes: list = [None] * len(paintings)
-    prepared = []  # (index, painting, loaded image, canvas)
+    loaded_ok = []  # (index, painting, loaded image)
     for i, painting in enumerate(paintings):
         try:
-            loaded = load_painting(painting.path)
-            prepared.append((i, painting, loaded, model_image(loaded.image, args.min_pixels, args.max_pixels)))
+            loaded_ok.append((i, painting, load_painting(painting.path)))
         except Exception as exc:  # noqa: BLE001 (recorded as this painting's failure)
             outcomes[i] = exc
-    if not prepared:
+    if not loaded_ok:
         return outcomes
     try:
         model = captioner.get()
     except Exception as exc:  # noqa: BLE001 (a missing model: every painting of the batch records it)
-        for i, *_ in prepared:
+        for i, *_ in loaded_ok:
             outcomes[i] = exc
+        return outcomes
+    prepared = []  # (index, painting, loaded image, canvas): the canvas sized for the captioner's family
+    for i, painting, loaded in loaded_ok:
+        try:
+            prepared.append((i, painting, loaded, model.family.model_image(loaded.image, args.min_pixels,
+                                                                           args.max_pixels)))
+        except Exception as exc:  # noqa: BLE001
+            outcomes[i] = exc
+    if not prepared:
         return outcomes
     rows = generate_rows(model, [canvas for *_, canvas in prepared], args, clock, streamer)
     for (i, painting, loaded, canvas), row in zip(prepared, rows, strict=True):
@@ -344,7 +346,7 @@ def describe_all(args: argparse.Namespace, shard, inputs: InputFolder) -> int:
     dataset = Dataset(args.dataset)
     paintings = [p for p in inputs.paintings if in_shard(p.id, shard)]
     settings = settings_of(args)
-    captioner = Lazy(lambda: load_captioner(args.model, args.device, args.dtype, args.revision), STAGE)
+    captioner = Lazy(lambda: load_captioner(args.model, args.device, args.dtype, args.revision, **load_options(args)), STAGE)
     summary = StageSummary(STAGE)
     relabelled = []
     pending: list[PaintingInput] = []

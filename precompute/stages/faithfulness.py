@@ -31,6 +31,7 @@ from precompute.runner import (
     PaintingError,
     add_model_options,
     add_run_options,
+    load_options,
     parse_shard,
     run_stage,
 )
@@ -156,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     methods = parse_methods(args.methods)
     dataset = Dataset(args.dataset)
     model_id = captioner_id(args, dataset)
-    captioner = Lazy(lambda: load_captioner(model_id, args.device, args.dtype, args.revision), STAGE)
+    captioner = Lazy(lambda: load_captioner(model_id, args.device, args.dtype, args.revision, **load_options(args)), STAGE)
     settings = {"model": model_id, "revision": args.revision, "methods": methods, "steps": args.steps,
                 "igos": {"iterations": args.igos_iterations, "ig_steps": args.igos_ig_steps}, "max_spans": args.max_spans,
                 "dtype": args.dtype}

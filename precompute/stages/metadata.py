@@ -32,7 +32,14 @@ from contract.textmatch import artist_matches, find_phrase, title_matches
 from precompute.claims import claims_from_spans
 from precompute.llmjson import MalformedAnswer, extract_json
 from precompute.lock import update_manifest, writer
-from precompute.runner import PaintingError, add_model_options, add_run_options, parse_shard, run_stage
+from precompute.runner import (
+    PaintingError,
+    add_model_options,
+    add_run_options,
+    load_options,
+    parse_shard,
+    run_stage,
+)
 from precompute.textllm import DEFAULT_MODEL, NO_LLM, TextLLM
 
 STAGE = "metadata"
@@ -153,7 +160,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     dataset = Dataset(args.dataset)
     judge = None if args.model in NO_JUDGE else TextLLM(args.model, args.device, args.dtype, args.revision,
-                                                        args.max_new_tokens, stage=STAGE)
+                                                        args.max_new_tokens, stage=STAGE, **load_options(args))
     settings = {"model": args.model, "revision": args.revision, "max_new_tokens": args.max_new_tokens,
                 "prompt": JUDGE_PROMPT if judge else None}
     shard = parse_shard(args.shard)

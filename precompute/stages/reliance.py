@@ -52,6 +52,7 @@ from precompute.runner import (
     add_model_options,
     add_run_options,
     check_batch_size,
+    load_options,
     parse_shard,
     run_stage,
 )
@@ -93,14 +94,13 @@ def batch_logprobs(captioner, jobs: list[tuple[Image.Image, str, list[int]]]) ->
     # left padding puts every row's answer at the end: row b's T_b tokens are the last T_b
     # positions, predicted by the logits of the T_b positions before them; keep the last T_max + 1
     keep = max(len(j[2]) for j in jobs) + 1
-    device = forced["input_ids"].device
     out = []
     with torch.inference_mode():
         logits = captioner.model(**forced, logits_to_keep=keep).logits  # (B, T_max + 1, V), the model's dtype
         for b, (_, _, generated) in enumerate(jobs):
             n = len(generated)
             rows = logits[b, keep - 1 - n:keep - 1]  # (T_b, V)
-            ids = torch.tensor(generated, device=device)
+            ids = torch.tensor(generated, device=rows.device)  # the head's device (--device-map)
             picked = rows.gather(1, ids[:, None])[:, 0].double()  # (T_b,)
             lse = torch.cat([chunk.double().logsumexp(-1) for chunk in rows.split(LOGSUMEXP_ROWS)])  # (T_b,)
             out.append((picked - lse).cpu().numpy())
@@ -272,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
     check_batch_size(args.batch_size)
     dataset = Dataset(args.dataset)
     model_id = captioner_id(args, dataset)
-    captioner = Lazy(lambda: load_captioner(model_id, args.device, args.dtype, args.revision), STAGE)
+    captioner = Lazy(lambda: load_captioner(model_id, args.device, args.dtype, args.revision, **load_options(args)), STAGE)
     settings = {"model": model_id, "revision": args.revision, "threshold": args.threshold, "blur": args.blur,
                 "dtype": args.dtype, "first_token_visual": False}
     shard = parse_shard(args.shard)

@@ -24,7 +24,7 @@ from contract.schema import SEGMENTABLE, ModelRef, PaintingRecord, SamResult
 from contract.store import Dataset, encode_png, read_png_u8
 from precompute.lock import update_manifest, writer
 from precompute.models import Lazy, load_with_processor, model_revision
-from precompute.runner import Output, add_model_options, add_run_options, parse_shard, run_stage
+from precompute.runner import Output, add_model_options, add_run_options, load_options, parse_shard, run_stage
 
 STAGE = "sam"
 DEFAULT_MODEL = "facebook/sam3"
@@ -40,7 +40,7 @@ class Segmenter:
 
         a = self.args
         return load_with_processor(Sam3Processor.from_pretrained, Sam3Model.from_pretrained, a.model, "segmenter",
-                                   a.device, a.dtype, a.revision)
+                                   a.device, a.dtype, a.revision, **load_options(a))
 
     def use_loaded(self, processor, model) -> None:
         """Segment with this processor and model instead of loading `--model` (a benchmark's)."""

@@ -28,7 +28,14 @@ from contract.schema import ModelRef, PaintingRecord, Span
 from contract.stats import span_matching
 from contract.store import Dataset
 from precompute.lock import update_manifest, writer
-from precompute.runner import PaintingError, add_model_options, add_run_options, parse_shard, run_stage
+from precompute.runner import (
+    PaintingError,
+    add_model_options,
+    add_run_options,
+    load_options,
+    parse_shard,
+    run_stage,
+)
 from precompute.spanalign import MalformedAnswer, align_spans, parse_span_answer
 from precompute.textllm import DEFAULT_MODEL, NO_LLM, TextLLM
 
@@ -144,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = Dataset(args.dataset)
     lexicon = args.model == LEXICON_ID
     llm = None if lexicon else TextLLM(args.model, args.device, args.dtype, args.revision, args.max_new_tokens,
-                                       stage=STAGE)
+                                       stage=STAGE, **load_options(args))
     settings = {"model": args.model, "revision": args.revision, "retries": args.retries,
                 "max_new_tokens": args.max_new_tokens, "prompt": None if lexicon else INSTRUCTIONS}
     totals: dict = {}

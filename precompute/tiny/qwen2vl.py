@@ -44,8 +44,9 @@ READABLE = re.compile(r" [^\W\d_]+|[.,;]")
 def tiny_qwen2vl_config(tok, family: str = "qwen2_vl"):
     """The tiny config, its special-token ids read from `tok`.
 
-    family: "qwen2_vl" (Qwen2-VL) or "qwen2_5_vl" (Qwen2.5-VL: windowed vision attention, an
-    RMS-norm merger; the same token layout and merged grid)."""
+    family: "qwen2_vl" (Qwen2-VL), "qwen2_5_vl" (Qwen2.5-VL: windowed vision attention, an
+    RMS-norm merger; the same token layout and merged grid) or "qwen3_vl" (Qwen3-VL: 16-px
+    patches, learned position embeddings of the vision encoder, DeepStack, interleaved M-RoPE)."""
     import transformers
 
     ids = {name: tok.convert_tokens_to_ids(name) for name in (
@@ -66,6 +67,15 @@ def tiny_qwen2vl_config(tok, family: str = "qwen2_vl"):
         vision_config = dict(depth=2, hidden_size=64, out_hidden_size=HIDDEN, intermediate_size=128, num_heads=4,
                              patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
                              window_size=56, fullatt_block_indexes=[1])
+    elif family == "qwen3_vl":
+        config_cls = transformers.Qwen3VLConfig
+        text_config["head_dim"] = 16
+        text_config["rope_parameters"] = {"rope_type": "default", "rope_theta": 5e6, "mrope_section": [2, 3, 3],
+                                          "mrope_interleaved": True}
+        # num_position_embeddings: a square (8x8) table, interpolated to every grid
+        vision_config = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, patch_size=16,
+                             spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=HIDDEN,
+                             num_position_embeddings=64, deepstack_visual_indexes=[1])
     else:
         raise ValueError(f"unknown family {family!r}")
     return config_cls(
@@ -95,7 +105,8 @@ def build_tiny_qwen2vl(out_dir: Path, seed: int = 0, family: str = "qwen2_vl") -
     tok = qwen2vl_tokenizer()
     cfg = tiny_qwen2vl_config(tok, family)
     model_cls = {"qwen2_vl": transformers.Qwen2VLForConditionalGeneration,
-                 "qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration}[family]
+                 "qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration,
+                 "qwen3_vl": transformers.Qwen3VLForConditionalGeneration}[family]
     torch.manual_seed(seed)
     model = model_cls(cfg).eval()
     with torch.no_grad():
@@ -109,7 +120,7 @@ def build_tiny_qwen2vl(out_dir: Path, seed: int = 0, family: str = "qwen2_vl") -
     model.generation_config.pad_token_id = cfg.text_config.pad_token_id
     model.generation_config.eos_token_id = cfg.text_config.eos_token_id
     model.generation_config.do_sample = False
-    proc = qwen2vl_processor(tok)
+    proc = qwen3vl_processor(tok) if family == "qwen3_vl" else qwen2vl_processor(tok)
     model.save_pretrained(out_dir)
     proc.save_pretrained(out_dir)
     return out_dir
@@ -121,3 +132,16 @@ def qwen2vl_processor(tok):
 
     return Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=tok,
                             video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE)
+
+
+def qwen3vl_processor(tok):
+    """Qwen3-VL's processor as its checkpoints configure it: Qwen2-VL's image processor with
+    16-px patches merged 2x2 and mean = std = 0.5, Qwen3-VL's chat template."""
+    from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+    from precompute.tiny.qwen2_tokenizer import QWEN3_VL_CHAT_TEMPLATE
+
+    image = Qwen2VLImageProcessor(patch_size=16, merge_size=2, temporal_patch_size=2, image_mean=[0.5] * 3,
+                                  image_std=[0.5] * 3)
+    return Qwen3VLProcessor(image_processor=image, tokenizer=tok, video_processor=Qwen3VLVideoProcessor(),
+                            chat_template=QWEN3_VL_CHAT_TEMPLATE)

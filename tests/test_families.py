@@ -1,0 +1,148 @@
+"""Captioner families (precompute.families) end to end on tiny random-weight models with Qwen's
+real BPE (precompute/tiny): every stage of `tamscope precompute`, the grid against the
+processor's own image-token count, one map per token, offsets that rebuild the caption, and the
+reference TAM variant against the plain loop of the authors' rules (testkit/tam_loop.py).
+
+Qwen2-VL runs through every other test; here the families added beside it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from contract.store import Dataset, read_png_u8
+from contract.validate import validate_dataset
+from precompute import pipeline
+from precompute.families import FAMILIES, family_for
+from precompute.smoke import write_smoke_paintings
+
+torch.set_num_threads(1)
+FAMILY_MODELS = ["qwen2_5_vl", "qwen3_vl"]  # the tiny builder's families besides Qwen2-VL
+MAX_NEW = 12
+
+
+@pytest.fixture(scope="module", params=FAMILY_MODELS)
+def family_model(request, tmp_path_factory) -> tuple[str, Path]:
+    from precompute.tiny.qwen2vl import build_tiny_qwen2vl
+
+    return request.param, build_tiny_qwen2vl(tmp_path_factory.mktemp(f"tiny-{request.param}"), family=request.param)
+
+
+@pytest.fixture(scope="module")
+def paintings(tmp_path_factory) -> Path:
+    folder = write_smoke_paintings(tmp_path_factory.mktemp("paintings"))
+    for extra in sorted(folder.iterdir())[2:]:  # two paintings are enough here (CI time)
+        if extra.suffix != ".json":
+            extra.unlink()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def precomputed(family_model, paintings, tiny_sam3_dir, tmp_path_factory) -> tuple[str, Path, Path]:
+    family, model_dir = family_model
+    out = tmp_path_factory.mktemp(f"ds-{family}") / "ds"
+    parser = argparse.ArgumentParser()
+    pipeline.configure(parser)
+    args = parser.parse_args([str(paintings), str(out), "--captioner", str(model_dir), "--text-llm", "lexicon",
+                              "--segmenter", str(tiny_sam3_dir), "--max-new-tokens", str(MAX_NEW),
+                              "--sam-threshold", "0.2", "--device", "cpu", "--dtype", "float32", "--offline"])
+    assert pipeline.run(args) == 0
+    return family, model_dir, out
+
+
+def test_every_stage_runs_and_the_dataset_is_valid(precomputed):
+    family, _, out = precomputed
+    assert validate_dataset(out) == []
+    ds = Dataset(out)
+    assert ds.manifest().failures == []
+    for rec in ds.records():
+        assert {"describe", "reliance", "spans", "spanmaps", "sam", "metadata"} <= set(rec.stages)
+        assert rec.failures == []
+        assert "".join(t.text for t in rec.tokens) == rec.caption  # offsets rebuild the caption
+        assert all(rec.caption[t.start:t.end] == t.text for t in rec.tokens)
+        assert 1 <= len(rec.tokens) <= MAX_NEW and all(t.reliance is not None for t in rec.tokens)
+
+
+def test_grid_is_the_processors_and_one_map_per_token(precomputed):
+    """The processor, run here on the stored canvas, expands the image placeholder to as many
+    tokens as the stored grid has cells, and its image_grid_thw merged 2x2 is that grid."""
+    from PIL import Image
+    from safetensors.numpy import load_file
+    from transformers import AutoProcessor
+
+    family, model_dir, out = precomputed
+    processor = AutoProcessor.from_pretrained(model_dir)
+    tok = processor.tokenizer
+    patch = {"qwen2_5_vl": 14, "qwen3_vl": 16}[family]
+    ds = Dataset(out)
+    for rec in ds.records():
+        with Image.open(ds.painting_dir(rec.id) / rec.canvas.path) as im:
+            canvas = im.convert("RGB")
+        # the canvas is what the model saw: sides are multiples of 2 patches, no further resize
+        assert canvas.width % (2 * patch) == 0 and canvas.height % (2 * patch) == 0
+        text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"},
+                                                                          {"type": "text", "text": rec.prompt}]}],
+                                             add_generation_prompt=True, tokenize=False)
+        inputs = processor(images=[canvas], text=[text], return_tensors="pt")
+        n_image = int((inputs["input_ids"] == tok.convert_tokens_to_ids("<|image_pad|>")).sum())
+        _, h, w = inputs["image_grid_thw"][0].tolist()
+        assert (h * patch, w * patch) == (canvas.height, canvas.width)
+        assert (rec.grid.h, rec.grid.w) == (h // 2, w // 2) and rec.grid.h * rec.grid.w == n_image
+        raw = load_file(str(ds.painting_dir(rec.id) / "tam_raw.safetensors"))
+        assert raw["maps"].shape == (len(rec.tokens), rec.grid.h, rec.grid.w)
+        for token in rec.tokens:
+            assert read_png_u8(ds.painting_dir(rec.id) / token.map.png).shape == (rec.grid.h, rec.grid.w)
+
+
+def test_reference_maps_are_the_loop_reference_on_the_familys_template(precomputed, paintings):
+    """The stored 8-bit maps equal the plain loop of the authors' rules (testkit/tam_loop.py), fed
+    with states recomputed here by a teacher-forced pass and the index rules applied to this
+    family's template: image tokens = the <|image_pad|> run, prompt text = between <|vision_end|>
+    and <|im_end|>, re-tokenised strings of the prompt text and of the answer."""
+    from precompute.captioner_inputs import MAX_PIXELS, MIN_PIXELS, prompt_inputs, teacher_forced_inputs
+    from precompute.models import load_captioner
+    from precompute.paintings import load_painting
+    from testkit.tam_loop import reference_loop
+
+    family, model_dir, out = precomputed
+    ds = Dataset(out)
+    rec = next(iter(ds.records()))
+    assert rec.provenance["tam"]["variant"] == "reference"
+    cap = load_captioner(str(model_dir), device="cpu", dtype="float32")
+    assert cap.family is FAMILIES[family]
+    # the canvas as describe made it in memory (canvas.jpg is a lossy copy)
+    canvas = cap.family.model_image(load_painting(paintings / rec.source_file).image, MIN_PIXELS, MAX_PIXELS)
+    ids = [t.id for t in rec.tokens]
+    inputs = prompt_inputs(cap, canvas, rec.prompt)
+    n_prompt = inputs["input_ids"].shape[1]
+    forced = teacher_forced_inputs(inputs, ids)
+    with torch.no_grad():
+        hidden = cap.model.model(**forced).last_hidden_state[0]  # (S, D) after the final norm
+    full = forced["input_ids"][0]
+    tok, head = cap.processor.tokenizer, cap.model.get_output_embeddings().weight.detach()
+    image_pos = (full == tok.convert_tokens_to_ids("<|image_pad|>")).nonzero()[:, 0]
+    vision_end = int((full == tok.convert_tokens_to_ids("<|vision_end|>")).nonzero()[0, 0])
+    im_end = next(i for i in range(vision_end, n_prompt) if full[i] == tok.convert_tokens_to_ids("<|im_end|>"))
+    prompt_pos = list(range(vision_end + 1, im_end))
+    gen_pos = list(range(n_prompt, n_prompt + len(ids)))
+
+    def decode(x):
+        return tok.decode(x, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    prompt_strings = tok.tokenize(decode(full[prompt_pos].tolist()))
+    stop = [tok.convert_tokens_to_ids("<|im_end|>")] if len(ids) < MAX_NEW else []  # stopped on its end token
+    strings = prompt_strings + tok.tokenize(decode(ids + stop))
+    want = reference_loop(hidden, head, full, image_pos, (rec.grid.h, rec.grid.w), prompt_pos, gen_pos, strings,
+                          len(prompt_strings))
+    assert rec.provenance["tam"]["first_prompt_class"]["id"] == want[0]["cls"]
+    for token, ref in zip(rec.tokens, want, strict=True):
+        np.testing.assert_array_equal(read_png_u8(ds.painting_dir(rec.id) / token.map.png), ref["u8"])
+
+
+def test_the_family_comes_from_the_config():
+    assert family_for("qwen2_vl").label == "Qwen2-VL" and family_for("qwen3_vl").factor == 32
+    assert family_for("llama") is None and family_for(None) is None

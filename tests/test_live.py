@@ -403,7 +403,8 @@ def test_a_question_streams_tokens_and_becomes_a_valid_painting(live_server):
     # torch lives in the worker process only, which runs niced: the server's requests come first
     workers = [w for w in children(server.pid) if "libtorch" in mapped_libraries(w)]
     assert len(workers) == 1 and "libtorch" not in mapped_libraries(server.pid)
-    assert os.getpriority(os.PRIO_PROCESS, workers[0]) == os.getpriority(os.PRIO_PROCESS, server.pid) + 10
+    # 10 steps below the server, as far as the kernel allows (19 is the lowest priority)
+    assert os.getpriority(os.PRIO_PROCESS, workers[0]) == min(os.getpriority(os.PRIO_PROCESS, server.pid) + 10, 19)
 
 
 def test_asking_about_a_served_painting_copies_its_annotations(live_server):

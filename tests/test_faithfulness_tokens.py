@@ -47,15 +47,21 @@ def test_token_curves_by_hand(tmp_path):
                 Token(index=1, text=" b", start=1, end=3, map=MapRef(png="tokens/1.png", lo=0, hi=1)),
                 Token(index=2, text=" c", start=3, end=5)])
     scorers = {0: counting(top), 1: counting(rows(8, 10))}
-    asked = []
+    asked, batches = [], []
 
-    def scorer(tokens):
+    def scorer_each(tokens):  # images -> (B, K): each token's own count
         asked.append(list(tokens))
-        return scorers[tokens[0]]
 
-    painting = SimpleNamespace(session=SimpleNamespace(scorer=scorer), baseline=BASELINE)
+        def score(images):
+            batches.append(len(images))
+            return np.stack([scorers[t](images) for t in tokens], axis=1)
+
+        return score
+
+    painting = SimpleNamespace(session=SimpleNamespace(scorer_each=scorer_each), baseline=BASELINE)
     per_token(record, tmp_path, painting, IMAGE, argparse.Namespace(steps=10, batch_size=4))
-    assert asked == [[0], [1]]  # each token scored alone; the token without a map not at all
+    assert asked == [[0, 1]]  # one scorer for every token with a map; the token without one not scored
+    assert sum(batches) == 2 + 2 * 2 * 9 and max(batches) <= 4  # the image and baseline once for both
     first, second, third = (t.faithfulness for t in record.tokens)
     assert (first.deletion_area, first.insertion_area) == (pytest.approx(0.1), pytest.approx(0.9))
     assert first.deletion == pytest.approx([1, 0.5] + [0] * 9) and first.insertion == pytest.approx([0, 0.5] + [1] * 9)
@@ -72,7 +78,7 @@ def test_a_token_map_of_the_wrong_size_fails_the_painting(tmp_path):
     write_png(tmp_path / "tokens/0.png", np.zeros((3, 3), np.uint8))
     record = PaintingRecord(id="p", caption="a", grid=Grid(h=H, w=W),
                             tokens=[Token(index=0, text="a", start=0, end=1, map=MapRef(png="tokens/0.png", lo=0, hi=1))])
-    painting = SimpleNamespace(session=SimpleNamespace(scorer=lambda t: counting(rows(0, 2))), baseline=BASELINE)
+    painting = SimpleNamespace(session=SimpleNamespace(scorer_each=lambda t: None), baseline=BASELINE)
     with pytest.raises(PaintingError, match="token 0's map"):
         per_token(record, tmp_path, painting, IMAGE, argparse.Namespace(steps=10, batch_size=4))
 

@@ -29,7 +29,6 @@ from contract.schema import MapRef, MethodResult, PaintingRecord, SpanFaithfulne
 from contract.store import Dataset, encode_png, read_png_u8
 from precompute.lock import writer
 from precompute.models import Lazy, load_captioner
-from precompute.progress import progress
 from precompute.runner import (
     Output,
     PaintingError,
@@ -131,21 +130,27 @@ def process(dataset: Dataset, captioner: Lazy, model_id: str, args: argparse.Nam
 
 def per_token(record: PaintingRecord, folder: Path, painting, image, args: argparse.Namespace) -> None:
     """Every token's deletion and insertion curves: the canvas's pixels ranked by the token's own
-    map (its 8-bit PNG, what the explorer shows), the score its log-likelihood. A token without
-    a map gets none."""
+    map (its 8-bit PNG, what the explorer shows), the score its log-likelihood. One scorer gives
+    every token's log P per image (curves.faithfulness_curves, per_map), so the canvas and the
+    baseline are scored once and the perturbed images of all tokens share the batches. A token
+    without a map gets none."""
     from precompute.faithfulness.curves import faithfulness_curves
 
     variant = (record.provenance.get("tam") or {}).get("variant")
     method = f"tam-{variant}" if variant else "tam"
     grid = (record.grid.h, record.grid.w)
-    for token in progress(record.tokens, desc=f"{STAGE} {record.id} tokens", unit="token", leave=False):
-        if token.map is None:
-            continue
+    mapped = [t for t in record.tokens if t.map is not None]
+    if not mapped:
+        return
+    maps = []
+    for token in mapped:
         u8 = read_png_u8(folder / token.map.png)
         if u8.shape != grid:
             raise PaintingError(f"token {token.index}'s map is {u8.shape}, the grid {grid}")
-        c, = faithfulness_curves(painting.session.scorer([token.index]), image, painting.baseline, [u8 / 255.0],
-                                 steps=args.steps, batch_size=args.batch_size)
+        maps.append(u8 / 255.0)
+    curves = faithfulness_curves(painting.session.scorer_each([t.index for t in mapped]), image, painting.baseline,
+                                 maps, steps=args.steps, batch_size=args.batch_size, per_map=True)
+    for token, c in zip(mapped, curves, strict=True):
         defined = c.deletion_area is not None
         token.faithfulness = TokenFaithfulness(
             method=method, score_original=_round(c.original), score_baseline=_round(c.baseline), steps=args.steps,

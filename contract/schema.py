@@ -141,18 +141,19 @@ class SamResult(Strict):
     iou: float | None = Field(default=None, ge=0, le=1)  # Otsu mask vs SAM mask
 
 
-class Token(Strict):
-    index: int = Field(ge=0)
-    id: int | None = None  # tokenizer id (None for imported data)
-    text: str
-    start: int = Field(ge=0)  # character offsets into the caption, end exclusive
-    end: int = Field(ge=0)
-    map: MapRef | None = None
-    reliance: float | None = None  # log P(tok | image) - log P(tok | blurred image)
-    visual: bool | None = None  # reliance above the dataset's threshold
-
-
 METHOD_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"  # a map method's name (faithfulness stage): also a folder and URL part
+
+
+def _curves_agree(curves):
+    """Deletion and insertion (and their areas) are set together, of one length, or all null."""
+    if (curves.deletion is None) != (curves.insertion is None):
+        raise ValueError("deletion and insertion are both set or both null")
+    if curves.deletion is not None and len(curves.deletion) != len(curves.insertion or []):
+        raise ValueError("deletion and insertion have different lengths")
+    if (curves.deletion is None) != (curves.deletion_area is None) or (curves.deletion is None) != (
+            curves.insertion_area is None):
+        raise ValueError("areas are set exactly when the curves are")
+    return curves
 
 
 class MethodResult(Strict):
@@ -170,15 +171,42 @@ class MethodResult(Strict):
     insertion_area: float | None = None
 
     @model_validator(mode="after")
-    def _curves_agree(self) -> MethodResult:
-        if (self.deletion is None) != (self.insertion is None):
-            raise ValueError("deletion and insertion are both set or both null")
-        if self.deletion is not None and len(self.deletion) != len(self.insertion or []):
-            raise ValueError("deletion and insertion have different lengths")
-        if (self.deletion is None) != (self.deletion_area is None) or (self.deletion is None) != (
-                self.insertion_area is None):
-            raise ValueError("areas are set exactly when the curves are")
-        return self
+    def _curves(self) -> MethodResult:
+        return _curves_agree(self)
+
+
+class TokenFaithfulness(Strict):
+    """Deletion and insertion of one caption token (`tamscope faithfulness --per-token`): the
+    canvas's pixels ranked by the token's own map (Token.map, made by `method`: the dataset's TAM
+    variant), the score the token's log-likelihood under teacher forcing; the curves as in
+    MethodResult."""
+
+    method: Annotated[str, StringConstraints(pattern=METHOD_PATTERN)]  # whose map: "tam-reference", ...
+    score_original: float  # log-likelihood of the token with the canvas
+    score_baseline: float  # with the blurred canvas
+    steps: int = Field(ge=1)
+    deletion: list[float] | None = None
+    insertion: list[float] | None = None
+    deletion_area: float | None = None
+    insertion_area: float | None = None
+
+    @model_validator(mode="after")
+    def _curves(self) -> TokenFaithfulness:
+        if self.deletion is not None and len(self.deletion) != self.steps + 1:
+            raise ValueError(f"{len(self.deletion)} curve points for {self.steps} steps")
+        return _curves_agree(self)
+
+
+class Token(Strict):
+    index: int = Field(ge=0)
+    id: int | None = None  # tokenizer id (None for imported data)
+    text: str
+    start: int = Field(ge=0)  # character offsets into the caption, end exclusive
+    end: int = Field(ge=0)
+    map: MapRef | None = None
+    reliance: float | None = None  # log P(tok | image) - log P(tok | blurred image)
+    visual: bool | None = None  # reliance above the dataset's threshold
+    faithfulness: TokenFaithfulness | None = None  # the faithfulness stage with --per-token (optional)
 
 
 class SpanFaithfulness(Strict):

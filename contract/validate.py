@@ -117,6 +117,8 @@ def check_record(folder: Path, record: PaintingRecord, where: str) -> list[Viola
     for token in record.tokens:
         if caption[token.start:token.end] != token.text:
             out.append(Violation(f"{where}:tokens.{token.index}", "text differs from the caption at its offsets"))
+        if token.faithfulness is not None and token.map is None:  # the curves rank by the token's map
+            out.append(Violation(f"{where}:tokens.{token.index}.faithfulness", "curves of a token without a map"))
     for span in record.spans:
         if span.located and caption[span.start:span.end] != span.text:
             out.append(Violation(f"{where}:spans.{span.index}", "text differs from the caption at its offsets"))

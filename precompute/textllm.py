@@ -39,12 +39,25 @@ class TextLLM:
 
     def generate(self, messages: list[dict]) -> str:
         """The model's answer to a chat (list of {role, content}), special tokens removed."""
+        return self.generate_batch([messages])[0]
+
+    def generate_batch(self, chats: list[list[dict]]) -> list[str]:
+        """Each chat's answer, the chats run through the model at once (a GPU's throughput grows
+        with the batch). Rows are left-padded with an attention mask, so every row's answer
+        starts at the same column and generate's position ids (from the mask) are the row's own:
+        each answer is the one the chat gets alone (tests/test_text_batches.py)."""
         import torch
 
         tokenizer, model = self._lazy.get()
-        enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
-                                            return_tensors="pt").to(model.device)
+        rows = [tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_dict=True)["input_ids"]
+                for chat in chats]
+        rows = [list(r[0]) if r and isinstance(r[0], list) else list(r) for r in rows]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=model.device)  # (B, L)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=model.device)
         with torch.inference_mode():
-            out = model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
-        return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=self.max_new_tokens,
+                                 do_sample=False, pad_token_id=pad)  # (B, L + new)
+        # rows that ended early are filled with the pad token: a special token, dropped here
+        return [tokenizer.decode(row[width:], skip_special_tokens=True) for row in out]

@@ -1,6 +1,7 @@
 """Faithfulness data added by hand to a fixture dataset (testkit.fixture_dataset), for the server,
 site and browser tests: every span gets a `logit` map hot on its left half and an `igos` map hot
-on its right half, with curves whose areas are known (docs/faithfulness.md)."""
+on its right half, with curves whose areas are known (docs/faithfulness.md); the first
+TOKENS_WITH_CURVES tokens of every painting get per-token curves (`--per-token`)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ import argparse
 import numpy as np
 
 from contract.commit import commit_painting
-from contract.schema import MapRef, MethodResult, SpanFaithfulness
+from contract.schema import MapRef, MethodResult, SpanFaithfulness, TokenFaithfulness
 from contract.store import Dataset, encode_png
 
 # method -> (deletion curve, insertion curve), 3 steps: trapezoid areas by hand
 # logit: (1 + 0.4) / 2 / 3 + (0.4 + 0.1) / 2 / 3 + (0.1 + 0) / 2 / 3 = 1 / 3; insertion 0.7
 # igos: deletion 0.6, insertion 0.3667
 CURVES = {"logit": ([1, 0.4, 0.1, 0], [0, 0.7, 0.9, 1]), "igos": ([1, 0.8, 0.5, 0], [0, 0.2, 0.4, 1])}
+# a token's curves, 3 steps: deletion (1.2 + 0.3 + 0.1) / 6 = 0.2667, insertion (0.5 + 1.3 + 1.8) / 6 = 0.6
+TOKEN_CURVES = ([1, 0.2, 0.1, 0], [0, 0.5, 0.8, 1])
+TOKENS_WITH_CURVES = 3
 
 
 def with_faithfulness(root):
@@ -38,6 +42,11 @@ def with_faithfulness(root):
                                                insertion=i, deletion_area=round(area(d), 4),
                                                insertion_area=round(area(i), 4))
             span.faithfulness = SpanFaithfulness(score_original=-2, score_baseline=-6, steps=3, methods=methods)
+        for token in record.tokens[:TOKENS_WITH_CURVES]:
+            d, i = TOKEN_CURVES
+            token.faithfulness = TokenFaithfulness(method="tam-reference", score_original=-0.5, score_baseline=-3,
+                                                   steps=3, deletion=d, insertion=i, deletion_area=0.2667,
+                                                   insertion_area=0.6)
         commit_painting(ds, record, files)
     from contract import stats
 

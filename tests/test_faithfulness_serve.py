@@ -55,3 +55,17 @@ def test_the_static_site_ships_the_method_maps(dataset, tmp_path):
             for method in CURVES:
                 png = span["faithfulness"]["methods"][method]["map"]["png"]
                 assert (out / f"data/faith/paintings/{pid}/{png}").is_file()
+
+
+def test_token_curves_are_served_with_the_painting(dataset):
+    """Per-token curves (`faithfulness --per-token`) travel in the painting's record."""
+    client = TestClient(create_app([dataset]))
+    pid = Dataset(dataset).painting_ids()[0]
+    served = client.get(f"/api/datasets/faith/paintings/{pid}")
+    assert served.status_code == 200
+    tokens = served.json()["tokens"]
+    with_curves = [t for t in tokens if "faithfulness" in t]
+    assert [t["index"] for t in with_curves] == [0, 1, 2]
+    f = with_curves[0]["faithfulness"]
+    assert f["method"] == "tam-reference" and f["steps"] == 3
+    assert f["deletion"] == [1, 0.2, 0.1, 0] and f["insertion_area"] == 0.6

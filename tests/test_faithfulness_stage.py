@@ -143,3 +143,52 @@ def test_validate_sees_a_wrong_map_size_and_curve_length(spanned, tmp_path):
     write_png(ds.painting_dir(pid) / result.map.png, np.zeros((3, 3), np.uint8))
     found = [str(v) for v in validate_dataset(root)]
     assert any("faithfulness.logit" in v for v in found)
+
+
+def test_per_token_curves_for_every_token_and_resume(spanned, tmp_path, capsys):
+    """--per-token: every token with a map gets its curves, ranked by its own map; its score with
+    the canvas is its log P, as the reliance stage's own teacher-forced pass computes it."""
+    from PIL import Image
+
+    from precompute.models import load_captioner
+
+    root = tmp_path / "ds"
+    shutil.copytree(spanned, root)
+    quick = [*FAST[:-2], "--methods", "logit", "--steps", "2", "--dtype", "float64"]
+    assert faithfulness.run(stage_args(faithfulness, [root, *quick, "--per-token"])) == 0
+    ds = Dataset(root)
+    assert ds.manifest().settings["faithfulness"]["per_token"] is True
+    captioner = load_captioner(ds.manifest().models["captioner"].id, device="cpu", dtype="float64")
+    for record in ds.records():
+        with Image.open(ds.painting_dir(record.id) / record.canvas.path) as im:
+            logp = reliance.answer_logprobs(captioner, im.convert("RGB"), record.prompt, [t.id for t in record.tokens])
+        assert len(record.tokens) > 3
+        for token in record.tokens:
+            f = token.faithfulness
+            assert f is not None and f.method == "tam-reference" and f.steps == 2
+            assert f.score_original == pytest.approx(float(logp[token.index]), abs=1e-3)
+            assert f.score_baseline <= 0
+            if f.deletion is not None:
+                assert f.deletion[0] == 1 and f.deletion[-1] == 0 and f.insertion[0] == 0 and f.insertion[-1] == 1
+                assert f.deletion_area == pytest.approx((f.deletion[0] + 2 * f.deletion[1] + f.deletion[2]) / 4,
+                                                        abs=1e-3)
+        assert record.spans[0].faithfulness is not None  # the span curves are written as before
+    assert validate_dataset(root) == []
+    capsys.readouterr()
+
+    # resume: the same settings skip; a painting whose commit never happened (killed) is redone alone
+    done = ds.record(ds.painting_ids()[0])
+    before = [t.faithfulness for t in done.tokens]
+    done.stages.pop("faithfulness")
+    for token in done.tokens:
+        token.faithfulness = None
+    commit_painting(ds, done)
+    assert faithfulness.run(stage_args(faithfulness, [root, *quick, "--per-token"])) == 0
+    assert "faithfulness: 1 done, 1 already done, 0 failed" in capsys.readouterr().out
+    assert [t.faithfulness for t in ds.record(done.id).tokens] == before  # the same curves again
+
+    # without --per-token the per-token curves go (other settings: every painting redone)
+    assert faithfulness.run(stage_args(faithfulness, [root, *quick])) == 0
+    assert "faithfulness: 2 done" in capsys.readouterr().out
+    assert all(t.faithfulness is None for r in ds.records() for t in r.tokens)
+    assert "per_token" not in ds.manifest().settings["faithfulness"]

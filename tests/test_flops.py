@@ -50,3 +50,15 @@ def test_text_llm_prefill(tiny_text_lm_dir):
     model = AutoModelForCausalLM.from_pretrained(str(tiny_text_lm_dir), dtype=torch.float32).eval()
     ids = torch.arange(100, 160)[None]
     assert counted(lambda: model(input_ids=ids, logits_to_keep=1)) == Decoder.of(model.config).forward_flops(60)
+
+
+def test_text_llm_decoding_step(tiny_text_lm_dir):
+    """One decoding step of the span classifier / judge after 40 cached tokens (the table's
+    "steps x GFLOP" of spans and metadata), the LM head on that one position."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_text_lm_dir), dtype=torch.float32).eval()
+    with torch.inference_mode():
+        cache = model(input_ids=torch.arange(100, 140)[None], use_cache=True).past_key_values
+    step = counted(lambda: model(input_ids=torch.tensor([[7]]), past_key_values=cache, use_cache=True))
+    assert step == Decoder.of(model.config).forward_flops(1, past=40)

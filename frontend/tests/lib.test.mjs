@@ -248,7 +248,7 @@ test("matchNote: approximate matches say their similarity and the phrase as name
   }
 });
 
-import { curvePath, curveRange, methodsOf, resultOf } from "../js/lib/faithfulness.js";
+import { curvePath, curveRange, methodsOf, resultOf, tokenSubject } from "../js/lib/faithfulness.js";
 
 test("faithfulness curves: path points by hand, clamping, range, methods of a span", () => {
   // 3 points over width 100, height 50: x = 0, 50, 100; y = (1 - v) * 50
@@ -271,4 +271,15 @@ test("url state keeps a map method and refuses hostile ones", () => {
   assert.equal(parseState("?method=../x").method, null);
   assert.equal(parseState("?method=IGOS").method, null);
   assert.equal(serializeState({ ...DEFAULTS, method: "logit" }), "?method=logit");
+});
+
+test("a token's own curves in a span's shape, none without them", () => {
+  const curves = { method: "tam-reference", steps: 3, score_original: -0.5, score_baseline: -3,
+    deletion: [1, 0.2, 0.1, 0], insertion: [0, 0.5, 0.8, 1], deletion_area: 0.2667, insertion_area: 0.6 };
+  const subject = tokenSubject({ index: 4, faithfulness: curves });
+  assert.deepEqual(methodsOf(subject), ["tam-reference"]);
+  assert.equal(resultOf(subject, "tam-reference"), curves);
+  assert.equal(subject.faithfulness.steps, 3);
+  assert.equal(tokenSubject({ index: 4 }), null);
+  assert.equal(tokenSubject(null), null);
 });

@@ -122,6 +122,19 @@ class Session:
 
         return score
 
+    def scorer_each(self, tokens: Sequence[int]):
+        """A numpy scorer with one score per token: images -> (B, K) log P of each token
+        (curves.faithfulness_curves with per_map: token k's map is ranked, its own log P scored)."""
+        tokens = list(tokens)
+
+        def score(images: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+                return self.token_logprobs(x.to(torch.float64 if self.dtype == torch.float64 else torch.float32),
+                                           tokens).double().cpu().numpy()
+
+        return score
+
     def torch_scorer(self, tokens: Sequence[int]):
         """A differentiable scorer for iGOS++: (B, H, W, 3) tensor -> (B,) sum of the tokens' log P."""
         tokens = list(tokens)

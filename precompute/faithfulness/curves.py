@@ -102,30 +102,37 @@ def perturbed(source: np.ndarray, target: np.ndarray, order: np.ndarray, count: 
     return out.reshape(h, w, c)
 
 
-def _batched(items: Iterator[np.ndarray], score: Scorer, batch_size: int) -> np.ndarray:
-    scores: list[float] = []
+def _batched(items: Iterator[np.ndarray], score: Scorer, batch_size: int, width: int | None = None) -> np.ndarray:
+    """(N,) scores of the images, or (N, width) with a scorer that gives one score per map."""
+    scores: list = []
     batch: list[np.ndarray] = []
     for item in items:
         batch.append(item)
         if len(batch) == batch_size:
-            scores += _score(score, batch)
+            scores += _score(score, batch, width)
             batch = []
     if batch:
-        scores += _score(score, batch)
+        scores += _score(score, batch, width)
     return np.asarray(scores, dtype=np.float64)
 
 
-def _score(score: Scorer, batch: list[np.ndarray]) -> list[float]:
-    out = np.asarray(score(np.stack(batch)), dtype=np.float64).reshape(-1)
-    if out.shape != (len(batch),):
-        raise ValueError(f"the scorer returned {out.shape[0]} scores for {len(batch)} images")
+def _score(score: Scorer, batch: list[np.ndarray], width: int | None) -> list:
+    out = np.asarray(score(np.stack(batch)), dtype=np.float64)
+    want = (len(batch),) if width is None else (len(batch), width)
+    out = out.reshape(-1) if width is None else out
+    if out.shape != want:
+        raise ValueError(f"the scorer returned {out.shape} scores for {len(batch)} images, not {want}")
     return out.tolist()
 
 
 def faithfulness_curves(score: Scorer, image: np.ndarray, baseline: np.ndarray, maps: list[np.ndarray],
-                        steps: int = DEFAULT_STEPS, batch_size: int = 8) -> list[Curves]:
+                        steps: int = DEFAULT_STEPS, batch_size: int = 8, per_map: bool = False) -> list[Curves]:
     """Deletion and insertion curves of every map (each (gh, gw)) of one image (H, W, C) against
-    its baseline (H, W, C), with one scorer. Scored images: 2 + 2 (steps - 1) len(maps)."""
+    its baseline (H, W, C), with one scorer. Scored images: 2 + 2 (steps - 1) len(maps).
+
+    per_map: each map has a score of its own (a token's map, that token's log-likelihood): the
+    scorer returns (B, len(maps)), column m the score of map m, and map m's curves use column m
+    (one pass scores every map's subject, so the image and the baseline are scored once for all)."""
     image = np.asarray(image, dtype=np.float32)
     baseline = np.asarray(baseline, dtype=np.float32)
     if image.ndim != 3 or image.shape != baseline.shape:
@@ -135,7 +142,8 @@ def faithfulness_curves(score: Scorer, image: np.ndarray, baseline: np.ndarray, 
     h, w, _ = image.shape
     counts = step_counts(h * w, steps)
     orders = [pixel_order(m, (h, w)) for m in maps]
-    original, base = _batched(iter([image, baseline]), score, batch_size)
+    width = len(maps) if per_map else None
+    ends = _batched(iter([image, baseline]), score, batch_size, width)  # (2,) or (2, M)
 
     def inner_images() -> Iterator[np.ndarray]:  # per map: deletion steps 1..steps-1, then insertion's
         for order in orders:
@@ -144,11 +152,16 @@ def faithfulness_curves(score: Scorer, image: np.ndarray, baseline: np.ndarray, 
             for k in counts[1:-1]:
                 yield perturbed(baseline, image, order, int(k))
 
-    inner = _batched(inner_images(), score, batch_size).reshape(len(maps), 2, steps - 1)
+    inner = _batched(inner_images(), score, batch_size, width)
+    if per_map:  # (M * 2 * (steps - 1), M) -> map m's images scored by column m
+        inner = inner.reshape(len(maps), 2, steps - 1, len(maps))
+        inner = inner[np.arange(len(maps)), :, :, np.arange(len(maps))]
+    inner = inner.reshape(len(maps), 2, steps - 1)
     fractions = counts / (h * w)
-    gap = original - base
     out = []
     for m in range(len(maps)):
+        original, base = (ends[0, m], ends[1, m]) if per_map else (ends[0], ends[1])
+        gap = original - base
         raw_del = np.concatenate([[original], inner[m, 0], [base]])
         raw_ins = np.concatenate([[base], inner[m, 1], [original]])
         if abs(gap) < MIN_GAP:

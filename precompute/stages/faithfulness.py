@@ -9,7 +9,10 @@ described it:
    dataset's own TAM variant is read from tam_raw.safetensors, not recomputed), stored as
    methods/<method>/<span>.png with its float range;
 3. deletion and insertion curves of each map and their areas (precompute.faithfulness.curves),
-   the score being the span tokens' log-likelihood under teacher forcing.
+   the score being the span tokens' log-likelihood under teacher forcing;
+4. with `--per-token`, the same for every caption token: its own map (the TAM map describe
+   stored, tokens/<i>.png) ranks the pixels, its log-likelihood is the score (Token.faithfulness).
+   Settings without it keep the stamps of datasets done before the option existed.
 The painting's record and every map are committed as one step (contract.commit), so the stage
 resumes like every other: a painting done with the same settings is skipped, and a new caption,
 new spans or new reliance flags make it stale (precompute.runner.DOWNSTREAM).
@@ -22,8 +25,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from contract.schema import MapRef, MethodResult, PaintingRecord, SpanFaithfulness
-from contract.store import Dataset, encode_png
+from contract.schema import MapRef, MethodResult, PaintingRecord, SpanFaithfulness, TokenFaithfulness
+from contract.store import Dataset, encode_png, read_png_u8
 from precompute.lock import writer
 from precompute.models import Lazy, load_captioner
 from precompute.runner import (
@@ -117,9 +120,43 @@ def process(dataset: Dataset, captioner: Lazy, model_id: str, args: argparse.Nam
             span.faithfulness = SpanFaithfulness(score_original=_round(first.original),
                                                  score_baseline=_round(first.baseline), steps=args.steps,
                                                  methods=results)
+        for token in record.tokens:  # without --per-token, earlier per-token curves go
+            token.faithfulness = None
+        if args.per_token:
+            per_token(record, folder, painting, image, args)
         return Output(record, files)
 
     return apply
+
+
+def per_token(record: PaintingRecord, folder: Path, painting, image, args: argparse.Namespace) -> None:
+    """Every token's deletion and insertion curves: the canvas's pixels ranked by the token's own
+    map (its 8-bit PNG, what the explorer shows), the score its log-likelihood. One scorer gives
+    every token's log P per image (curves.faithfulness_curves, per_map), so the canvas and the
+    baseline are scored once and the perturbed images of all tokens share the batches. A token
+    without a map gets none."""
+    from precompute.faithfulness.curves import faithfulness_curves
+
+    variant = (record.provenance.get("tam") or {}).get("variant")
+    method = f"tam-{variant}" if variant else "tam"
+    grid = (record.grid.h, record.grid.w)
+    mapped = [t for t in record.tokens if t.map is not None]
+    if not mapped:
+        return
+    maps = []
+    for token in mapped:
+        u8 = read_png_u8(folder / token.map.png)
+        if u8.shape != grid:
+            raise PaintingError(f"token {token.index}'s map is {u8.shape}, the grid {grid}")
+        maps.append(u8 / 255.0)
+    curves = faithfulness_curves(painting.session.scorer_each([t.index for t in mapped]), image, painting.baseline,
+                                 maps, steps=args.steps, batch_size=args.batch_size, per_map=True)
+    for token, c in zip(mapped, curves, strict=True):
+        defined = c.deletion_area is not None
+        token.faithfulness = TokenFaithfulness(
+            method=method, score_original=_round(c.original), score_baseline=_round(c.baseline), steps=args.steps,
+            deletion=_rounded(c.deletion) if defined else None, insertion=_rounded(c.insertion) if defined else None,
+            deletion_area=_round(c.deletion_area), insertion_area=_round(c.insertion_area))
 
 
 def _round(value: float | None) -> float | None:
@@ -140,6 +177,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="perturbed images per forward pass")
     parser.add_argument("--max-spans", type=int, default=0,
                         help="only the first N spans with tokens of each painting (0: every span)")
+    parser.add_argument("--per-token", action="store_true",
+                        help="also every token's curves, ranked by its own map (T more maps' worth of passes)")
     parser.add_argument("--igos-iterations", type=int, default=10, help="iGOS++ optimisation steps")
     parser.add_argument("--igos-ig-steps", type=int, default=5, help="iGOS++ integrated-gradient points")
     add_model_options(parser)
@@ -160,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
     captioner = Lazy(lambda: load_captioner(model_id, args.device, args.dtype, args.revision, **load_options(args)), STAGE)
     settings = {"model": model_id, "revision": args.revision, "methods": methods, "steps": args.steps,
                 "igos": {"iterations": args.igos_iterations, "ig_steps": args.igos_ig_steps}, "max_spans": args.max_spans,
-                "dtype": args.dtype}
+                "dtype": args.dtype, **({"per_token": True} if args.per_token else {})}
     shard = parse_shard(args.shard)
     with writer(args.dataset, shard):
         summary = run_stage(STAGE, dataset, settings, process(dataset, captioner, model_id, args, methods),

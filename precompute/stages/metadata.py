@@ -18,6 +18,8 @@ Per painting with META spans:
    with the reason in `judge.error`, and the string match still counts. No retries: the string
    match is the fallback.
 Paintings without META spans get an empty verdict and cost no LLM call.
+`--batch-size N` asks the judge about N paintings at once (left-padded, each answer the one the
+painting gets alone).
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ from precompute.llmjson import MalformedAnswer, extract_json
 from precompute.lock import update_manifest, writer
 from precompute.runner import (
     PaintingError,
+    add_batch_option,
     add_model_options,
     add_run_options,
+    check_batch_size,
     load_options,
     parse_shard,
     run_stage,
@@ -100,15 +104,26 @@ def judge_messages(record: PaintingRecord, phrases: list[str]) -> list[dict]:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
 
 
+def judge_chat(record: PaintingRecord) -> list[dict] | None:
+    """The judge's chat for this painting, or None when it has no META span (no LLM call)."""
+    meta = [s.text for s in record.spans if s.category == Category.META]
+    return judge_messages(record, meta) if meta else None
+
+
 def grade(record: PaintingRecord, judge: TextLLM | None) -> tuple[MetadataVerdict, dict]:
     """(verdict, provenance) of one painting."""
+    chat = judge_chat(record) if judge is not None else None
+    return graded(record, judge.generate(chat) if chat is not None else None)
+
+
+def graded(record: PaintingRecord, raw: str | None) -> tuple[MetadataVerdict, dict]:
+    """(verdict, provenance) of one painting given the judge's raw answer (None: no judge asked)."""
     meta = [s for s in record.spans if s.category == Category.META]
     heuristic = claims_from_spans(record.caption or "", meta)
     claims = {"title": heuristic.title, "artist": heuristic.artist}
     claims_from = {"title": "heuristics", "artist": "heuristics"}
     judged: dict | None = None
-    if judge is not None and meta:
-        raw = judge.generate(judge_messages(record, [s.text for s in meta]))
+    if raw is not None:
         judged = {"title": None, "artist": None, "raw": raw}
         try:
             answer, discarded = parse_judge(raw, record.caption or "")
@@ -148,16 +163,38 @@ def process(judge: TextLLM | None):
     return apply
 
 
+def process_batch(judge: TextLLM):
+    """records -> each one's graded record or its error, the judge asked about every painting
+    with META spans at once (`--batch-size`); a painting's problem fails that painting only."""
+
+    def apply(records: list[PaintingRecord]) -> list[PaintingRecord | Exception]:
+        outcomes: list = [PaintingError("no caption to grade") for _ in records]
+        chats = {i: judge_chat(r) for i, r in enumerate(records) if r.caption is not None}
+        asked = [i for i, chat in chats.items() if chat is not None]
+        raws = dict(zip(asked, judge.generate_batch([chats[i] for i in asked]) if asked else [], strict=True))
+        for i in chats:
+            try:
+                records[i].metadata, records[i].provenance[STAGE] = graded(records[i], raws.get(i))
+                outcomes[i] = records[i]
+            except Exception as exc:  # noqa: BLE001
+                outcomes[i] = exc
+        return outcomes
+
+    return apply
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"judge: causal LM id or folder; '{NO_LLM}' or 'none' for the string match only")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="answer length limit of the judge")
     add_model_options(parser)
+    add_batch_option(parser)
     add_run_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_batch_size(args.batch_size)
     dataset = Dataset(args.dataset)
     judge = None if args.model in NO_JUDGE else TextLLM(args.model, args.device, args.dtype, args.revision,
                                                         args.max_new_tokens, stage=STAGE, **load_options(args))
@@ -165,7 +202,8 @@ def run(args: argparse.Namespace) -> int:
                 "prompt": JUDGE_PROMPT if judge else None}
     shard = parse_shard(args.shard)
     with writer(args.dataset, shard):
-        summary = run_stage(STAGE, dataset, settings, process(judge), shard=shard, force=args.force, needs="spans")
+        summary = run_stage(STAGE, dataset, settings, process(judge), shard=shard, force=args.force, needs="spans",
+                            batch=None if judge is None else process_batch(judge), batch_size=args.batch_size)
         if judge is not None and judge.loaded:
             update_manifest(dataset, shard, models={"metadata_judge": judge.ref()})
     return 1 if summary.failed else 0

@@ -8,6 +8,8 @@ then maps it to token indices through the tokens' character offsets. Phrases not
 rejected with a reason. A malformed answer (not JSON, wrong category, truncated) is retried
 `--retries` times with the reason given back to the model, then recorded as the painting's
 failure (its raw answers kept in the record) without stopping the stage.
+`--batch-size N` asks the LLM about N captions at once (left-padded, each answer the one the
+caption gets alone); each retry round asks again about the captions still without an answer.
 The raw answers, rejections and match counts stay in the record's provenance; the match
 rate (the reference pipeline matched ~47% of its spans to its words) of this run and of the
 whole dataset is printed on every run and kept in stats.json (`span_matching`).
@@ -30,8 +32,10 @@ from contract.store import Dataset
 from precompute.lock import update_manifest, writer
 from precompute.runner import (
     PaintingError,
+    add_batch_option,
     add_model_options,
     add_run_options,
+    check_batch_size,
     load_options,
     parse_shard,
     run_stage,
@@ -95,20 +99,55 @@ def lexicon_answer(caption: str) -> list[dict]:
 
 def classify_spans(caption: str, generate: Callable[[list[dict]], str], retries: int) -> tuple[list[dict], list[str]]:
     """Ask, parse, and on a malformed answer ask again with the reason. (items, raw answers)."""
-    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": INSTRUCTIONS + caption}]
-    raws, reason = [], ""
+    outcome, = classify_batch([caption], lambda chats: [generate(chat) for chat in chats], retries)
+    if isinstance(outcome, PaintingError):
+        raise outcome
+    return outcome
+
+
+def classify_batch(captions: list[str], generate_batch: Callable[[list[list[dict]]], list[str]],
+                   retries: int) -> list[tuple[list[dict], list[str]] | PaintingError]:
+    """classify_spans for several captions, each round asking the model about every caption still
+    without a usable answer at once (one batch per round); a caption whose answers all stay
+    malformed gets its PaintingError (with its raw answers) and the others their (items, raws)."""
+    chats = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": INSTRUCTIONS + c}] for c in captions]
+    raws: list[list[str]] = [[] for _ in captions]
+    reasons = [""] * len(captions)
+    outcomes: list = [None] * len(captions)
+    waiting = list(range(len(captions)))
     for _attempt in range(retries + 1):
-        raw = generate(messages)
-        raws.append(raw)
-        try:
-            return parse_span_answer(raw), raws
-        except MalformedAnswer as exc:
-            reason = str(exc)
-            messages = messages + [{"role": "assistant", "content": raw},
-                                   {"role": "user", "content": f"That answer cannot be used: {reason}. "
-                                                               f"Answer again with the JSON list only."}]
-    raise PaintingError(f"the span classifier gave no usable answer after {retries + 1} tries: {reason}",
-                        provenance={"span_classifier": {"raw": raws, "failed": reason}})
+        if not waiting:
+            break
+        answers = generate_batch([chats[i] for i in waiting])
+        still = []
+        for i, raw in zip(waiting, answers, strict=True):
+            raws[i].append(raw)
+            try:
+                outcomes[i] = (parse_span_answer(raw), raws[i])
+            except MalformedAnswer as exc:
+                reasons[i] = str(exc)
+                chats[i] = chats[i] + [{"role": "assistant", "content": raw},
+                                       {"role": "user", "content": f"That answer cannot be used: {reasons[i]}. "
+                                                                   f"Answer again with the JSON list only."}]
+                still.append(i)
+        waiting = still
+    for i in waiting:
+        outcomes[i] = PaintingError(
+            f"the span classifier gave no usable answer after {retries + 1} tries: {reasons[i]}",
+            provenance={"span_classifier": {"raw": raws[i], "failed": reasons[i]}})
+    return outcomes
+
+
+def typed(record: PaintingRecord, items: list[dict], raws: list[str], totals: dict) -> PaintingRecord:
+    """The record with the phrases `items` aligned to its caption as its spans."""
+    offsets = [(t.start, t.end) for t in record.tokens]
+    spans, rejected, counts = align_spans(record.caption, items, offsets)
+    for key in counts:
+        totals[key] = totals.get(key, 0) + counts[key]
+    record.spans = [Span(index=i, **s) for i, s in enumerate(spans)]
+    record.metadata = None  # graded from the spans: stale once they change (the runner redoes it)
+    record.provenance["span_classifier"] = {"raw": raws, "rejected": rejected, "counts": counts}
+    return record
 
 
 def process(generate: Callable[[list[dict]], str] | None, retries: int, totals: dict):
@@ -119,14 +158,25 @@ def process(generate: Callable[[list[dict]], str] | None, retries: int, totals: 
             items, raws = lexicon_answer(record.caption), []
         else:
             items, raws = classify_spans(record.caption, generate, retries)
-        offsets = [(t.start, t.end) for t in record.tokens]
-        spans, rejected, counts = align_spans(record.caption, items, offsets)
-        for key in counts:
-            totals[key] = totals.get(key, 0) + counts[key]
-        record.spans = [Span(index=i, **s) for i, s in enumerate(spans)]
-        record.metadata = None  # graded from the spans: stale once they change (the runner redoes it)
-        record.provenance["span_classifier"] = {"raw": raws, "rejected": rejected, "counts": counts}
-        return record
+        return typed(record, items, raws, totals)
+
+    return apply
+
+
+def process_batch(generate_batch: Callable[[list[list[dict]]], list[str]], retries: int, totals: dict):
+    """records -> each one's typed record or its error, the LLM asked about all of them at once
+    (`--batch-size`): a painting without a caption or with malformed answers fails alone."""
+
+    def apply(records: list[PaintingRecord]) -> list[PaintingRecord | Exception]:
+        outcomes: list = [PaintingError("no caption to classify") for _ in records]
+        asked = [i for i, r in enumerate(records) if r.caption]
+        answers = classify_batch([records[i].caption for i in asked], generate_batch, retries)
+        for i, answer in zip(asked, answers, strict=True):
+            try:  # each painting on its own: the runner must not redo (and count twice) the others
+                outcomes[i] = answer if isinstance(answer, Exception) else typed(records[i], *answer, totals)
+            except Exception as exc:  # noqa: BLE001
+                outcomes[i] = exc
+        return outcomes
 
     return apply
 
@@ -137,6 +187,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=512, help="answer length limit of the span classifier")
     parser.add_argument("--retries", type=int, default=2, help="retries after a malformed answer")
     add_model_options(parser)
+    add_batch_option(parser)
     add_run_options(parser)
 
 
@@ -148,6 +199,7 @@ def rate_line(what: str, totals: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_batch_size(args.batch_size)
     dataset = Dataset(args.dataset)
     lexicon = args.model == LEXICON_ID
     llm = None if lexicon else TextLLM(args.model, args.device, args.dtype, args.revision, args.max_new_tokens,
@@ -158,7 +210,9 @@ def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     with writer(args.dataset, shard):
         summary = run_stage(STAGE, dataset, settings, process(None if lexicon else llm.generate, args.retries, totals),
-                            shard=shard, force=args.force)
+                            shard=shard, force=args.force,
+                            batch=None if lexicon else process_batch(llm.generate_batch, args.retries, totals),
+                            batch_size=args.batch_size)
         model_ref = ModelRef(id=LEXICON_ID, revision="built-in") if lexicon else (llm.ref() if llm.loaded else None)
         if model_ref:
             update_manifest(dataset, shard, models={"span_classifier": model_ref})

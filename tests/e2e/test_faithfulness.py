@@ -78,3 +78,25 @@ def test_dashboard_table_and_entropy_question(browser, faith_server):
     assert "class logit" in answer and "iGOS++" in answer
     tab.shot("dashboard")
     close_tab(tab)
+
+
+def test_a_selected_token_shows_its_own_curves(browser, faith_server):
+    """Per-token curves (`faithfulness --per-token`): the fixture gives tokens 0-2 curves with
+    areas 0.2667 / 0.6 by hand; token 5 has none, and no panel."""
+    base, root = faith_server
+    tab = open_tab(browser, "faithfulness-token")
+    page = tab.page
+    pid = Dataset(root).painting_ids()[0]
+    page.goto(f"{base}?view=painting&dataset=faith&painting={pid}&mode=token&token=1")
+    panel = page.get_by_test_id("token-faithfulness-panel")
+    panel.wait_for()
+    assert page.get_by_test_id("curve-deletion-tam-reference").count() == 1
+    assert page.get_by_test_id("faithfulness-row-tam-reference").inner_text().split("\t")[1:] == ["0.267", "0.600"]
+    assert "token's log-likelihood" in panel.inner_text()
+    assert page.get_by_test_id("faithfulness-panel").count() == 0  # no phrase panel in token mode
+    violations = run_axe(page, axe_source())
+    assert not violations, describe(violations)
+    page.locator("[data-testid=token-button][data-index='5']").click()
+    page.wait_for_function("() => !document.querySelector('[data-testid=token-faithfulness-panel]')")
+    assert "token=5" in page.url
+    close_tab(tab)

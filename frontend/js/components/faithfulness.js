@@ -8,8 +8,9 @@ import { curvePath, curveRange, methodLabel, resultOf } from "../lib/faithfulnes
 const s = svg;
 const COLORS = { deletion: "#ef7470", insertion: "#62a8ee" }; // readable on the dark page (axe: 4.5:1)
 
-/** methods: the method names to show (first solid, second dashed); "tam" means the dataset's TAM variant. */
-export function curvesPanel(span, methods, tamVariant) {
+/** methods: the method names to show (first solid, second dashed); "tam" means the dataset's TAM variant.
+ *  what: what was scored, "phrase" (a span) or "token" (a token's own curves, lib/faithfulness tokenSubject). */
+export function curvesPanel(span, methods, tamVariant, what = "phrase") {
   const f = span?.faithfulness;
   if (!f) return null;
   const named = methods.map((m) => (m === "tam" ? `tam-${tamVariant}` : m)).filter((m, i, all) => all.indexOf(m) === i);
@@ -41,13 +42,13 @@ export function curvesPanel(span, methods, tamVariant) {
     h("td", {}, r.deletion_area == null ? "n/a" : fmtNum(r.deletion_area, 3)),
     h("td", {}, r.insertion_area == null ? "n/a" : fmtNum(r.insertion_area, 3))));
   const undefinedNote = shown.some(([, r]) => r.deletion_area == null)
-    ? h("p", { class: "muted small" }, "n/a: these tokens score the same with and without the image, so no curve can be normalised.") : null;
-  return h("section", { class: "faithfulness", "data-testid": "faithfulness-panel" },
+    ? h("p", { class: "muted small" }, `n/a: ${what === "token" ? "this token scores" : "these tokens score"} the same with and without the image, so no curve can be normalised.`) : null;
+  return h("section", { class: "faithfulness", "data-testid": what === "token" ? "token-faithfulness-panel" : "faithfulness-panel" },
     h("h4", {}, "Is the map faithful?"),
     h("p", { class: "muted small" }, "Pixels are removed from the painting (",
       h("span", { style: { color: COLORS.deletion } }, "deletion"), ") or restored on its blurred copy (",
       h("span", { style: { color: COLORS.insertion } }, "insertion"),
-      `) in the order of the map, ${f.steps} steps; the curve is the phrase's log-likelihood, 1 = as with the painting, 0 = as with the blurred copy. A faithful map has a small deletion area and a large insertion area.`),
+      `) in the order of the ${what === "token" ? "token's own map" : "map"}, ${f.steps} steps; the curve is the ${what}'s log-likelihood, 1 = as with the painting, 0 = as with the blurred copy. A faithful map has a small deletion area and a large insertion area.`),
     svg,
     h("table", { class: "numbers" }, h("thead", {}, h("tr", {}, ["method", "deletion area ↓", "insertion area ↑"]
       .map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, rows)),

@@ -13,6 +13,18 @@ export function methodsOf(span) {
   return Object.keys(span?.faithfulness?.methods || {});
 }
 
+/**
+ * A token's own curves (`faithfulness --per-token`: Token.faithfulness) in a span's shape, so the
+ * curves panel draws them like a span's: {faithfulness: {steps, methods: {<its method>: curves}}}.
+ * null when the token has none.
+ */
+export function tokenSubject(token) {
+  const f = token?.faithfulness;
+  if (!f || !f.method) return null;
+  return { faithfulness: { steps: f.steps, score_original: f.score_original, score_baseline: f.score_baseline,
+    methods: { [f.method]: f } } };
+}
+
 /** The result of `method` for `span`, or null. */
 export function resultOf(span, method) {
   return (method && span?.faithfulness?.methods?.[method]) || null;

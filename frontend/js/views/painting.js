@@ -15,7 +15,7 @@ import { legend, metadataCard, numbersPanel } from "../components/panels.js";
 import { announce, h } from "../dom.js";
 import { exportPng } from "../export.js";
 import { categoryInfo } from "../lib/categories.js";
-import { methodLabel, methodsOf, resultOf } from "../lib/faithfulness.js";
+import { methodLabel, methodsOf, resultOf, tokenSubject } from "../lib/faithfulness.js";
 import { fmtNum } from "../lib/format.js";
 import { otsuThreshold } from "../lib/otsu.js";
 import { layoutSpans, matchNote, stepIn } from "../lib/spans.js";
@@ -354,7 +354,9 @@ async function mount(root, { source, navigate, state }, key) {
     scaleBox.replaceChildren(layerKey({ ...look, layers: next.layers, ref: mapRef, threshold }));
     numbersHost.replaceChildren(tokenMode ? tokenNumbers(token, tam) : numbersPanel(span, stats),
       ...(span && !tokenMode ? [curvesPanel(span, [method || "tam", cmethod].filter(Boolean), tam?.variant)] : [])
-        .filter(Boolean));
+        .filter(Boolean),
+      ...(tokenMode && tokenSubject(token) ? [curvesPanel(tokenSubject(token), [token.faithfulness.method], tam?.variant,
+        "token")] : []).filter(Boolean)); // a token's own curves (faithfulness --per-token)
     if (method) note.textContent = `Map by ${methodLabel(method)} (faithfulness stage). ${note.textContent}`;
     exportButton.disabled = !mapUrl && !samUrl;
 

@@ -218,7 +218,7 @@ def test_any_search_text_is_a_valid_expression(fixture_ds, text):
         assert not ix.search_words(text)
         return
     if ix.fts5_available():
-        rows(fixture_ds, "SELECT rowid FROM spans_fts WHERE spans_fts MATCH ?", (expr,))  # no error
+        rows(fixture_ds, "SELECT rowid FROM phrases_fts WHERE phrases_fts MATCH ?", (expr,))  # no error
 
 
 def test_the_command(fixture_ds, capsys):

@@ -108,6 +108,7 @@ class IndexQueries:
                                                "n_iou": r["n_iou"]}
                                for r in conn.execute("SELECT * FROM categories ORDER BY category")}
         self.summaries: dict[SpanFilter, tuple] = {}  # atlas filter -> its medians (the index never changes)
+        self.totals: dict[PaintingFilter, int] = {}  # gallery filter -> how many paintings it keeps
         self.lock = threading.Lock()
 
     def connection_scope(self):
@@ -149,14 +150,14 @@ class IndexQueries:
                 "position": position, "total": self.count()}
 
     # -- the gallery --------------------------------------------------------------------------
-    def _painting_where(self, f: PaintingFilter) -> tuple[str, list[Any]]:
-        where, params = [], []
+    def _painting_where(self, f: PaintingFilter) -> tuple[str | None, list[str], list[Any]]:
+        """(the FTS5 expression of the search or None, conditions on the painting `p`, their values)."""
+        where, params, expr = [], [], None
         if f.q:
-            if self.fts and (expr := ix.search_expression(f.q)) is not None:
+            if self.fts:
                 # title, artist or caption words, or a phrase's words (a phrase not located in the caption)
-                where.append("p.rowid IN (SELECT rowid FROM paintings_fts WHERE paintings_fts MATCH ?)")
-                params.append(expr)
-            elif not self.fts:
+                expr = ix.search_expression(f.q)
+            else:
                 for word in ix.search_words(f.q):
                     where.append("instr(lower(coalesce(p.title, '') || ' ' || coalesce(p.artist, '') || ' ' || "
                                  "coalesce(p.caption, '')), ?) > 0")
@@ -184,14 +185,47 @@ class IndexQueries:
             elif value:
                 where.append(f"p.{column} = ?")
                 params.append(value)
-        return (" WHERE " + " AND ".join(where)) if where else "", params
+        return expr, where, params
+
+    def _gallery_total(self, f: PaintingFilter, expr: str | None, where: list[str], params: list[Any]) -> int:
+        """How many paintings a filter keeps: counted over the narrow `filters` table (a painting's
+        filter columns, contract.index) joined to the search's matches, kept per filter."""
+        with self.lock:
+            known = self.totals.get(f)
+        if known is not None:
+            return known
+        cond = " AND ".join(where)
+        table = "paintings" if f.q and not self.fts else "filters"  # the fallback's words are in paintings
+        if expr is None:
+            total = self.conn.execute(f"SELECT count(*) FROM {table} p WHERE {cond}", params).fetchone()[0] if where \
+                else self.n
+        elif not where:
+            total = self.conn.execute("SELECT count(*) FROM paintings_fts WHERE paintings_fts MATCH ?", (expr,)).fetchone()[0]
+        else:
+            total = self.conn.execute(f"SELECT count(*) FROM paintings_fts f JOIN {table} p ON p.rowid = f.rowid "
+                                      f"WHERE paintings_fts MATCH ? AND {cond}", [expr, *params]).fetchone()[0]
+        with self.lock:
+            self.totals[f] = total
+            while len(self.totals) > 4096:
+                self.totals.pop(next(iter(self.totals)))
+        return total
 
     def gallery(self, f: PaintingFilter, sort: str, descending: bool, offset: int, limit: int) -> bytes:
-        where, params = self._painting_where(f)
-        total = self.conn.execute(f"SELECT count(*) FROM paintings p{where}", params).fetchone()[0] if where else self.n
-        order = _painting_order(sort, descending)
-        rows = self.conn.execute(f"SELECT p.summary FROM paintings p{where} ORDER BY {order} LIMIT ? OFFSET ?",
-                                 [*params, limit, offset]).fetchall()
+        expr, where, params = self._painting_where(f)
+        total = self._gallery_total(f, expr, where, params)
+        cond = "".join(f" AND {w}" for w in where)
+        if expr is not None and sort == "order":  # the search's matches come in the manifest's order (rowid)
+            rows = self.conn.execute(
+                f"SELECT p.summary FROM paintings_fts f JOIN paintings p ON p.rowid = f.rowid WHERE paintings_fts MATCH ?"
+                f"{cond} ORDER BY f.rowid {'DESC' if descending else 'ASC'} LIMIT ? OFFSET ?",
+                [expr, *params, limit, offset]).fetchall()
+        else:
+            if expr is not None:
+                where = ["p.rowid IN (SELECT rowid FROM paintings_fts WHERE paintings_fts MATCH ?)", *where]
+                params = [expr, *params]
+            rows = self.conn.execute(
+                "SELECT p.summary FROM paintings p" + (" WHERE " + " AND ".join(where) if where else "") +
+                f" ORDER BY {_painting_order(sort, descending)} LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
         items = b",".join(r[0].encode() for r in rows)
         return (b'{"total":%d,"offset":%d,"limit":%d,"items":[' % (total, offset, limit)) + items + b"]}"
 

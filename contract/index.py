@@ -82,6 +82,10 @@ CREATE TABLE spans (
 CREATE TABLE categories (category TEXT PRIMARY KEY, n INTEGER NOT NULL, median_entropy REAL,
                          median_iou REAL, n_iou INTEGER NOT NULL, n_entropy INTEGER NOT NULL);
 CREATE TABLE bad (id TEXT PRIMARY KEY, error TEXT NOT NULL);
+-- the gallery's filter columns of each painting, narrow: counting a search's 100,000 matches
+-- looks each up here (a few pages) instead of in paintings (a row with caption and summary)
+CREATE TABLE filters (rowid INTEGER PRIMARY KEY, cats INTEGER NOT NULL, artist_key TEXT, style_key TEXT,
+                      year_num INTEGER, n_sam INTEGER NOT NULL, title_verdict TEXT, artist_verdict TEXT);
 -- One row per distinct (phrase text, category) with its spans, in span order, as arrays
 -- (little-endian, PHRASE_ARRAYS): span rowid int64, painting rowid int32, entropy, Gini, top-10%
 -- mass and IoU float64 (NaN: none), SAM int8 (-1: not run, 0: nothing found, 1: a mask). The
@@ -303,6 +307,8 @@ def build_index(root: Path, target: Path | None = None, progress=None) -> Path:
             conn.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA page_size=8192;")
             conn.executescript(SCHEMA)
             all_spans = _fill(conn, root, ids, progress)
+            conn.execute("INSERT INTO filters SELECT rowid, cats, artist_key, style_key, year_num, n_sam, title_verdict, "
+                         "artist_verdict FROM paintings")
             conn.executescript(INDEXES)
             fts = fts5_available()
             if fts:

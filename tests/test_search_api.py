@@ -271,3 +271,40 @@ def test_atlas_sorted_pages_follow_ties_and_nulls(replicated, params):
         assert body["total"] == len(want)
         got += [(i["painting"], i["index"]) for i in body["items"]]
     assert got == [(recs[p]["id"], s["index"]) for p, s in want]
+
+
+@pytest.mark.parametrize("params", [{"q": "boats"}, {"q": "boats", "order": "desc"}, {"q": "a", "category": "ICON"},
+                                    {"q": "s", "sort": "entropy", "order": "desc"}, {"q": "painter", "year_min": 1805},
+                                    {"category": "CVO", "sort": "title", "order": "desc"}])
+def test_gallery_search_pages_in_order(replicated, params):
+    """A search's pages, in the manifest's order (either way) or a metric's, with filters: what the
+    records say, page by page (ties of the copies keep the manifest's order)."""
+    client, recs = replicated
+    desc = params.get("order") == "desc"
+
+    def keep(r):
+        ann = r["annotations"]
+        text = " ".join(filter(None, [ann.get("title"), ann.get("artist"), r.get("caption")]))
+        return (("q" not in params or has_words(text, params["q"]) or any(has_words(s["text"], params["q"])
+                                                                           for s in r["spans"]))
+                and ("category" not in params or any(s["category"] == params["category"] for s in r["spans"]))
+                and ("year_min" not in params or ann["year"] >= params["year_min"]))
+
+    kept = [(k, r) for k, r in enumerate(recs) if keep(r)]
+    sort = params.get("sort", "order")
+    if sort == "order":
+        want = sorted(kept, key=lambda kr: -kr[0] if desc else kr[0])
+    elif sort == "title":
+        want = sorted(kept, key=lambda kr: kr[1]["annotations"]["title"].lower(), reverse=True)  # titles differ
+    else:
+        def mean(r):
+            xs = [s["metrics"]["entropy"] for s in r["spans"] if (s.get("metrics") or {}).get("entropy") is not None]
+            return sum(xs) / len(xs)
+        want = sorted(kept, key=lambda kr: (-mean(kr[1]) if desc else mean(kr[1]), kr[0]))
+    assert len(want) >= 3
+    got = []
+    for offset in range(0, len(want) + 5, 5):
+        body = client.get("/api/datasets/ties/paintings", params={**params, "offset": offset, "limit": 5}).json()
+        assert body["total"] == len(want)
+        got += [i["id"] for i in body["items"]]
+    assert got == [r["id"] for _, r in want]

@@ -214,10 +214,16 @@ class IndexQueries:
         expr, where, params = self._painting_where(f)
         total = self._gallery_total(f, expr, where, params)
         cond = "".join(f" AND {w}" for w in where)
-        if expr is not None and sort == "order":  # the search's matches come in the manifest's order (rowid)
+        if offset >= total:
+            rows = []
+        elif expr is not None and sort == "order":
+            # the search's matches come in the manifest's order (rowid): filtered through the narrow
+            # filters table, the summary read for the page's rows only
+            table = "paintings" if not self.fts else "filters"
             rows = self.conn.execute(
-                f"SELECT p.summary FROM paintings_fts f JOIN paintings p ON p.rowid = f.rowid WHERE paintings_fts MATCH ?"
-                f"{cond} ORDER BY f.rowid {'DESC' if descending else 'ASC'} LIMIT ? OFFSET ?",
+                f"SELECT (SELECT summary FROM paintings WHERE rowid = f.rowid) FROM paintings_fts f "
+                f"JOIN {table} p ON p.rowid = f.rowid WHERE paintings_fts MATCH ?{cond} "
+                f"ORDER BY f.rowid {'DESC' if descending else 'ASC'} LIMIT ? OFFSET ?",
                 [expr, *params, limit, offset]).fetchall()
         else:
             if expr is not None:

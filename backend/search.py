@@ -276,15 +276,16 @@ class IndexQueries:
             params.append(int(f.sam))
         return (" WHERE " + " AND ".join(where)) if where else "", params
 
-    def _matches(self, f: SpanFilter) -> dict[str, np.ndarray]:
-        """The matching spans as arrays (contract.index.PHRASE_ARRAYS), in no particular order:
-        the phrases a search names, then the filters on their spans' figures."""
+    def _matches(self, f: SpanFilter, sort: str | None = None) -> dict[str, np.ndarray]:
+        """The matching spans as arrays (contract.index.PHRASE_ARRAYS: their rowids, the figures the
+        filters and medians use, and SORT's), in no particular order: the phrases a search names,
+        then the filters on their spans' figures."""
         where, params = self._phrase_where(f, with_category=True)
-        columns = list(ix.PHRASE_ARRAYS)
+        columns = ["span", "entropy", "iou", "sam"] + ([sort] if sort in ("painting", "gini", "top10") else [])
         rows = self.conn.execute(f"SELECT {', '.join(columns)} FROM phrases ph" + (f" WHERE {where}" if where else ""),
                                  params).fetchall()
-        found = {c: np.concatenate([np.frombuffer(r[k], dtype) for r in rows] or [np.empty(0, dtype)])
-                 for k, (c, (_, dtype)) in enumerate(ix.PHRASE_ARRAYS.items())}
+        found = {c: np.concatenate([np.frombuffer(r[k], ix.PHRASE_ARRAYS[c][1]) for r in rows]
+                                   or [np.empty(0, ix.PHRASE_ARRAYS[c][1])]) for k, c in enumerate(columns)}
         keep = np.ones(len(found["span"]), bool)
         for column, low, high in (("entropy", f.entropy_min, f.entropy_max), ("iou", f.iou_min, f.iou_max)):
             if low is not None:
@@ -318,7 +319,7 @@ class IndexQueries:
         # a phrase search's spans come from the phrases' arrays (count, medians, the page's rowids);
         # without one, SQL walks the sort's index (most spans match) and stops after the page
         arrays = f.q and sort != "text" and sort != "category"
-        matches = self._matches(f) if arrays else None
+        matches = self._matches(f, sort) if arrays else None
         # the matches' count and medians depend on the filter only: paging and sorting one search reuse them
         with self.lock:
             known = self.summaries.get(f)

@@ -6,7 +6,8 @@ whose record is rewritten with its own id (`<smoke id>-r<k>`), title ("... #k"),
 500) and year (1800 + k mod 200), so that search, filters and facets have something to do.
 Then, per size, one run of:
 
-- `tamscope stats`, `tamscope index --force` (time, peak RSS of the process),
+- `tamscope stats`, `tamscope index --force` (time, peak RSS of the process, CPU seconds with its
+  worker processes and the load average at its start: others share the machine),
   `tamscope validate` (time; skipped above --validate-max paintings: it opens every image);
 - `tamscope serve --workers 2`: start until /api/health answers (index current), and from no
   index at all; RSS per worker after the queries below;

@@ -16,21 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from contract import index as ix
 
-# sort key -> SQL expression (never from the request: the key is looked up here)
-PAINTING_SORTS = {
-    "order": "p.rowid", "title": "p.title COLLATE NOCASE", "artist": "p.artist_key", "year": "p.year_num",
-    "n_spans": "p.n_spans", "n_tokens": "p.n_tokens", "n_sam": "p.n_sam", "entropy": "p.mean_entropy",
-    "gini": "p.mean_gini", "top10": "p.mean_top10", "iou": "p.mean_iou",
-}
-SPAN_SORTS = {
-    "painting": "s.painting", "entropy": "s.entropy", "gini": "s.gini", "top10": "s.top10", "iou": "s.iou",
-    "text": "s.text COLLATE NOCASE", "category": "s.category",
-}
-VERDICTS = ("correct", "wrong", "ungraded")
+# sort keys: "order" / "painting" (the manifest's order) and contract.index's tables (never from the
+# request: the key is looked up there; each has an index in both directions)
+PAINTING_SORTS = ("order", *ix.PAINTING_SORTS)
+SPAN_SORTS = ("painting", *ix.SPAN_SORTS)
+VERDICTS = ix.VERDICTS
 SPAN_FIELDS = ("idx", "text", "category", "start", "end", "match", "entropy", "gini", "top10", "sam", "iou",
                "otsu", "has_map", "map")
 
@@ -61,9 +56,39 @@ class SpanFilter:
     sam: bool | None = None  # SAM 3 found the phrase / ran and found nothing
 
 
-def _order(expr: str, descending: bool) -> str:
+def _painting_order(sort: str, descending: bool) -> str:
     """NULLs last either way, then the manifest's order (a stable page boundary)."""
-    return f"({expr}) IS NULL, {expr} {'DESC' if descending else 'ASC'}"
+    if sort == "order":
+        return f"p.rowid {'DESC' if descending else 'ASC'}"
+    return ix.order_by("p", *ix.PAINTING_SORTS[sort], descending)
+
+
+def _span_order(sort: str, descending: bool) -> str:
+    """NULLs last either way, then the painting's position and the span's (= the span's rowid)."""
+    if sort == "painting":
+        return f"s.painting {'DESC' if descending else 'ASC'}, s.rowid"
+    return ix.order_by("s", *ix.SPAN_SORTS[sort], descending)
+
+
+def page_of(m: dict[str, np.ndarray], sort: str, descending: bool, offset: int, limit: int) -> list[int]:
+    """The span rowids of a sorted page of matches (arrays of contract.index.PHRASE_ARRAYS), in the
+    SQL order of `_span_order`: NULLs last, the value, then the rowid (= painting, span index).
+
+    Only the page's end is placed (np.partition), then the values up to it, ties included, are
+    sorted: a page of 250,000 matches costs a few milliseconds."""
+    n = len(m["span"])
+    end = min(offset + limit, n)
+    if offset >= end:
+        return []
+    if sort == "painting":
+        key = -m["painting"].astype(np.float64) if descending else m["painting"].astype(np.float64)
+    else:
+        values = m[sort]
+        key = np.where(np.isnan(values), np.inf, -values if descending else values)  # metrics are finite
+    last = np.partition(key, end - 1)[end - 1]
+    candidates = np.flatnonzero(key <= last)
+    ordered = candidates[np.lexsort((m["span"][candidates], key[candidates]))]
+    return [int(x) for x in m["span"][ordered[offset:end]]]
 
 
 class IndexQueries:
@@ -74,7 +99,16 @@ class IndexQueries:
             meta = {r["key"]: r["value"] for r in conn.execute("SELECT key, value FROM meta")}
         self.meta = meta
         self.fts = meta.get("fts5") == "1"
+        self.facets_json = meta["facets"]
+        self.all_spans = orjson.loads(meta["all_spans"])
+        with self.connection_scope() as conn:
+            self.n = conn.execute("SELECT count(*) FROM paintings").fetchone()[0]
+            self.categories = {r["category"]: {"n": r["n"], "median_entropy": r["median_entropy"],
+                                               "n_entropy": r["n_entropy"], "median_iou": r["median_iou"],
+                                               "n_iou": r["n_iou"]}
+                               for r in conn.execute("SELECT * FROM categories ORDER BY category")}
         self.summaries: dict[SpanFilter, tuple] = {}  # atlas filter -> its medians (the index never changes)
+        self.totals: dict[PaintingFilter, int] = {}  # gallery filter -> how many paintings it keeps
         self.lock = threading.Lock()
 
     def connection_scope(self):
@@ -91,7 +125,7 @@ class IndexQueries:
 
     # -- lookups ------------------------------------------------------------------------------
     def count(self) -> int:
-        return self.conn.execute("SELECT count(*) FROM paintings").fetchone()[0]
+        return self.n
 
     def has(self, pid: str) -> bool:
         return self.conn.execute("SELECT 1 FROM paintings WHERE id = ?", (pid,)).fetchone() is not None
@@ -115,36 +149,22 @@ class IndexQueries:
         return {"previous": orjson.loads(prev[0]) if prev else None, "next": orjson.loads(nxt[0]) if nxt else None,
                 "position": position, "total": self.count()}
 
-    # -- text ---------------------------------------------------------------------------------
-    def _text(self, q: str | None, fts_table: str, columns: str, alias: str) -> tuple[list[str], list[Any]]:
-        if not q:
-            return [], []
-        if self.fts:
-            expr = ix.search_expression(q)
-            if expr is None:
-                return [], []
-            return [f"{alias}.rowid IN (SELECT rowid FROM {fts_table} WHERE {fts_table} MATCH ?)"], [expr]
-        words = ix.search_words(q)
-        return [f"instr(lower({columns}), ?) > 0" for _ in words], words
-
     # -- the gallery --------------------------------------------------------------------------
-    def _painting_where(self, f: PaintingFilter) -> tuple[str, list[Any]]:
-        where, params = [], []
+    def _painting_where(self, f: PaintingFilter) -> tuple[str | None, list[str], list[Any]]:
+        """(the FTS5 expression of the search or None, conditions on the painting `p`, their values)."""
+        where, params, expr = [], [], None
         if f.q:
-            if self.fts and (expr := ix.search_expression(f.q)) is not None:
+            if self.fts:
                 # title, artist or caption words, or a phrase's words (a phrase not located in the caption)
-                where.append("(p.rowid IN (SELECT rowid FROM paintings_fts WHERE paintings_fts MATCH ?) OR p.rowid IN "
-                             "(SELECT s.painting FROM spans_fts JOIN spans s ON s.rowid = spans_fts.rowid "
-                             "WHERE spans_fts MATCH ?))")
-                params += [expr, expr]
-            elif not self.fts:
+                expr = ix.search_expression(f.q)
+            else:
                 for word in ix.search_words(f.q):
                     where.append("instr(lower(coalesce(p.title, '') || ' ' || coalesce(p.artist, '') || ' ' || "
                                  "coalesce(p.caption, '')), ?) > 0")
                     params.append(word)
         if f.category:
-            where.append("EXISTS (SELECT 1 FROM spans s WHERE s.painting = p.rowid AND s.category = ?)")
-            params.append(f.category)
+            where.append("p.cats & ?")  # a bit per category present (contract.index.CATEGORY_BITS)
+            params.append(ix.CATEGORY_BITS.get(f.category, 0))
         if f.artist:
             where.append("p.artist_key = ?")
             params.append(f.artist.strip().lower())
@@ -165,48 +185,82 @@ class IndexQueries:
             elif value:
                 where.append(f"p.{column} = ?")
                 params.append(value)
-        return (" WHERE " + " AND ".join(where)) if where else "", params
+        return expr, where, params
+
+    def _gallery_total(self, f: PaintingFilter, expr: str | None, where: list[str], params: list[Any]) -> int:
+        """How many paintings a filter keeps: counted over the narrow `filters` table (a painting's
+        filter columns, contract.index) joined to the search's matches, kept per filter."""
+        with self.lock:
+            known = self.totals.get(f)
+        if known is not None:
+            return known
+        cond = " AND ".join(where)
+        table = "paintings" if f.q and not self.fts else "filters"  # the fallback's words are in paintings
+        if expr is None:
+            total = self.conn.execute(f"SELECT count(*) FROM {table} p WHERE {cond}", params).fetchone()[0] if where \
+                else self.n
+        elif not where:
+            total = self.conn.execute("SELECT count(*) FROM paintings_fts WHERE paintings_fts MATCH ?", (expr,)).fetchone()[0]
+        else:
+            total = self.conn.execute(f"SELECT count(*) FROM paintings_fts f JOIN {table} p ON p.rowid = f.rowid "
+                                      f"WHERE paintings_fts MATCH ? AND {cond}", [expr, *params]).fetchone()[0]
+        with self.lock:
+            self.totals[f] = total
+            while len(self.totals) > 4096:
+                self.totals.pop(next(iter(self.totals)))
+        return total
 
     def gallery(self, f: PaintingFilter, sort: str, descending: bool, offset: int, limit: int) -> bytes:
-        where, params = self._painting_where(f)
-        total = self.conn.execute(f"SELECT count(*) FROM paintings p{where}", params).fetchone()[0]
-        order = _order(PAINTING_SORTS[sort], descending) + ", p.rowid"
-        rows = self.conn.execute(f"SELECT p.summary FROM paintings p{where} ORDER BY {order} LIMIT ? OFFSET ?",
-                                 [*params, limit, offset]).fetchall()
+        expr, where, params = self._painting_where(f)
+        total = self._gallery_total(f, expr, where, params)
+        cond = "".join(f" AND {w}" for w in where)
+        if offset >= total:
+            rows = []
+        elif expr is not None and sort == "order":
+            # the search's matches come in the manifest's order (rowid): filtered through the narrow
+            # filters table, the summary read for the page's rows only
+            table = "paintings" if not self.fts else "filters"
+            rows = self.conn.execute(
+                f"SELECT (SELECT summary FROM paintings WHERE rowid = f.rowid) FROM paintings_fts f "
+                f"JOIN {table} p ON p.rowid = f.rowid WHERE paintings_fts MATCH ?{cond} "
+                f"ORDER BY f.rowid {'DESC' if descending else 'ASC'} LIMIT ? OFFSET ?",
+                [expr, *params, limit, offset]).fetchall()
+        else:
+            if expr is not None:
+                where = ["p.rowid IN (SELECT rowid FROM paintings_fts WHERE paintings_fts MATCH ?)", *where]
+                params = [expr, *params]
+            rows = self.conn.execute(
+                "SELECT p.summary FROM paintings p" + (" WHERE " + " AND ".join(where) if where else "") +
+                f" ORDER BY {_painting_order(sort, descending)} LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
         items = b",".join(r[0].encode() for r in rows)
         return (b'{"total":%d,"offset":%d,"limit":%d,"items":[' % (total, offset, limit)) + items + b"]}"
 
     def facets(self) -> dict:
-        """What the gallery's filters offer, over the whole dataset, with counts."""
-        c = self.conn
-
-        def named(column: str, key: str, top: int) -> list[list]:
-            # the most common spelling of each (case-insensitive) name, most frequent first
-            rows = c.execute(f"SELECT {column}, count(*) AS n FROM paintings WHERE {key} IS NOT NULL "
-                             f"GROUP BY {key} ORDER BY n DESC, {key} LIMIT ?", (top,)).fetchall()
-            return [[r[0].strip(), r[1]] for r in rows]
-
-        years = c.execute("SELECT min(year_num), max(year_num) FROM paintings").fetchone()
-        verdict = {}
-        for column in ("title_verdict", "artist_verdict"):
-            counts = dict.fromkeys(VERDICTS, 0)
-            for value, n in c.execute(f"SELECT {column}, count(*) FROM paintings GROUP BY {column}"):
-                counts[value or "ungraded"] = n
-            verdict[column] = counts
-        return {
-            "n_paintings": self.count(),
-            "categories": {r[0]: r[1] for r in c.execute(
-                "SELECT category, count(DISTINCT painting) FROM spans GROUP BY category ORDER BY category")},
-            "styles": named("style", "style_key", 500), "artists": named("artist", "artist_key", 2000),
-            "years": {"min": years[0], "max": years[1]},
-            "sam": {"found": c.execute("SELECT count(*) FROM paintings WHERE n_sam > 0").fetchone()[0],
-                    "none": c.execute("SELECT count(*) FROM paintings WHERE n_sam = 0").fetchone()[0]},
-            **verdict,
-        }
+        """What the gallery's filters offer, over the whole dataset, with counts (computed when indexed)."""
+        return orjson.loads(self.facets_json)
 
     # -- the phrase atlas ---------------------------------------------------------------------
+    def _phrase_where(self, f: SpanFilter, with_category: bool) -> tuple[str, list[Any]]:
+        """The phrases (distinct text and category, contract.index) whose spans a search can match,
+        as a condition on `phrases ph` ("" when every phrase can)."""
+        where, params = [], []
+        if f.q and self.fts:
+            expr = ix.search_expression(f.q)
+            if expr is not None:
+                where.append("ph.rowid IN (SELECT rowid FROM phrases_fts WHERE phrases_fts MATCH ?)")
+                params.append(expr)
+        elif f.q:
+            for word in ix.search_words(f.q):
+                where.append("instr(lower(ph.text), ?) > 0")
+                params.append(word)
+        if with_category and f.category:
+            where.append("ph.category = ?")
+            params.append(f.category)
+        return " AND ".join(where), params
+
     def _span_where(self, f: SpanFilter) -> tuple[str, list[Any]]:
-        where, params = self._text(f.q, "spans_fts", "s.text", "s")
+        phrases, params = self._phrase_where(f, with_category=False)
+        where = [f"s.phrase IN (SELECT ph.rowid FROM phrases ph WHERE {phrases})"] if phrases else []
         if f.category:
             where.append("s.category = ?")
             params.append(f.category)
@@ -222,36 +276,81 @@ class IndexQueries:
             params.append(int(f.sam))
         return (" WHERE " + " AND ".join(where)) if where else "", params
 
-    def _median(self, column: str, where: str, params: list[Any]) -> tuple[float | None, int]:
-        cond = f"s.{column} IS NOT NULL" + (" AND s.sam = 1" if column == "iou" else "")
-        full = f"{where} AND {cond}" if where else f" WHERE {cond}"
-        n = self.conn.execute(f"SELECT count(*) FROM spans s{full}", params).fetchone()[0]
-        if n == 0:
-            return None, 0
-        values = [r[0] for r in self.conn.execute(
-            f"SELECT s.{column} FROM spans s{full} ORDER BY s.{column} LIMIT ? OFFSET ?",
-            [*params, 2 - n % 2, (n - 1) // 2])]
-        return sum(values) / len(values), n
+    def _matches(self, f: SpanFilter, sort: str | None = None) -> dict[str, np.ndarray]:
+        """The matching spans as arrays (contract.index.PHRASE_ARRAYS: their rowids, the figures the
+        filters and medians use, and SORT's), in no particular order: the phrases a search names,
+        then the filters on their spans' figures."""
+        where, params = self._phrase_where(f, with_category=True)
+        columns = ["span", "entropy", "iou", "sam"] + ([sort] if sort in ("painting", "gini", "top10") else [])
+        rows = self.conn.execute(f"SELECT {', '.join(columns)} FROM phrases ph" + (f" WHERE {where}" if where else ""),
+                                 params).fetchall()
+        found = {c: np.concatenate([np.frombuffer(r[k], ix.PHRASE_ARRAYS[c][1]) for r in rows]
+                                   or [np.empty(0, ix.PHRASE_ARRAYS[c][1])]) for k, c in enumerate(columns)}
+        keep = np.ones(len(found["span"]), bool)
+        for column, low, high in (("entropy", f.entropy_min, f.entropy_max), ("iou", f.iou_min, f.iou_max)):
+            if low is not None:
+                keep &= found[column] >= low  # NaN (no value) never passes, as NULL in SQL
+            if high is not None:
+                keep &= found[column] <= high
+        if f.sam is not None:
+            keep &= found["sam"] == int(f.sam)
+        return {c: a[keep] for c, a in found.items()}
+
+    def summary(self, f: SpanFilter, matches: dict[str, np.ndarray] | None = None) -> tuple:
+        """(matches, median entropy, n with an entropy, median IoU, n with a SAM 3 mask and IoU): the
+        whole dataset's and each category's from the index's build, any other from the phrases' arrays."""
+        if f == SpanFilter():
+            a = self.all_spans
+            return a["n"], a["median_entropy"], a["n_entropy"], a["median_iou"], a["n_iou"]
+        if f == SpanFilter(category=f.category):
+            c = self.categories.get(f.category) or {"n": 0, "median_entropy": None, "n_entropy": 0, "median_iou": None,
+                                                    "n_iou": 0}
+            return c["n"], c["median_entropy"], c["n_entropy"], c["median_iou"], c["n_iou"]
+        m = self._matches(f) if matches is None else matches
+        entropies = m["entropy"][~np.isnan(m["entropy"])]
+        ious = m["iou"][(m["sam"] == 1) & ~np.isnan(m["iou"])]
+
+        def median(xs: np.ndarray) -> float | None:
+            return float(np.median(xs)) if len(xs) else None
+
+        return len(m["span"]), median(entropies), len(entropies), median(ious), len(ious)
 
     def atlas(self, f: SpanFilter, sort: str, descending: bool, offset: int, limit: int) -> bytes:
-        where, params = self._span_where(f)
-        total = self.conn.execute(f"SELECT count(*) FROM spans s{where}", params).fetchone()[0]
-        # the matches' medians depend on the filter only: paging and sorting one search reuse them
+        # a phrase search's spans come from the phrases' arrays (count, medians, the page's rowids);
+        # without one, SQL walks the sort's index (most spans match) and stops after the page
+        arrays = f.q and sort != "text" and sort != "category"
+        matches = self._matches(f, sort) if arrays else None
+        # the matches' count and medians depend on the filter only: paging and sorting one search reuse them
         with self.lock:
             known = self.summaries.get(f)
         if known is None:
-            known = (*self._median("entropy", where, params), *self._median("iou", where, params))
+            known = self.summary(f, matches)
             with self.lock:
                 self.summaries[f] = known
                 while len(self.summaries) > 512:
                     self.summaries.pop(next(iter(self.summaries)))
-        median_entropy, n_entropy, median_iou, n_iou = known
-        order = _order(SPAN_SORTS[sort], descending) + ", s.painting, s.idx"
+        total, median_entropy, n_entropy, median_iou, n_iou = known
         cols = ", ".join(f's."{c}"' for c in SPAN_FIELDS)
-        rows = self.conn.execute(
-            f"SELECT p.id, p.title, p.artist, p.year, p.canvas_w, p.canvas_h, p.summary, {cols} FROM spans s "
-            f"JOIN paintings p ON p.rowid = s.painting{where} ORDER BY {order} LIMIT ? OFFSET ?",
-            [*params, limit, offset]).fetchall()
+        select = (f"SELECT s.rowid AS span_rowid, p.id, p.title, p.artist, p.year, p.canvas_w, p.canvas_h, p.summary, {cols} "
+                  "FROM spans s{hint} JOIN paintings p ON p.rowid = s.painting")
+        if offset >= total:
+            rows = []
+        elif matches is not None:
+            page = page_of(matches, sort, descending, offset, limit)
+            found = {r["span_rowid"]: r for r in self.conn.execute(
+                select.format(hint="") + f" WHERE s.rowid IN ({', '.join('?' * len(page))})", page)}
+            rows = [found[k] for k in page]
+        else:
+            where, params = self._span_where(f)
+            order, hint = _span_order(sort, descending), ""
+            # expected steps of a walk along the sort's index: the page's end over the share of spans that match
+            if (offset + limit) * self.all_spans["n"] / total < 4 * total:
+                if sort in ix.SPAN_SORTS_INDEXED:
+                    hint = f" INDEXED BY spans_by_{sort}_{'d' if descending else 'a'}"
+                elif sort == "painting" and not descending:
+                    order, hint = "s.rowid", " NOT INDEXED"  # rowid order is (painting, span index)
+            rows = self.conn.execute(select.format(hint=hint) + f"{where} ORDER BY {order} LIMIT ? OFFSET ?",
+                                     [*params, limit, offset]).fetchall()
         items = []
         for r in rows:
             item = {"painting": r["id"], "title": r["title"], "artist": r["artist"], "year": r["year"],
@@ -261,9 +360,7 @@ class IndexQueries:
             item["sam"] = None if r["sam"] is None else bool(r["sam"])
             item["has_map"] = bool(r["has_map"])
             items.append(item)
-        categories = {r["category"]: {"n": r["n"], "median_entropy": r["median_entropy"], "median_iou": r["median_iou"],
-                                      "n_iou": r["n_iou"]}
-                      for r in self.conn.execute("SELECT * FROM categories ORDER BY category")}
+        categories = {c: {k: v for k, v in row.items() if k != "n_entropy"} for c, row in self.categories.items()}
         body = {"total": total, "offset": offset, "limit": limit,
                 "summary": {"n": total, "median_entropy": median_entropy, "n_entropy": n_entropy,
                             "median_iou": median_iou, "n_iou": n_iou},

@@ -29,10 +29,20 @@ where the site is on the dataset's file system (writers never change a file in p
 rename a new one over it), copied otherwise. Writes go to a temporary sibling folder renamed
 into place at the end, so OUT_DIR is either the old export or the new one.
 
-Incremental: the marker file records each dataset's content version (contract/index.py) and a
-hash of what the pages are made from (templates, asset names, site address). A re-export takes
-the search files and the paintings' pages of a dataset whose version has not changed from the
-previous export (hard links) instead of computing them again.
+Incremental: the marker file records each dataset's content version (contract/index.py), the
+identity of each painting's record when it was exported (inode, size, modification time: a
+writer renames a new record into place, so any change gives a new identity) and a hash of what
+the pages are made from (templates, asset names, site address). Re-exporting into a previous
+export of the same datasets:
+- nothing changed (versions, pages, explorer): nothing is read beyond the datasets' file
+  identities and nothing is written, not even the marker;
+- something changed: the export is updated in place, file by file (each replaced by an atomic
+  rename, the marker last, so an interrupted update is finished by the next run): the files and
+  page of a painting whose record changed, the search files whose bytes changed, the front
+  page, the dataset files and explorer files that changed; what the new export no longer has
+  is removed. Every other file keeps its inode and modification time.
+A first export, or one into a folder that holds other datasets, is built in a temporary
+sibling folder and renamed into place.
 
 Checks: a dataset of up to FULL_CHECK_MAX paintings is validated whole (`tamscope validate`);
 a larger one by its index (records that do not parse) and by every file it names existing,
@@ -59,7 +69,7 @@ from backend.site_search import search_files
 from contract.commit import link_or_copy
 from contract.index import IndexUnavailable, ensure_index
 from contract.schema import DatasetManifest, PaintingRecord, is_valid_id
-from contract.store import MANIFEST, PAINTINGS, RECORD, STATS
+from contract.store import MANIFEST, PAINTINGS, RECORD, STATS, atomic_write_bytes
 
 MARKER = ".tamscope-site"
 FULL_CHECK_MAX = 2000  # paintings up to which the export runs the whole of `tamscope validate`
@@ -81,6 +91,8 @@ class Report:
     out: Path
     groups: dict[str, list[int]] = field(default_factory=dict)  # group -> [files, bytes]
     largest: tuple[int, str] = (0, "")
+    how: str = "exported"  # "exported" | "updated in place" (the groups count what was written) | "unchanged"
+    removed: int = 0  # files an update removed
 
     def add(self, group: str, path: Path, rel: str) -> None:
         size = path.stat().st_size
@@ -93,7 +105,11 @@ class Report:
     def text(self) -> str:
         total_files = sum(n for n, _ in self.groups.values())
         total = sum(b for _, b in self.groups.values())
-        lines = [f"static site in {self.out}", f"{'':2}{'part':<28}{'files':>7}{'size':>12}"]
+        if self.how == "unchanged":
+            return f"static site in {self.out}: unchanged since the last export (nothing written)"
+        head = f"static site in {self.out}" + (f": updated in place, {self.removed} files removed; written:"
+                                               if self.how == "updated in place" else "")
+        lines = [head, f"{'':2}{'part':<28}{'files':>7}{'size':>12}"]
         for group, (n, b) in self.groups.items():
             lines.append(f"{'':2}{group:<28}{n:>7}{human(b):>12}")
         lines.append(f"{'':2}{'total':<28}{total_files:>7}{human(total):>12}")
@@ -230,6 +246,31 @@ def _group(rel: str) -> str:
     return "dataset: images"
 
 
+def source_id(dataset: Path, ds_id: str | None) -> str:
+    ds_id = ds_id or re.sub(r"[^A-Za-z0-9._-]+", "-", dataset.resolve().name).strip("-._") or "dataset"
+    if not is_valid_id(ds_id):
+        raise ExportError(f"dataset id {ds_id!r} is not a valid id (letters, digits, . _ -)")
+    return ds_id
+
+
+def source_version(dataset: Path) -> str:
+    """The dataset's content version, its index brought up to date (cheap when it is current)."""
+    if not (dataset / MANIFEST).is_file():
+        raise ExportError(f"{dataset} is not a dataset folder (no {MANIFEST})")
+    try:
+        return ensure_index(dataset).version
+    except IndexUnavailable as exc:
+        raise ExportError(str(exc)) from None
+
+
+def record_identities(dataset: Path) -> dict[str, str]:
+    """Painting id -> the identity of its record when the (current) index read it."""
+    from backend.search import IndexQueries
+
+    queries = IndexQueries(ensure_index(dataset).path)
+    return {r[0]: r[1] for r in queries.conn.execute("SELECT id, record FROM paintings ORDER BY rowid")}
+
+
 def read_source(dataset: Path, ds_id: str | None) -> SiteDataset:
     """One dataset to export, validated, with every file the explorer reads."""
     if not (dataset / MANIFEST).is_file():
@@ -251,9 +292,7 @@ def read_source(dataset: Path, ds_id: str | None) -> SiteDataset:
     if violations:
         lines = "\n  ".join(str(v) for v in violations[:20])
         raise ExportError(f"dataset {dataset} is invalid (`tamscope validate` lists everything):\n  {lines}")
-    ds_id = ds_id or re.sub(r"[^A-Za-z0-9._-]+", "-", dataset.resolve().name).strip("-._") or "dataset"
-    if not is_valid_id(ds_id):
-        raise ExportError(f"dataset id {ds_id!r} is not a valid id (letters, digits, . _ -)")
+    ds_id = source_id(dataset, ds_id)
     manifest, records, files = dataset_files(dataset)
     return SiteDataset(ds_id, dataset, manifest, records, files, opened.version)
 
@@ -286,10 +325,10 @@ def export_site(datasets: Path | list[Path], out: Path, ds_id: str | None = None
     if ds_id and len(dirs) > 1:
         raise ExportError("--id names the dataset of a one-dataset export; several keep their folder names")
     site_url = site_address(site_url)
-    sources = [read_source(d, ds_id) for d in dirs]
-    ids = [s.id for s in sources]
+    ids = [source_id(d, ds_id) for d in dirs]
     if len(set(ids)) != len(ids):
         raise ExportError(f"two datasets would have the same id in URLs ({', '.join(ids)}): rename a folder")
+    versions = {i: source_version(d) for i, d in zip(ids, dirs, strict=True)}
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists() and not force:
@@ -304,10 +343,26 @@ def export_site(datasets: Path | list[Path], out: Path, ds_id: str | None = None
             raise ExportError(f"index.html names static/{rel}, which is not a file of the explorer")
         return f"static/{names[rel]}"
 
-    previous = _previous(out)
+    previous = _previous(out) if (out / MARKER).is_file() else {}
     pages_key = hashlib.sha256(json.dumps([sorted(names.items()), site_url, META_CSP]).encode()
                                + b"".join(p.read_bytes() for p in sorted((Path(__file__).parent / "templates").glob("*"))
                                           ) + (frontend / "index.html").read_bytes()).hexdigest()[:20]
+    config = {"mode": "static", "pages": True,
+              "datasets": [{"id": i, "path": f"data/{i}", "stats": (d / STATS).is_file()} for i, d in zip(ids, dirs, strict=True)]}
+    config_bytes = (json.dumps(config, indent=2) + "\n").encode()
+    same_datasets = (isinstance(previous.get("records"), dict) and list(previous.get("datasets") or {}) == ids
+                     and set(previous["records"]) == set(ids))
+    if (same_datasets and previous.get("datasets") == versions and previous.get("pages") == pages_key
+            and all(versions.values()) and _same_bytes(out / "config.json", config_bytes)
+            and all((out / "static" / name).is_file() for name in names.values())):
+        report = Report(out, how="unchanged")
+        report.removed = _prune_top(out, {i: record_identities(d) for i, d in zip(ids, dirs, strict=True)})
+        return report
+    sources = [read_source(d, i) for d, i in zip(dirs, ids, strict=True)]
+    identities = {s.id: record_identities(s.root) for s in sources}
+    if same_datasets:
+        return _update(out, sources, identities, previous, assets, pages_key, config_bytes,
+                       shell.environment(frontend), static, site_url)
     same = {s.id for s in sources if previous.get("datasets", {}).get(s.id) == s.version and s.version}
     reuse_pages = same if previous.get("pages") == pages_key else set()
     pages = render_pages(shell.environment(frontend), static, META_CSP, sources, site_url, skip=reuse_pages)
@@ -329,10 +384,7 @@ def export_site(datasets: Path | list[Path], out: Path, ds_id: str | None = None
             write(f"static/{rel}", body)
         for rel, body in pages.items():
             write(rel, body)
-        config = {"mode": "static", "pages": True,
-                  "datasets": [{"id": s.id, "path": f"data/{s.id}", "stats": (s.root / STATS).is_file()}
-                               for s in sources]}
-        write("config.json", (json.dumps(config, indent=2) + "\n").encode())
+        write("config.json", config_bytes)
         made: set[str] = set()  # folders created so far (one mkdir per folder, not per file)
         for source in sources:
             for rel, src in source.files:
@@ -360,9 +412,7 @@ def export_site(datasets: Path | list[Path], out: Path, ds_id: str | None = None
                 link_or_copy(out / name, tmp / name)
                 written.append(name)
         write(".nojekyll", b"")
-        write(MARKER, (json.dumps({"tamscope export-site of": [s.manifest.name for s in sources],
-                                   "datasets": {s.id: s.version for s in sources}, "pages": pages_key}, indent=1)
-                       + "\n").encode())
+        write(MARKER, _marker(sources, identities, pages_key))
         for rel in written:
             if not rel.startswith("."):
                 report.add(_group(rel), tmp / rel, rel)
@@ -371,6 +421,132 @@ def export_site(datasets: Path | list[Path], out: Path, ds_id: str | None = None
         tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return report
+
+
+def _marker(sources: list[SiteDataset], identities: dict[str, dict[str, str]], pages_key: str) -> bytes:
+    return (json.dumps({"tamscope export-site of": [s.manifest.name for s in sources],
+                        "datasets": {s.id: s.version for s in sources}, "pages": pages_key,
+                        "records": identities}, indent=1) + "\n").encode()
+
+
+def _same_bytes(path: Path, body: bytes) -> bool:
+    try:
+        return path.stat().st_size == len(body) and path.read_bytes() == body
+    except OSError:
+        return False
+
+
+def _same_file(target: Path, src: Path) -> bool:
+    """TARGET is SRC already: the same inode (a hard link), or a copy with the same bytes."""
+    try:
+        a, b = os.stat(target, follow_symlinks=False), os.stat(src)
+    except FileNotFoundError:
+        return False
+    if (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev):
+        return True
+    return stat.S_ISREG(a.st_mode) and a.st_size == b.st_size and target.read_bytes() == src.read_bytes()
+
+
+def _prune_top(out: Path, identities: dict[str, dict[str, str]]) -> int:
+    """Remove what an export does not make from the top of OUT and of OUT/data (a file left there by
+    hand, a dataset no longer exported); return how many entries went. A listing: cheap."""
+    pages = {page_name(i, pid) for i, pids in identities.items() for pid in pids}
+    own = {"index.html", "config.json", ".nojekyll", MARKER, "static", "data"}
+    removed = 0
+    for folder, keep in ((out, own | pages), (out / "data", set(identities))):
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name not in keep:
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
+                    removed += 1
+    return removed
+
+
+def _update(out: Path, sources: list[SiteDataset], identities: dict[str, dict[str, str]], previous: dict,
+            assets: dict[str, bytes], pages_key: str, config_bytes: bytes, env, static, site_url) -> Report:
+    """Bring a previous export of the same datasets up to date in place (see the module doc)."""
+    report = Report(out, how="updated in place")
+    report.removed = _prune_top(out, identities)
+
+    def put(rel: str, body: bytes) -> None:
+        target = out / rel
+        if not _same_bytes(target, body):
+            atomic_write_bytes(target, body)
+            if not rel.startswith("."):
+                report.add(_group(rel), target, rel)
+
+    def put_file(rel: str, src: Path) -> None:
+        target = out / rel
+        if _same_file(target, src):
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
+        tmp.unlink(missing_ok=True)
+        link_or_copy(src, tmp)
+        os.replace(tmp, target)
+        report.add(_group(rel), target, rel)
+
+    def remove(path: Path) -> None:
+        if path.is_dir() and not path.is_symlink():
+            report.removed += sum(1 for p in path.rglob("*") if not p.is_dir())
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+            report.removed += 1
+
+    def prune(folder: Path, keep: set[Path]) -> None:
+        """Remove the files under FOLDER that are not in KEEP."""
+        if folder.is_dir():
+            for path in sorted(folder.rglob("*"), reverse=True):
+                if not path.is_dir() and path not in keep:
+                    remove(path)
+
+    for rel, body in assets.items():
+        put(f"static/{rel}", body)
+    prune(out / "static", {out / "static" / rel for rel in assets})
+    # a painting's page shows its dataset's label and every dataset's credits: from the manifests
+    pages_changed = previous.get("pages") != pages_key or not all(
+        _same_file(out / "data" / s.id / MANIFEST, s.root / MANIFEST) for s in sources)
+    only: dict[str, set[str]] = {}
+    for source in sources:
+        before = previous["records"].get(source.id) or {}
+        now = identities[source.id]
+        unchanged = previous["datasets"].get(source.id) == source.version and bool(source.version)
+        changed = set() if unchanged else {pid for pid, identity in now.items() if before.get(pid) != identity}
+        only[source.id] = set(now) if pages_changed else changed
+        base = out / "data" / source.id
+        for pid in set(before) - set(now):  # no longer in the dataset
+            remove(base / PAINTINGS / pid)
+            remove(out / page_name(source.id, pid))
+        if unchanged:
+            continue
+        by_painting: dict[str, list[tuple[str, Path]]] = {}
+        for rel, src in source.files:
+            parts = rel.split("/", 2)
+            if parts[0] == PAINTINGS:
+                by_painting.setdefault(parts[1], []).append((rel, src))
+            else:
+                put_file(f"data/{source.id}/{rel}", src)
+        if not (source.root / STATS).is_file():
+            remove(base / STATS)
+        for pid in changed:
+            files = by_painting.get(pid, [])
+            for rel, src in files:
+                put_file(f"data/{source.id}/{rel}", src)
+            prune(base / PAINTINGS / pid, {base / rel for rel, _ in files})
+        search = search_files(source.root)
+        for rel, body in search.items():
+            put(f"data/{source.id}/search/{rel}", body)
+        prune(base / "search", {base / "search" / rel for rel in search})
+    for rel, body in render_pages(env, static, META_CSP, sources, site_url, only=only).items():
+        put(rel, body)
+    put("config.json", config_bytes)
+    put(".nojekyll", b"")
+    put(MARKER, _marker(sources, identities, pages_key))  # last: an interrupted update is redone
     return report
 
 

@@ -76,10 +76,12 @@ def painting_page(ds: SiteDataset, record: PaintingRecord, site_url: str | None)
 
 
 def render_pages(env: Environment, static: Callable[[str], str], csp: str, datasets: list[SiteDataset],
-                 site_url: str | None, skip: set[str] = frozenset()) -> dict[str, bytes]:
+                 site_url: str | None, skip: set[str] = frozenset(),
+                 only: dict[str, set[str]] | None = None) -> dict[str, bytes]:
     """Relative path -> HTML of the front page and of every painting's page (but those of the
     datasets in `skip`, which the previous export has: backend/site.py). The front page lists
-    the first FRONT_PAGE_CARDS paintings of each dataset; the explorer pages through the rest."""
+    the first FRONT_PAGE_CARDS paintings of each dataset; the explorer pages through the rest.
+    With `only` (dataset id -> painting ids), the paintings' pages are those paintings' alone."""
     credits = shell.credits(ds.manifest for ds in datasets)
     common = dict(static=static, csp=csp, attributions=credits)
     pages: dict[str, bytes] = {}
@@ -95,7 +97,7 @@ def render_pages(env: Environment, static: Callable[[str], str], csp: str, datas
                           "byline": ", ".join(str(x) for x in (record.annotations.artist, record.annotations.year) if x),
                           "thumb": {"src": _file(ds, pid, thumb.path), "width": thumb.width, "height": thumb.height}
                           if thumb else None})
-            if ds.id in skip:
+            if ds.id in skip or (only is not None and pid not in only.get(ds.id, ())):
                 continue
             html = shell.render(env, "site-painting.html", label=ds.manifest.label,
                                 page=painting_page(ds, record, site_url), **common)

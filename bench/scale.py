@@ -6,7 +6,8 @@ whose record is rewritten with its own id (`<smoke id>-r<k>`), title ("... #k"),
 500) and year (1800 + k mod 200), so that search, filters and facets have something to do.
 Then, per size, one run of:
 
-- `tamscope stats`, `tamscope index --force` (time, peak RSS of the process),
+- `tamscope stats`, `tamscope index --force` (time, peak RSS of the process, CPU seconds with its
+  worker processes and the load average at its start: others share the machine),
   `tamscope validate` (time; skipped above --validate-max paintings: it opens every image);
 - `tamscope serve --workers 2`: start until /api/health answers (index current), and from no
   index at all; RSS per worker after the queries below;
@@ -63,12 +64,27 @@ def env() -> dict:
 
 # ---- commands -------------------------------------------------------------------------------
 
-def timed(args: list[str]) -> tuple[float, float, str]:
-    """Seconds and peak RSS (MB) of a tamscope command run as a child process, and its output."""
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process's finished children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load() -> float:
+    return os.getloadavg()[0]
+
+
+def timed(args: list[str], result: dict | None = None, name: str = "") -> tuple[float, float, str]:
+    """Seconds and peak RSS (MB) of a tamscope command run as a child process, and its output; with
+    RESULT, also its CPU seconds (children included: on a shared machine the wall time depends on
+    the others' load, the CPU time much less) and the load average when it started."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    cpu0, load0 = cpu_seconds(), load()
     t0 = time.perf_counter()
     done = subprocess.run([PY, "-m", "tamscope.cli", *args], env=env(), capture_output=True, text=True)
     seconds = time.perf_counter() - t0
+    if result is not None:
+        result[f"{name} CPU s"], result[f"{name} load"] = cpu_seconds() - cpu0, load0
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if done.returncode not in (0, 1):
         raise RuntimeError(f"tamscope {' '.join(args)} failed: {done.stderr[-2000:]}")
@@ -232,7 +248,7 @@ def measure(n: int, work: Path, args, browser, result: dict) -> dict:
         print(f"[{n}] stats (and its index) {result['stats s']:.1f} s", flush=True)
     else:  # the smoke dataset's statistics stand in (the dashboard draws them; their size is not 100,000's)
         shutil.copyfile(SMOKE / "stats.json", root / "stats.json")
-    result["index s"], result["index peak MB"], out = timed(["index", str(root), "--force"])
+    result["index s"], result["index peak MB"], out = timed(["index", str(root), "--force"], result, "index")
     result["index MB on disk"] = (root / "index.sqlite").stat().st_size / 2**20
     print(f"[{n}] index {result['index s']:.1f} s: {out.strip()}", flush=True)
     if n <= args.validate_max:
@@ -244,11 +260,13 @@ def measure(n: int, work: Path, args, browser, result: dict) -> dict:
     server = Server(root)
     try:
         result["server start s"] = server.started
+        result["API load"] = load()
         lat = latencies(server.port, root.name, args.queries)
         for name, xs in lat.items():
             result[f"{name} p50 ms"], result[f"{name} p95 ms"] = pct(xs, 0.5), pct(xs, 0.95)
         print(f"[{n}] API p95: " + ", ".join(f"{k} {pct(v, 0.95):.0f} ms" for k, v in lat.items()), flush=True)
         if browser is not None:
+            result["browser load"] = load()
             for name, ms in browser_times(browser, f"http://127.0.0.1:{server.port}/", root.name).items():
                 result[f"server: {name} ms"] = ms
             print(f"[{n}] browser: " + ", ".join(f"{k} {v:.0f}" for k, v in result.items() if k.startswith("server:")),

@@ -35,6 +35,7 @@ import re
 import sqlite3
 import tempfile
 import time
+from array import array
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -44,11 +45,11 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from contract.schema import DatasetManifest, PaintingRecord, is_valid_id
+from contract.schema import Category, DatasetManifest, PaintingRecord, is_valid_id
 from contract.store import MANIFEST, PAINTINGS, RECORD, STATS, summarise
 
 INDEX = "index.sqlite"
-FORMAT = 1  # bump when the tables change: an index of another format is rebuilt
+FORMAT = 3  # bump when the tables change: an index of another format is rebuilt
 MAX_TERMS = 16  # words of a search used; the rest is ignored (a 10 KB query is not 2,000 FTS terms)
 WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -64,11 +65,13 @@ CREATE TABLE paintings (
     title_verdict TEXT, artist_verdict TEXT,   -- 'correct' | 'wrong' | NULL (not graded)
     mean_entropy REAL, mean_gini REAL, mean_top10 REAL, mean_iou REAL,
     canvas_w INTEGER, canvas_h INTEGER,
+    cats INTEGER NOT NULL DEFAULT 0,      -- the span categories present, one bit each (CATEGORY_BITS)
     summary TEXT NOT NULL                 -- the PaintingSummary without its caption, as JSON
 );
 CREATE TABLE spans (
     rowid INTEGER PRIMARY KEY,
     painting INTEGER NOT NULL REFERENCES paintings(rowid),
+    phrase INTEGER NOT NULL REFERENCES phrases(rowid),
     idx INTEGER NOT NULL, text TEXT NOT NULL, category TEXT NOT NULL,
     start INTEGER, "end" INTEGER, match TEXT, n_tokens INTEGER NOT NULL, has_map INTEGER NOT NULL,
     map TEXT,                             -- the map's PNG, relative to the painting folder
@@ -77,23 +80,76 @@ CREATE TABLE spans (
     iou REAL, instances INTEGER
 );
 CREATE TABLE categories (category TEXT PRIMARY KEY, n INTEGER NOT NULL, median_entropy REAL,
-                         median_iou REAL, n_iou INTEGER NOT NULL);
+                         median_iou REAL, n_iou INTEGER NOT NULL, n_entropy INTEGER NOT NULL);
 CREATE TABLE bad (id TEXT PRIMARY KEY, error TEXT NOT NULL);
+-- the gallery's filter columns of each painting, narrow: counting a search's 100,000 matches
+-- looks each up here (a few pages) instead of in paintings (a row with caption and summary)
+CREATE TABLE filters (rowid INTEGER PRIMARY KEY, cats INTEGER NOT NULL, artist_key TEXT, style_key TEXT,
+                      year_num INTEGER, n_sam INTEGER NOT NULL, title_verdict TEXT, artist_verdict TEXT);
+-- One row per distinct (phrase text, category) with its spans, in span order, as arrays
+-- (little-endian, PHRASE_ARRAYS): span rowid int64, painting rowid int32, entropy, Gini, top-10%
+-- mass and IoU float64 (NaN: none), SAM int8 (-1: not run, 0: nothing found, 1: a mask). The
+-- phrase atlas finds the phrases of a search here (phrases_fts), then counts the matching spans,
+-- takes their medians and picks a sorted page's spans from these arrays: exact, and milliseconds
+-- for 250,000 matches, where SQL reads each matching span's row (a random read each).
+CREATE TABLE phrases (rowid INTEGER PRIMARY KEY, text TEXT NOT NULL, category TEXT NOT NULL, n INTEGER NOT NULL,
+                      span BLOB NOT NULL, painting BLOB NOT NULL, entropy BLOB NOT NULL, gini BLOB NOT NULL,
+                      top10 BLOB NOT NULL, iou BLOB NOT NULL, sam BLOB NOT NULL);
 """
+
+# Sorts: key -> the column it orders by and its collation. Every sort is "NULLs last, then the
+# value, then the row's position" (for spans, rowid order is (painting, span index): they are
+# inserted so), and each has an index in both directions whose columns are exactly that ORDER BY,
+# so a page of a sorted listing walks an index instead of sorting every row (100,000 paintings,
+# 1.6 million spans). The phrase atlas' text and category sorts have none: they sort their matches.
+PAINTING_SORTS = {"title": ("title", " COLLATE NOCASE"), "artist": ("artist_key", ""), "year": ("year_num", ""),
+                  "n_spans": ("n_spans", ""), "n_tokens": ("n_tokens", ""), "n_sam": ("n_sam", ""),
+                  "entropy": ("mean_entropy", ""), "gini": ("mean_gini", ""), "top10": ("mean_top10", ""),
+                  "iou": ("mean_iou", "")}
+SPAN_SORTS = {"entropy": ("entropy", ""), "gini": ("gini", ""), "top10": ("top10", ""), "iou": ("iou", ""),
+              "text": ("text", " COLLATE NOCASE"), "category": ("category", "")}
+SPAN_SORTS_INDEXED = ("entropy", "gini", "top10", "iou")
+# the phrases table's arrays: column -> (array typecode here, numpy dtype of the stored bytes)
+PHRASE_ARRAYS = {"span": ("q", "<i8"), "painting": ("l", "<i4"), "entropy": ("d", "<f8"), "gini": ("d", "<f8"),
+                 "top10": ("d", "<f8"), "iou": ("d", "<f8"), "sam": ("b", "i1")}
+CATEGORY_BITS = {c.value: 1 << k for k, c in enumerate(Category)}
+
+
+def order_by(alias: str, column: str, collate: str, descending: bool) -> str:
+    """The ORDER BY of a sort (written exactly as its index, `sort_indexes`, so SQLite walks it)."""
+    return f"({alias}.{column}) IS NULL, {alias}.{column}{collate} {'DESC' if descending else 'ASC'}, {alias}.rowid"
+
+
+def sort_indexes() -> str:
+    out = []
+    for table, sorts, keys in (("paintings", PAINTING_SORTS, PAINTING_SORTS), ("spans", SPAN_SORTS, SPAN_SORTS_INDEXED)):
+        for key in keys:
+            column, collate = sorts[key]
+            for suffix, direction in (("a", "ASC"), ("d", "DESC")):
+                out.append(f"CREATE INDEX {table}_by_{key}_{suffix} ON {table}(({column}) IS NULL, "
+                           f"{column}{collate} {direction});")
+    return "\n".join(out)
+
+
 INDEXES = """
 CREATE INDEX spans_painting ON spans(painting, category);
+CREATE INDEX spans_phrase ON spans(phrase);
 CREATE INDEX spans_category_entropy ON spans(category, entropy);
 CREATE INDEX paintings_artist ON paintings(artist_key);
 CREATE INDEX paintings_style ON paintings(style_key);
 CREATE INDEX paintings_year ON paintings(year_num);
-"""
+""" + sort_indexes()
+# paintings_fts: a painting's words, phrases included (a phrase not located in the caption is
+# found too), one lookup per search; contentless: only rowids are read from it
 FTS = """
-CREATE VIRTUAL TABLE paintings_fts USING fts5(title, artist, caption, content='paintings',
-    content_rowid='rowid', tokenize='unicode61 remove_diacritics 2');
-CREATE VIRTUAL TABLE spans_fts USING fts5(text, content='spans', content_rowid='rowid',
+CREATE VIRTUAL TABLE paintings_fts USING fts5(title, artist, caption, phrases, content='',
     tokenize='unicode61 remove_diacritics 2');
-INSERT INTO paintings_fts(paintings_fts) VALUES ('rebuild');
-INSERT INTO spans_fts(spans_fts) VALUES ('rebuild');
+CREATE VIRTUAL TABLE phrases_fts USING fts5(text, content='phrases', content_rowid='rowid',
+    tokenize='unicode61 remove_diacritics 2');
+INSERT INTO paintings_fts(rowid, title, artist, caption, phrases)
+    SELECT p.rowid, p.title, p.artist, p.caption,
+           (SELECT group_concat(s.text, ' | ') FROM spans s WHERE s.painting = p.rowid) FROM paintings p;
+INSERT INTO phrases_fts(phrases_fts) VALUES ('rebuild');
 """
 
 
@@ -180,12 +236,14 @@ def painting_row(record: PaintingRecord, root: Path) -> dict[str, Any]:
         "mean_iou": _mean([s.sam.iou for s in record.spans if s.sam is not None]),
         "canvas_w": record.canvas.width if record.canvas else None,
         "canvas_h": record.canvas.height if record.canvas else None,
+        "cats": sum(CATEGORY_BITS[c] for c in {s.category.value for s in record.spans}),
         "summary": orjson.dumps(summary).decode(),
     }
 
 
 def span_rows(record: PaintingRecord) -> Iterator[dict[str, Any]]:
-    for s in record.spans:
+    """A record's spans in index order (their rowids in the index follow it: see PAINTING_SORTS)."""
+    for s in sorted(record.spans, key=lambda s: s.index):
         m, sam = s.metrics, s.sam
         yield {
             "idx": s.index, "text": s.text, "category": s.category.value, "start": s.start, "end": s.end,
@@ -200,7 +258,7 @@ def span_rows(record: PaintingRecord) -> Iterator[dict[str, Any]]:
 PAINTING_COLUMNS = (
     "id", "title", "artist", "artist_key", "year", "year_num", "style", "style_key", "genre", "record", "status", "n_tokens",
     "n_spans", "n_sam", "caption", "title_verdict", "artist_verdict", "mean_entropy", "mean_gini", "mean_top10",
-    "mean_iou", "canvas_w", "canvas_h", "summary")
+    "mean_iou", "canvas_w", "canvas_h", "cats", "summary")
 SPAN_COLUMNS = ("idx", "text", "category", "start", "end", "match", "n_tokens", "has_map", "map", "otsu", "entropy",
                 "gini", "top10", "sam", "iou", "instances")
 
@@ -248,7 +306,9 @@ def build_index(root: Path, target: Path | None = None, progress=None) -> Path:
         with closing(sqlite3.connect(tmp)) as conn:
             conn.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA page_size=8192;")
             conn.executescript(SCHEMA)
-            _fill(conn, root, ids, progress)
+            all_spans = _fill(conn, root, ids, progress)
+            conn.execute("INSERT INTO filters SELECT rowid, cats, artist_key, style_key, year_num, n_sam, title_verdict, "
+                         "artist_verdict FROM paintings")
             conn.executescript(INDEXES)
             fts = fts5_available()
             if fts:
@@ -256,7 +316,8 @@ def build_index(root: Path, target: Path | None = None, progress=None) -> Path:
             stats_raw = (root / STATS).read_bytes() if (root / STATS).is_file() else None
             meta = {"format": str(FORMAT), "version": version, "fts5": "1" if fts else "0",
                     "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "manifest": orjson.dumps(header).decode(), "has_stats": "1" if stats_raw else "0"}
+                    "manifest": orjson.dumps(header).decode(), "has_stats": "1" if stats_raw else "0",
+                    "all_spans": orjson.dumps(all_spans).decode(), "facets": orjson.dumps(facets(conn)).decode()}
             conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
             conn.commit()
             conn.execute("ANALYZE")
@@ -269,6 +330,39 @@ def build_index(root: Path, target: Path | None = None, progress=None) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+VERDICTS = ("correct", "wrong", "ungraded")
+
+
+def facets(conn: sqlite3.Connection) -> dict:
+    """What the gallery's filters offer, over the whole dataset, with counts (kept in the index's
+    meta table: at 100,000 paintings these group-bys take seconds, a gallery's first paint waits for them)."""
+
+    def named(column: str, key: str, top: int) -> list[list]:
+        # the most common spelling of each (case-insensitive) name, most frequent first
+        rows = conn.execute(f"SELECT {column}, count(*) AS n FROM paintings WHERE {key} IS NOT NULL "
+                            f"GROUP BY {key} ORDER BY n DESC, {key} LIMIT ?", (top,)).fetchall()
+        return [[r[0].strip(), r[1]] for r in rows]
+
+    years = conn.execute("SELECT min(year_num), max(year_num) FROM paintings").fetchone()
+    verdict = {}
+    for column in ("title_verdict", "artist_verdict"):
+        counts = dict.fromkeys(VERDICTS, 0)
+        for value, n in conn.execute(f"SELECT {column}, count(*) FROM paintings GROUP BY {column}"):
+            counts[value or "ungraded"] = n
+        verdict[column] = counts
+    cats = {c: conn.execute("SELECT count(*) FROM paintings WHERE cats & ?", (bit,)).fetchone()[0]
+            for c, bit in sorted(CATEGORY_BITS.items())}
+    return {
+        "n_paintings": conn.execute("SELECT count(*) FROM paintings").fetchone()[0],
+        "categories": {c: n for c, n in cats.items() if n},
+        "styles": named("style", "style_key", 500), "artists": named("artist", "artist_key", 2000),
+        "years": {"min": years[0], "max": years[1]},
+        "sam": {"found": conn.execute("SELECT count(*) FROM paintings WHERE n_sam > 0").fetchone()[0],
+                "none": conn.execute("SELECT count(*) FROM paintings WHERE n_sam = 0").fetchone()[0]},
+        **verdict,
+    }
 
 
 NO_FOLDER = "listed in manifest.json but has no folder under paintings/"
@@ -320,19 +414,38 @@ def _readings(root: Path, ids: list[str]):
             yield from zip(pids, readings, strict=True)
 
 
-def _fill(conn: sqlite3.Connection, root: Path, ids: list[str], progress) -> None:
+def _fill(conn: sqlite3.Connection, root: Path, ids: list[str], progress) -> dict:
+    """Insert every painting and span; return the summary numbers of all spans (the atlas' unfiltered view)."""
     pcols = ", ".join(f'"{c}"' for c in PAINTING_COLUMNS)
     scols = ", ".join(f'"{c}"' for c in SPAN_COLUMNS)
     insert_p = f"INSERT INTO paintings (rowid, {pcols}) VALUES (?, {', '.join('?' * len(PAINTING_COLUMNS))})"
-    insert_s = f"INSERT INTO spans (painting, {scols}) VALUES (?, {', '.join('?' * len(SPAN_COLUMNS))})"
+    insert_s = (f"INSERT INTO spans (rowid, painting, phrase, {scols}) "
+                f"VALUES (?, ?, ?, {', '.join('?' * len(SPAN_COLUMNS))})")
     at = {c: k for k, c in enumerate(SPAN_COLUMNS)}
     by_category: dict[str, tuple[list[float], list[float], list[int]]] = {}
+    phrases: dict[tuple[str, str], tuple[int, dict[str, array]]] = {}  # (text, category) -> rowid, arrays
+    nan = float("nan")
+    span_rowid = 0
     for rowid, (pid, (status, row, spans)) in enumerate(_readings(root, ids), start=1):
         if status == "bad":
             conn.execute("INSERT INTO bad VALUES (?, ?)", (pid, row))
             continue
         conn.execute(insert_p, (rowid, *row))
-        conn.executemany(insert_s, [(rowid, *s) for s in spans])
+        span_values = []
+        for s in spans:
+            key = (s[at["text"]], s[at["category"]])
+            found = phrases.get(key)
+            if found is None:
+                found = phrases[key] = (len(phrases) + 1, {c: array(t) for c, (t, _) in PHRASE_ARRAYS.items()})
+            span_rowid += 1
+            span_values.append((span_rowid, rowid, found[0], *s))
+            arrays = found[1]
+            arrays["span"].append(span_rowid)
+            arrays["painting"].append(rowid)
+            for column in ("entropy", "gini", "top10", "iou"):
+                arrays[column].append(nan if s[at[column]] is None else s[at[column]])
+            arrays["sam"].append(-1 if s[at["sam"]] is None else s[at["sam"]])
+        conn.executemany(insert_s, span_values)
         for s in spans:
             ent, ious, count = by_category.setdefault(s[at["category"]], ([], [], [0]))
             count[0] += 1
@@ -342,8 +455,21 @@ def _fill(conn: sqlite3.Connection, root: Path, ids: list[str], progress) -> Non
                 ious.append(s[at["iou"]])
         if progress is not None:
             progress(rowid, len(ids))
-    conn.executemany("INSERT INTO categories VALUES (?, ?, ?, ?, ?)",
-                     [(c, n[0], _median(e), _median(i), len(i)) for c, (e, i, n) in sorted(by_category.items())])
+    conn.executemany(f"INSERT INTO phrases VALUES (?, ?, ?, ?, {', '.join('?' * len(PHRASE_ARRAYS))})",
+                     ((k, text, cat, len(arrays["span"]), *(_blob(arrays[c], PHRASE_ARRAYS[c][1]) for c in PHRASE_ARRAYS))
+                      for (text, cat), (k, arrays) in phrases.items()))
+    conn.executemany("INSERT INTO categories VALUES (?, ?, ?, ?, ?, ?)",
+                     [(c, n[0], _median(e), _median(i), len(i), len(e)) for c, (e, i, n) in sorted(by_category.items())])
+    every = [x for e, _, _ in by_category.values() for x in e], [x for _, i, _ in by_category.values() for x in i]
+    return {"n": sum(n[0] for _, _, n in by_category.values()), "median_entropy": _median(every[0]),
+            "n_entropy": len(every[0]), "median_iou": _median(every[1]), "n_iou": len(every[1])}
+
+
+def _blob(values: array, dtype: str) -> bytes:
+    """An array's bytes as the stored dtype (little-endian, the width PHRASE_ARRAYS names)."""
+    import numpy as np
+
+    return np.asarray(values, dtype=dtype).tobytes()
 
 
 def _short(exc: BaseException) -> str:
@@ -380,20 +506,31 @@ def _uri_path(path: Path) -> str:
     return quote(str(Path(path).resolve()), safe="/")
 
 
-def read_meta(path: Path) -> dict[str, str]:
-    """The meta table of an index file; raises sqlite3.DatabaseError when it is not one."""
+def read_meta(path: Path, thorough: bool = False) -> dict[str, str]:
+    """The meta table of an index file; raises sqlite3.DatabaseError when it is not one.
+
+    Checked: the header, the file's size against its page count (a truncated or appended file)
+    and the meta table; THOROUGH adds SQLite's quick_check, which reads every page (seconds for
+    the 650 MB of 100,000 paintings: `validate` runs it, a server's start does not)."""
     with closing(connect(path)) as conn:
-        conn.execute("PRAGMA quick_check(1)").fetchone()
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        if pages * size != os.stat(path).st_size:
+            raise sqlite3.DatabaseError(f"{pages} pages of {size} bytes, but the file holds {os.stat(path).st_size}")
+        if thorough:
+            found = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if found != "ok":
+                raise sqlite3.DatabaseError(found)
         return {row["key"]: row["value"] for row in conn.execute("SELECT key, value FROM meta")}
 
 
-def why_stale(root: Path, path: Path | None = None) -> str:
+def why_stale(root: Path, path: Path | None = None, thorough: bool = False) -> str:
     """"" when the index of ROOT (at PATH) is current, else why not (missing, corrupt, stale)."""
     path = Path(path) if path else Path(root) / INDEX
     if not path.is_file():
         return "missing"
     try:
-        meta = read_meta(path)
+        meta = read_meta(path, thorough)
     except sqlite3.DatabaseError as exc:
         return f"corrupt ({exc})"
     if meta.get("format") != str(FORMAT):
@@ -457,6 +594,9 @@ def matches_records(root: Path, path: Path | None = None) -> list[str]:
     path = Path(path) if path else root / INDEX
     if why_stale(root, path):
         return []  # stale, corrupt or of another format: whoever reads it next rebuilds it first
+    damaged = why_stale(root, path, thorough=True)
+    if damaged:  # an open checks the header, size and meta table, not every page: this one is used as it is
+        return [f"{INDEX} is {damaged}: `tamscope index --force {root}` rebuilds it"]
     problems = []
     header, ids = manifest_header(root)
     with closing(connect(path)) as conn:

@@ -220,3 +220,91 @@ def test_search_without_fts5(tmp_path, monkeypatch):
     assert client.get("/api/datasets/nofts/spans", params={"q": "starry"}).json()["total"] == 2
     for q in NASTY:
         assert client.get("/api/datasets/nofts/spans", params={"q": q}).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def replicated(tmp_path_factory):
+    """12 paintings, each a copy of one of smoke's 4: every figure is tied three ways (the page
+    boundaries of a sort must fall between ties in the documented order)."""
+    from testkit.replicate import replicate
+
+    root = replicate(tmp_path_factory.mktemp("ties") / "ties", 12)
+    ids = [p["id"] for p in orjson.loads((root / "manifest.json").read_bytes())["paintings"]]
+    recs = [orjson.loads((root / "paintings" / pid / "record.json").read_bytes()) for pid in ids]
+    return TestClient(create_app([root])), recs
+
+
+@pytest.mark.parametrize("params", [{"q": "s", "sort": "entropy"}, {"q": "s", "sort": "entropy", "order": "desc"},
+                                    {"q": "c", "sort": "iou", "order": "desc"}, {"q": "a", "sort": "painting",
+                                                                                     "order": "desc"},
+                                    {"q": "a", "sort": "gini", "entropy_max": 0.95}, {"sort": "top10", "order": "desc"},
+                                    {"category": "CVO", "sort": "iou"}, {"sort": "painting", "order": "desc"},
+                                    {"sort": "painting"}, {"category": "ICON", "sort": "painting"}])
+def test_atlas_sorted_pages_follow_ties_and_nulls(replicated, params):
+    """Pages of a sorted atlas, with or without a phrase search, in the documented order: NULLs last,
+    the value (ascending or descending), then the painting's position and the span's index."""
+    client, recs = replicated
+    key = {"entropy": lambda s: (s.get("metrics") or {}).get("entropy"),
+           "gini": lambda s: (s.get("metrics") or {}).get("gini"),
+           "top10": lambda s: (s.get("metrics") or {}).get("top10_mass"),
+           "iou": lambda s: (s.get("sam") or {}).get("iou")}
+    desc = params.get("order") == "desc"
+    matches = []
+    for position, r in enumerate(recs):
+        for s in r["spans"]:
+            entropy = (s.get("metrics") or {}).get("entropy")
+            if (("q" not in params or has_words(s["text"], params["q"]))
+                    and ("category" not in params or s["category"] == params["category"])
+                    and ("entropy_max" not in params or (entropy is not None and entropy <= params["entropy_max"]))):
+                matches.append((position, s))
+    if params["sort"] == "painting":
+        want = sorted(matches, key=lambda m: (-m[0] if desc else m[0], m[1]["index"]))
+    else:
+        def order(m):
+            v = key[params["sort"]](m[1])
+            return (v is None, 0 if v is None else (-v if desc else v), m[0], m[1]["index"])
+        want = sorted(matches, key=order)
+    assert len(want) > 6
+    got = []
+    for offset in range(0, len(want) + 5, 5):
+        body = client.get("/api/datasets/ties/spans", params={**params, "offset": offset, "limit": 5}).json()
+        assert body["total"] == len(want)
+        got += [(i["painting"], i["index"]) for i in body["items"]]
+    assert got == [(recs[p]["id"], s["index"]) for p, s in want]
+
+
+@pytest.mark.parametrize("params", [{"q": "boats"}, {"q": "boats", "order": "desc"}, {"q": "a", "category": "ICON"},
+                                    {"q": "s", "sort": "entropy", "order": "desc"}, {"q": "painter", "year_min": 1805},
+                                    {"category": "CVO", "sort": "title", "order": "desc"}])
+def test_gallery_search_pages_in_order(replicated, params):
+    """A search's pages, in the manifest's order (either way) or a metric's, with filters: what the
+    records say, page by page (ties of the copies keep the manifest's order)."""
+    client, recs = replicated
+    desc = params.get("order") == "desc"
+
+    def keep(r):
+        ann = r["annotations"]
+        text = " ".join(filter(None, [ann.get("title"), ann.get("artist"), r.get("caption")]))
+        return (("q" not in params or has_words(text, params["q"]) or any(has_words(s["text"], params["q"])
+                                                                           for s in r["spans"]))
+                and ("category" not in params or any(s["category"] == params["category"] for s in r["spans"]))
+                and ("year_min" not in params or ann["year"] >= params["year_min"]))
+
+    kept = [(k, r) for k, r in enumerate(recs) if keep(r)]
+    sort = params.get("sort", "order")
+    if sort == "order":
+        want = sorted(kept, key=lambda kr: -kr[0] if desc else kr[0])
+    elif sort == "title":
+        want = sorted(kept, key=lambda kr: kr[1]["annotations"]["title"].lower(), reverse=True)  # titles differ
+    else:
+        def mean(r):
+            xs = [s["metrics"]["entropy"] for s in r["spans"] if (s.get("metrics") or {}).get("entropy") is not None]
+            return sum(xs) / len(xs)
+        want = sorted(kept, key=lambda kr: (-mean(kr[1]) if desc else mean(kr[1]), kr[0]))
+    assert len(want) >= 3
+    got = []
+    for offset in range(0, len(want) + 5, 5):
+        body = client.get("/api/datasets/ties/paintings", params={**params, "offset": offset, "limit": 5}).json()
+        assert body["total"] == len(want)
+        got += [i["id"] for i in body["items"]]
+    assert got == [r["id"] for _, r in want]

@@ -115,3 +115,62 @@ def test_a_changed_dataset_is_exported_anew(tmp_path):
     assert "Renamed painting" in (site / f"small~{record['id']}.html").read_text()
     shard = json.loads((site / "data" / "small" / "search" / "words" / f"{site_search.shard_of('renamed')}.json").read_text())
     assert "renamed" in shard
+
+
+def snapshot(site: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder of a site -> (inode, modification time)."""
+    return {p.relative_to(site).as_posix(): (p.lstat().st_ino, p.lstat().st_mtime_ns) for p in site.rglob("*")}
+
+
+def test_a_second_export_of_an_unchanged_dataset_writes_nothing(big, site):
+    export_site(big, site)  # whatever an earlier test left, the site is now this dataset's
+    before = snapshot(site)
+    report = export_site(big, site)
+    assert report.how == "unchanged" and snapshot(site) == before
+
+
+def test_changing_one_painting_rewrites_only_what_depends_on_it(tmp_path):
+    small = replicate(tmp_path / "small", 8)
+    site = tmp_path / "site"
+    export_site(small, site)
+    before = snapshot(site)
+    pids = [p["id"] for p in orjson.loads((small / "manifest.json").read_bytes())["paintings"]]
+    pid = pids[5]
+    path = small / "paintings" / pid / "record.json"
+    record = orjson.loads(path.read_bytes())
+    record["annotations"]["title"] = "Quintessential renamed painting"
+    atomic_write_bytes(path, orjson.dumps(record))
+    report = export_site(small, site)
+    assert report.how == "updated in place"
+    after = snapshot(site)
+    changed = {rel for rel in after if before.get(rel) != after[rel]}
+    files = {rel for rel in changed if (site / rel).is_file()}
+    # the painting's record and page, the front page (it lists the painting), the marker: rewritten
+    assert {f"data/small/paintings/{pid}/record.json", f"small~{pid}.html", "index.html", ".tamscope-site"} <= files
+    # nothing of another painting, no explorer file, none of this painting's images and maps
+    for rel in files:
+        assert rel in (f"data/small/paintings/{pid}/record.json", f"small~{pid}.html", "index.html", ".tamscope-site") \
+            or rel.startswith("data/small/search/"), rel
+    # files come and go only among the search files (a shard for a new word)
+    assert all(rel.startswith("data/small/search/") for rel in set(after) ^ set(before))
+    # the search files that name the title's words changed, and the site is what a fresh export makes
+    fresh = tmp_path / "fresh"
+    export_site(small, fresh)
+    assert sorted(snapshot(fresh)) == sorted(after)
+    for rel in after:
+        if (site / rel).is_file() and rel != ".tamscope-site":
+            assert (site / rel).read_bytes() == (fresh / rel).read_bytes(), rel
+    shard = json.loads((site / "data/small/search/words" / f"{site_search.shard_of('quintessential')}.json").read_text())
+    assert "quintessential" in shard
+    # a painting no longer listed: its folder and page go, the rest stays
+    manifest = orjson.loads((small / "manifest.json").read_bytes())
+    manifest["paintings"] = [p for p in manifest["paintings"] if p["id"] != pids[2]]
+    atomic_write_bytes(small / "manifest.json", orjson.dumps(manifest))
+    import shutil
+
+    shutil.rmtree(small / "paintings" / pids[2])
+    export_site(small, site)
+    assert not (site / f"small~{pids[2]}.html").exists() and not (site / "data/small/paintings" / pids[2]).exists()
+    fresh2 = tmp_path / "fresh2"
+    export_site(small, fresh2)
+    assert sorted(snapshot(fresh2)) == sorted(snapshot(site))

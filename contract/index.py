@@ -44,11 +44,12 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from contract.inputs import input_of
 from contract.schema import DatasetManifest, PaintingRecord, is_valid_id
 from contract.store import MANIFEST, PAINTINGS, RECORD, STATS, summarise
 
 INDEX = "index.sqlite"
-FORMAT = 1  # bump when the tables change: an index of another format is rebuilt
+FORMAT = 2  # bump when the tables change: an index of another format is rebuilt (2: input_sha256)
 MAX_TERMS = 16  # words of a search used; the rest is ignored (a 10 KB query is not 2,000 FTS terms)
 WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -64,6 +65,7 @@ CREATE TABLE paintings (
     title_verdict TEXT, artist_verdict TEXT,   -- 'correct' | 'wrong' | NULL (not graded)
     mean_entropy REAL, mean_gini REAL, mean_top10 REAL, mean_iou REAL,
     canvas_w INTEGER, canvas_h INTEGER,
+    input_sha256 TEXT,                    -- provenance.input.sha256: the input image's bytes (model comparison)
     summary TEXT NOT NULL                 -- the PaintingSummary without its caption, as JSON
 );
 CREATE TABLE spans (
@@ -86,6 +88,7 @@ CREATE INDEX spans_category_entropy ON spans(category, entropy);
 CREATE INDEX paintings_artist ON paintings(artist_key);
 CREATE INDEX paintings_style ON paintings(style_key);
 CREATE INDEX paintings_year ON paintings(year_num);
+CREATE INDEX paintings_input ON paintings(input_sha256);
 """
 FTS = """
 CREATE VIRTUAL TABLE paintings_fts USING fts5(title, artist, caption, content='paintings',
@@ -162,6 +165,16 @@ def record_identity(root: Path, pid: str) -> str:
     return _identity(Path(root) / PAINTINGS / pid / RECORD)
 
 
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def input_sha256(record: PaintingRecord) -> str | None:
+    """The fingerprint of the image the record was made from (provenance.input.sha256, written by
+    describe), when it is one: what matches the same painting across datasets of different models."""
+    sha = (input_of(record) or {}).get("sha256")
+    return sha if isinstance(sha, str) and SHA256.fullmatch(sha) else None
+
+
 def painting_row(record: PaintingRecord, root: Path) -> dict[str, Any]:
     summary = summarise(record, root).model_dump(mode="json", exclude_none=True, exclude={"caption"})
     ann, meta = record.annotations, record.metadata
@@ -180,6 +193,7 @@ def painting_row(record: PaintingRecord, root: Path) -> dict[str, Any]:
         "mean_iou": _mean([s.sam.iou for s in record.spans if s.sam is not None]),
         "canvas_w": record.canvas.width if record.canvas else None,
         "canvas_h": record.canvas.height if record.canvas else None,
+        "input_sha256": input_sha256(record),
         "summary": orjson.dumps(summary).decode(),
     }
 
@@ -200,7 +214,7 @@ def span_rows(record: PaintingRecord) -> Iterator[dict[str, Any]]:
 PAINTING_COLUMNS = (
     "id", "title", "artist", "artist_key", "year", "year_num", "style", "style_key", "genre", "record", "status", "n_tokens",
     "n_spans", "n_sam", "caption", "title_verdict", "artist_verdict", "mean_entropy", "mean_gini", "mean_top10",
-    "mean_iou", "canvas_w", "canvas_h", "summary")
+    "mean_iou", "canvas_w", "canvas_h", "input_sha256", "summary")
 SPAN_COLUMNS = ("idx", "text", "category", "start", "end", "match", "n_tokens", "has_map", "map", "otsu", "entropy",
                 "gini", "top10", "sam", "iou", "instances")
 

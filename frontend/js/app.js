@@ -10,6 +10,7 @@ import { openSource } from "./data.js";
 import { h } from "./dom.js";
 import { address, stateAt } from "./lib/urlstate.js";
 import { renderAtlas } from "./views/atlas.js";
+import { renderCompare } from "./views/compare.js";
 import { renderDashboard } from "./views/dashboard.js";
 import { renderGallery } from "./views/gallery.js";
 import { renderPainting } from "./views/painting.js";
@@ -52,14 +53,15 @@ function render({ focus = null } = {}) {
   });
   const ctx = { source, state, navigate, settle };
   rendering = rendering.then(async () => {
-    const viewName = state.view === "painting" && state.painting ? "painting" : section;
+    const viewName = ["painting", "compare"].includes(state.view) && state.painting ? state.view : section;
     try {
       if (!state.dataset) main.replaceChildren(h("p", {}, "No dataset is being served."));
       else if (viewName === "painting") await renderPainting(main, ctx);
+      else if (viewName === "compare") await renderCompare(main, ctx);
       else if (viewName === "dashboard") await renderDashboard(main, ctx);
       else if (viewName === "atlas") await renderAtlas(main, ctx);
       else await renderGallery(main, ctx);
-      document.title = [viewName === "painting" ? main.querySelector("h2")?.textContent : null,
+      document.title = [["painting", "compare"].includes(viewName) ? main.querySelector("h2")?.textContent : null,
         current?.name, "tamscope"].filter(Boolean).join(" — ");
       if (focus) document.getElementById(focus)?.focus();
       else if (lastView !== null && viewName !== lastView) main.focus({ preventScroll: true }); // new page: start of content

@@ -51,6 +51,10 @@ class ApiSource {
     if (this.info.get(ds)?.has_stats === false) return null; // not computed: don't ask (a 404 in the console)
     return this.memo(`s:${ds}`, () => json(`${this.ds(ds)}/stats${this.v(ds)}`).catch(() => null));
   }
+  /** The same painting in the other served datasets: [{dataset, painting, match: "input"|"id", captioner, summary}] */
+  async counterparts(ds, pid) {
+    return this.memo(`c:${ds}/${pid}`, async () => (await json(`${this.p(ds, pid)}/counterparts`)).counterparts);
+  }
   canvasUrl(ds, pid) { return `${this.p(ds, pid)}/canvas${this.v(ds)}`; }
   thumbUrl(ds, pid) { return `${this.p(ds, pid)}/thumb${this.v(ds)}`; }
   tokenMapUrl(ds, pid, i) { return `${this.p(ds, pid)}/tokens/${i}.png${this.v(ds)}`; }
@@ -217,6 +221,21 @@ class StaticSource {
     if (this.datasets.find((d) => d.id === ds)?.stats === false) return null;
     if (!this.cache.has(`s:${ds}`)) this.cache.set(`s:${ds}`, json(`${this.root(ds)}/stats.json`).catch(() => null));
     return this.cache.get(`s:${ds}`);
+  }
+  /** The same painting in the other exported datasets, by id only: the export keeps no input
+   *  fingerprints (docs/explorer.md, Comparing models). */
+  async counterparts(ds, pid) {
+    const found = [];
+    for (const d of this.datasets) {
+      if (d.id === ds) continue;
+      const ids = await this.search(d.id, "ids.json");
+      const at = ids.indexOf(pid);
+      if (at >= 0) {
+        const [summary] = await this.chunkItems(d.id, [at]);
+        found.push({ dataset: d.id, painting: pid, match: "id", captioner: null, summary });
+      }
+    }
+    return found;
   }
   rec(ds, pid) { return this.paths?.get(`${ds}/${pid}`); }
   canvasUrl(ds, pid) { return this.file(ds, pid, this.rec(ds, pid)?.canvas?.path || "canvas.jpg"); }

@@ -53,3 +53,14 @@ test("captioner of a manifest", () => {
   assert.equal(captionerOf({ models: {} }), null);
   assert.equal(captionerOf(null), null);
 });
+
+test("compare view state: view=compare and another model's phrase (ospan) round-trip; malformed ones fall back", async () => {
+  const { parseState, serializeState } = await import("../js/lib/urlstate.js");
+  const state = parseState("?view=compare&dataset=model-a&painting=painting-1&span=2&ospan=model-b~4");
+  assert.equal(state.view, "compare");
+  assert.equal(state.ospan, "model-b~4");
+  assert.equal(serializeState(state), "?view=compare&dataset=model-a&painting=painting-1&span=2&ospan=model-b%7E4");
+  for (const bad of ["model-b", "~4", "model-b~04", "model-b~x", "../a~1", "a~1~2", "a~1234567"]) {
+    assert.equal(parseState(`?ospan=${encodeURIComponent(bad)}`).ospan, null, bad);
+  }
+});

@@ -9,11 +9,13 @@ export const DEFAULTS = Object.freeze({
   // the phrase atlas (views/atlas.js): phrase words, category, highest entropy, sort and direction
   aq: "", acat: "", emax: null, asort: "painting", adesc: false,
   method: null, cmethod: null, // faithfulness stage: the map method shown, and the one compared with ("tam": the TAM)
+  ospan: null, // compare view: another model's phrase shown alone, "<dataset>~<span index>"
 });
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const METHOD = /^[a-z][a-z0-9-]{0,31}$/; // contract/schema.py METHOD_PATTERN
+const OSPAN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}~(?:0|[1-9]\d{0,5})$/;
 const CHOICES = {
-  view: ["gallery", "painting", "dashboard", "atlas"], mode: ["span", "token"], look: ["hot", "tint"],
+  view: ["gallery", "painting", "dashboard", "atlas", "compare"], mode: ["span", "token"], look: ["hot", "tint"],
   cmap: ["inferno", "viridis", "magma", "grayscale"], samstyle: ["outline", "hatch"], highlight: ["solid", "underline"],
   cat: ["", "CVO", "ICON", "STYLE", "AFFECT", "META"],
   acat: ["", "CVO", "ICON", "STYLE", "AFFECT", "META"],
@@ -52,6 +54,7 @@ export function parseState(search) {
     if (key === "dataset" || key === "painting") state[key] = ID.test(value) ? value : null;
     else if (key === "span" || key === "token" || key === "compare") state[key] = int(value, 100000);
     else if (key === "method" || key === "cmethod") state[key] = METHOD.test(value) ? value : null;
+    else if (key === "ospan") state.ospan = OSPAN.test(value) ? value : null;
     else if (key === "page") state.page = int(value, 100000) ?? 0;
     else if (key === "opacity") state.opacity = fraction(value) ?? DEFAULTS.opacity;
     else if (key === "cut") state.cut = fraction(value, 0.95) ?? DEFAULTS.cut; // 1 would hide everything

@@ -165,3 +165,32 @@ def test_dashboard_shows_each_models_category_medians(tab, two, models):
             assert count.inner_text() == str(len(values))
     violations = run_axe(page, axe_source())
     assert violations == [], describe(violations)
+
+
+def test_static_site_compares_by_id(browser, models, tmp_path_factory):
+    """export-site of both datasets, on a plain file server: the compare view works, by id only."""
+    from backend.site import export_site
+    from testkit.harness import static_server
+    from tests.e2e.conftest import close_tab, open_tab
+
+    root = tmp_path_factory.mktemp("compare-site")
+    export_site(list(models.values()), root / "site")
+    a, b = record(models["model-a"], "painting-1"), record(models["model-b"], "painting-1")
+    with static_server(root) as host:
+        tab = open_tab(browser, "test_static_site_compares_by_id")
+        page = tab.page
+        try:
+            page.goto(host + "site/model-a~painting-1.html")
+            page.get_by_test_id("compare-models").click()
+            page.get_by_test_id("compare-view").wait_for()
+            assert "same painting id" in page.locator(".compare-col h3").nth(1).inner_text()
+            assert "tiny-model-b" in page.locator(".compare-col h3").nth(1).inner_text()
+            assert page.get_by_test_id("shared-phrase").all_inner_texts() == [f"{x} ↔ {y}{how}" for x, y, how in SHARED]
+            wait_drawn(page, f"tam model-a span-{span_index(a, 'a small village')} ", "compare-map-0")
+            wait_drawn(page, f"tam model-b span-{span_index(b, 'A small village')} ", "compare-map-1")
+            # painting 3 is "harbour-renamed" in model-b: without fingerprints the site cannot tell
+            page.goto(host + "site/model-a~painting-3.html")
+            page.get_by_test_id("painting-view").wait_for()
+            assert page.get_by_test_id("compare-models").count() == 0
+        finally:
+            close_tab(tab)

@@ -129,7 +129,9 @@ async function mount(root, { source, navigate, state }, key) {
 
   async function update(next) {
     const row = shared.find((r) => r.base === next.span) || null;
-    const own = next.ospan ? { dataset: next.ospan.split("~")[0], index: Number(next.ospan.split("~")[1]) } : null;
+    // a phrase shown alone: another model's (ospan), or a phrase of the base no other model shares
+    const own = next.ospan ? { dataset: next.ospan.split("~")[0], index: Number(next.ospan.split("~")[1]) }
+      : !row && base.spans?.[next.span] ? { dataset: ds, index: next.span } : null;
     sharedList.querySelectorAll("[data-testid=shared-phrase]").forEach((b) =>
       b.setAttribute("aria-pressed", String(!own && Number(b.dataset.index) === next.span)));
     const look = { cmap: next.cmap, opacity: next.opacity, look: next.look, cut: next.cut, samstyle: next.samstyle };

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
-from backend.compare import match_kind
+from backend.compare import Counterparts, match_kind
 from contract.store import Dataset
 from testkit.fixture_dataset import CAPTION_B, SPANS_B, make_dataset
 
@@ -48,6 +48,7 @@ def sha(root, pid) -> str:
 
 def test_counterparts_by_fingerprint_and_by_id(client, roots):
     body = client.get("/api/datasets/model-a/paintings/painting-3/counterparts").json()
+    Counterparts.model_validate(body)  # what /openapi.json says it answers
     assert body["input_sha256"] == sha(roots["a"], "painting-3") == sha(roots["b"], "harbour-renamed")
     assert body["captioner"] == {"id": "tiny-a", "revision": "fixture"}
     assert [(c["dataset"], c["painting"], c["match"]) for c in body["counterparts"]] == [

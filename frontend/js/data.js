@@ -222,18 +222,29 @@ class StaticSource {
     if (!this.cache.has(`s:${ds}`)) this.cache.set(`s:${ds}`, json(`${this.root(ds)}/stats.json`).catch(() => null));
     return this.cache.get(`s:${ds}`);
   }
-  /** The same painting in the other exported datasets, by id only: the export keeps no input
-   *  fingerprints (docs/explorer.md, Comparing models). */
+  /** The same painting in the other exported datasets, by the rule of backend/compare.py: the
+   *  same input fingerprint (search/inputs/<hh>.json), else the same id where one side has none. */
   async counterparts(ds, pid) {
+    const fingerprint = (rec) => { const sha = rec?.provenance?.input?.sha256;
+      return typeof sha === "string" && /^[0-9a-f]{64}$/.test(sha) ? sha : null; };
+    const sha = fingerprint(await this.record(ds, pid));
     const found = [];
     for (const d of this.datasets) {
       if (d.id === ds) continue;
-      const ids = await this.search(d.id, "ids.json");
-      const at = ids.indexOf(pid);
-      if (at >= 0) {
-        const [summary] = await this.chunkItems(d.id, [at]);
-        found.push({ dataset: d.id, painting: pid, match: "id", captioner: null, summary });
-      }
+      const meta = await this.search(d.id, "meta.json");
+      const shard = sha && (meta.input_shards || []).includes(sha.slice(0, 2))
+        ? await this.search(d.id, `inputs/${sha.slice(0, 2)}.json`) : {};
+      const same = await this.chunkItems(d.id, (shard[sha] || []).slice(0, 20));
+      found.push(...same.map((summary) => ({ dataset: d.id, painting: summary.id, match: "input", captioner: null, summary })));
+      if (same.some((x) => x.id === pid)) continue;
+      const at = (await this.search(d.id, "ids.json")).indexOf(pid);
+      if (at < 0) continue;
+      const other = fingerprint(await this.record(d.id, pid).catch(() => null));
+      // the same id: the same painting unless both fingerprints are known (an export made before
+      // input shards existed has none: compare the records' own)
+      if (sha && other && other !== sha) continue;
+      const [summary] = await this.chunkItems(d.id, [at]);
+      found.push({ dataset: d.id, painting: pid, match: sha && other ? "input" : "id", captioner: null, summary });
     }
     return found;
   }

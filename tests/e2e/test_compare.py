@@ -167,8 +167,9 @@ def test_dashboard_shows_each_models_category_medians(tab, two, models):
     assert violations == [], describe(violations)
 
 
-def test_static_site_compares_by_id(browser, models, tmp_path_factory):
-    """export-site of both datasets, on a plain file server: the compare view works, by id only."""
+def test_static_site_compares_too(browser, models, tmp_path_factory):
+    """export-site of both datasets, on a plain file server: the same matches from the exported
+    fingerprint shards, the same pairs and maps."""
     from backend.site import export_site
     from testkit.harness import static_server
     from tests.e2e.conftest import close_tab, open_tab
@@ -177,20 +178,23 @@ def test_static_site_compares_by_id(browser, models, tmp_path_factory):
     export_site(list(models.values()), root / "site")
     a, b = record(models["model-a"], "painting-1"), record(models["model-b"], "painting-1")
     with static_server(root) as host:
-        tab = open_tab(browser, "test_static_site_compares_by_id")
+        tab = open_tab(browser, "test_static_site_compares_too")
         page = tab.page
         try:
             page.goto(host + "site/model-a~painting-1.html")
             page.get_by_test_id("compare-models").click()
             page.get_by_test_id("compare-view").wait_for()
-            assert "same painting id" in page.locator(".compare-col h3").nth(1).inner_text()
+            assert "same input image" in page.locator(".compare-col h3").nth(1).inner_text()
             assert "tiny-model-b" in page.locator(".compare-col h3").nth(1).inner_text()
             assert page.get_by_test_id("shared-phrase").all_inner_texts() == [f"{x} ↔ {y}{how}" for x, y, how in SHARED]
             wait_drawn(page, f"tam model-a span-{span_index(a, 'a small village')} ", "compare-map-0")
             wait_drawn(page, f"tam model-b span-{span_index(b, 'A small village')} ", "compare-map-1")
-            # painting 3 is "harbour-renamed" in model-b: without fingerprints the site cannot tell
+            # painting 3 is "harbour-renamed" in model-b: found by its input fingerprint
             page.goto(host + "site/model-a~painting-3.html")
-            page.get_by_test_id("painting-view").wait_for()
-            assert page.get_by_test_id("compare-models").count() == 0
+            page.get_by_test_id("compare-models").click()
+            page.get_by_test_id("compare-view").wait_for()
+            assert page.get_by_test_id("compare-map-1").get_attribute("data-dataset") == "model-b"
+            wait_drawn(page, "tam model-b span-", "compare-map-1")
+            assert "harbour-renamed" in page.locator(".compare-col img").nth(1).get_attribute("src")
         finally:
             close_tab(tab)

@@ -115,3 +115,20 @@ def test_index_keeps_only_real_fingerprints(tmp_path):
     with ix.connect(root / ix.INDEX) as conn:
         got = dict(conn.execute("SELECT id, input_sha256 FROM paintings").fetchall())
     assert got == {"painting-0": sha(root, "painting-0"), "painting-1": None}
+
+
+def test_static_export_keeps_the_fingerprints(roots):
+    import orjson
+
+    from backend.site_search import search_files
+
+    files = search_files(roots["b"])
+    meta = orjson.loads(files["meta.json"])
+    ids = orjson.loads(files["ids.json"])
+    want = {pid: sha(roots["b"], pid) for pid in ids}
+    got = {}
+    for shard in meta["input_shards"]:
+        for fingerprint, positions in orjson.loads(files[f"inputs/{shard}.json"]).items():
+            assert fingerprint.startswith(shard)
+            got.update({ids[p]: fingerprint for p in positions})
+    assert got == want and len(set(want.values())) == 4

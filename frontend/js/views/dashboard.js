@@ -138,14 +138,13 @@ function testsBlock(tests) {
 }
 
 export async function renderDashboard(root, { source, state, navigate }) {
-  const [manifest, stats, models] = await Promise.all([source.manifest(state.dataset), source.stats(state.dataset),
-    modelsSection(source, state.dataset)]);
+  const [manifest, stats] = await Promise.all([source.manifest(state.dataset), source.stats(state.dataset)]);
   if (!stats) {
     root.replaceChildren(h("section", { class: "dashboard" }, h("h2", {}, `${manifest.name}: dashboard`),
-      h("p", { class: "muted", "data-testid": "no-stats" }, "This dataset has no statistics yet: run `tamscope stats DATASET`."),
-      models));
+      h("p", { class: "muted", "data-testid": "no-stats" }, "This dataset has no statistics yet: run `tamscope stats DATASET`.")));
     return;
   }
+  const models = await modelsSection(source, state.dataset);
   const cats = CATEGORIES.filter((c) => stats[c]);
   const reliance = cats.some((c) => Number.isFinite(stats[c].reliance_median)); // only when tokens had scores
   const table = h("table", { class: "summary", "data-testid": "category-table" },

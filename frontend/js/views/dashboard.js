@@ -190,16 +190,15 @@ async function modelsSection(source, current) {
   const cats = CATEGORIES.filter((c) => shown.some((d) => d.stats[c]));
   const metrics = [["count", "Phrases", (v) => v ?? 0], ["entropy_median", "Entropy", (v) => fmtNum(v, 3)],
     ["top10_median", "Top-10%", (v) => fmtNum(v, 3)], ["iou_median", "IoU", (v) => fmtNum(v, 3)]];
-  const table = shown.length ? h("div", { class: "models-scroll" }, h("table", { class: "summary models-table", "data-testid": "models-table" },
-    h("caption", { class: "muted small" }, "Medians per category, one column group per served dataset"),
-    h("thead", {},
-      h("tr", {}, h("td", {}), shown.map((d) => h("th", { scope: "colgroup", colspan: metrics.length, "data-dataset": d.id },
-        d.model, h("br"), h("span", { class: "muted small" }, d.id === current ? `${d.id} (this dataset)` : d.id)))),
-      h("tr", {}, h("th", { scope: "col" }, "Category"), shown.map(() => metrics.map(([, label]) => h("th", { scope: "col" }, label))))),
-    h("tbody", {}, cats.map((c) => h("tr", { "data-cat": c },
-      h("th", { scope: "row" }, categoryChip(c)),
-      shown.map((d) => metrics.map(([key, , fmt]) => h("td", { "data-dataset": d.id, "data-key": key },
-        d.stats[c] ? fmt(d.stats[c][key]) : "—")))))))) : null;
+  // one table per model, side by side where the screen is wide enough, stacked on a phone
+  const table = shown.length ? h("div", { class: "models-grid", "data-testid": "models-table" }, shown.map((d) =>
+    h("table", { class: "summary models-table", "data-dataset": d.id },
+      h("caption", {}, h("strong", {}, d.model), " ", h("span", { class: "muted small" },
+        d.id === current ? `${d.id} (this dataset)` : d.id)),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Category"), metrics.map(([, label]) => h("th", { scope: "col" }, label)))),
+      h("tbody", {}, cats.map((c) => h("tr", { "data-cat": c }, h("th", { scope: "row" }, categoryChip(c)),
+        metrics.map(([key, , fmt]) => h("td", { "data-dataset": d.id, "data-key": key },
+          d.stats[c] ? fmt(d.stats[c][key]) : "—")))))))) : null;
   return h("section", { class: "models", "data-testid": "models-section", "aria-labelledby": "models-title" },
     h("h3", { id: "models-title" }, "Models side by side"),
     table || h("p", { class: "muted" }, "No served dataset has statistics yet."),

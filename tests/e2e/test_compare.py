@@ -148,6 +148,19 @@ def test_deep_link_matches_a_renamed_painting_by_its_input(tab, two, models):
     assert page.get_by_test_id("shared-phrase").nth(len(rows) - 1).get_attribute("aria-pressed") == "true"
 
 
+def test_compare_view_fits_a_phone(phone, two):
+    page = phone.page
+    page.goto(two + "?view=compare&dataset=model-a&painting=painting-2")
+    wait_drawn(page, "tam model-b span-", "compare-map-1")
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, "sideways scrolling"
+    wide = page.evaluate("""() => [...document.querySelectorAll('main *')].filter((e) => e.getBoundingClientRect().right > 391)
+      .map((e) => e.tagName + '.' + e.className).slice(0, 5)""")
+    assert not wide, wide
+    phone.shot("compare-phone")
+    violations = run_axe(page, axe_source())
+    assert violations == [], describe(violations)
+
+
 def test_dashboard_shows_each_models_category_medians(tab, two, models):
     page = tab.page
     page.goto(two + "?view=dashboard&dataset=model-b")

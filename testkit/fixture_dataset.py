@@ -61,7 +61,7 @@ def words(caption: str) -> list[tuple[int, int]]:
 
 
 def make_painting(ds: Dataset, i: int, rng: np.random.Generator, pid: str | None = None, caption: str = CAPTION,
-                  phrases: list[tuple[str, str]] = SPANS) -> PaintingRecord:
+                  phrases: list[tuple[str, str]] = SPANS, fingerprint: bool = False) -> PaintingRecord:
     pid = pid or f"painting-{i}"
     folder = ds.painting_dir(pid)
     w, h = 320 + 40 * i, 240
@@ -116,7 +116,7 @@ def make_painting(ds: Dataset, i: int, rng: np.random.Generator, pid: str | None
         metadata=MetadataVerdict(**claims, title_correct=title_ok, artist_correct=artist_ok,
                                  title_string_match=title_ok, artist_string_match=artist_ok),
         stages={"describe": {"finished": "2026-01-01T00:00:00Z"}},
-        provenance={"tam": tam_provenance(i), "input": source})
+        provenance={"tam": tam_provenance(i), **({"input": source} if fingerprint else {})})
 
 
 def tam_provenance(i: int) -> dict:
@@ -130,14 +130,16 @@ def tam_provenance(i: int) -> dict:
 def make_dataset(root: Path, n_paintings: int = 3, seed: int = 0, with_stats: bool = True,
                  label: str | None = "Fixture dataset built by testkit/fixture_dataset.py",
                  captioner: str | None = None, caption: str = CAPTION, phrases: list[tuple[str, str]] = SPANS,
-                 ids: dict[int, str] | None = None) -> Path:
+                 ids: dict[int, str] | None = None, fingerprints: bool = False) -> Path:
     """`captioner`: the model id the manifest names; `caption`/`phrases`: another caption (each
-    phrase must occur in it); `ids`: painting i's id when not painting-i (same canvas, so the same
-    input fingerprint: a second model's dataset, for comparison tests)."""
+    phrase must occur in it); `ids`: painting i's id when not painting-i; `fingerprints`: record
+    provenance.input as describe does, the canvas standing for the input file (so painting i has
+    the same fingerprint in every fixture dataset: a second model's dataset, for comparison tests;
+    off by default: `validate --input` would miss those input files)."""
     rng = np.random.default_rng(seed)
     ds = Dataset(root)
     for i in range(n_paintings):
-        ds.save_record(make_painting(ds, i, rng, (ids or {}).get(i), caption, phrases))
+        ds.save_record(make_painting(ds, i, rng, (ids or {}).get(i), caption, phrases, fingerprints))
     ds.refresh_manifest(name="fixture", description="A synthetic dataset for tests.", label=label,
                         prompt="Describe the content and style of this image.",
                         **({"models": {"captioner": {"id": captioner, "revision": "fixture"}}} if captioner else {}))

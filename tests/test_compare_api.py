@@ -26,12 +26,12 @@ def rewrite(root, pid, change):
 @pytest.fixture(scope="module")
 def roots(tmp_path_factory):
     base = tmp_path_factory.mktemp("compare")
-    a = make_dataset(base / "model-a", n_paintings=4, captioner="tiny-a", with_stats=False)
+    a = make_dataset(base / "model-a", n_paintings=4, captioner="tiny-a", fingerprints=True, with_stats=False)
     # model B: painting 3 under another name (the same image: matched by fingerprint)
-    b = make_dataset(base / "model-b", n_paintings=4, seed=1, captioner="tiny-b", caption=CAPTION_B, phrases=SPANS_B,
+    b = make_dataset(base / "model-b", n_paintings=4, seed=1, captioner="tiny-b", fingerprints=True, caption=CAPTION_B, phrases=SPANS_B,
                      ids={3: "harbour-renamed"}, with_stats=False)
     # C: painting-0 is another image under the same name; painting-1 has no fingerprint (imported data)
-    c = make_dataset(base / "imported", n_paintings=2, with_stats=False)
+    c = make_dataset(base / "imported", n_paintings=2, with_stats=False, fingerprints=True)
     rewrite(c, "painting-0", lambda p: {**p, "input": {"file": "x.jpg", "sha256": "0" * 64}})
     rewrite(c, "painting-1", lambda p: {k: v for k, v in p.items() if k != "input"})
     return {"a": a, "b": b, "c": c}
@@ -109,7 +109,7 @@ def test_match_rule_by_hand():
 def test_index_keeps_only_real_fingerprints(tmp_path):
     from contract import index as ix
 
-    root = make_dataset(tmp_path / "ds", n_paintings=2, with_stats=False)
+    root = make_dataset(tmp_path / "ds", n_paintings=2, with_stats=False, fingerprints=True)
     rewrite(root, "painting-1", lambda p: {**p, "input": {"file": "x", "sha256": "not a hash'; DROP TABLE x"}})
     ix.ensure_index(root)
     with ix.connect(root / ix.INDEX) as conn:

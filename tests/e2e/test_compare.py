@@ -35,8 +35,8 @@ ONLY_B = ["a quiet harbour", "a dreamy mood"]
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("models")
-    return {"model-a": make_dataset(root / "model-a", n_paintings=4, captioner="tiny-model-a"),
-            "model-b": make_dataset(root / "model-b", n_paintings=4, seed=1, captioner="tiny-model-b",
+    return {"model-a": make_dataset(root / "model-a", n_paintings=4, captioner="tiny-model-a", fingerprints=True),
+            "model-b": make_dataset(root / "model-b", n_paintings=4, seed=1, captioner="tiny-model-b", fingerprints=True,
                                     caption=CAPTION_B, phrases=SPANS_B, ids={3: "harbour-renamed"})}
 
 

@@ -10,6 +10,7 @@ Routes (docs/api.md; OpenAPI at /docs and /openapi.json):
     GET /api/datasets/{ds}/spans?q=&category=&entropy_max=&...&sort=   the phrase atlas (backend.search)
     GET /api/datasets/{ds}/neighbours/{pid}              previous and next painting in the gallery's order
     GET /api/datasets/{ds}/paintings/{pid}               record
+    GET /api/datasets/{ds}/paintings/{pid}/counterparts  the same painting in the other datasets (backend.compare)
     GET /api/datasets/{ds}/paintings/{pid}/canvas|thumb
     GET /api/datasets/{ds}/paintings/{pid}/tokens/{i}.png
     GET /api/datasets/{ds}/paintings/{pid}/spans/{i}.png
@@ -38,7 +39,7 @@ from fastapi.responses import Response
 from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
-from backend import FRONTEND, errors, shell
+from backend import FRONTEND, compare, errors, shell
 from backend import openapi as oa
 from backend.blobs import Blob, BlobCache
 from backend.catalog import Painting, PaintingUnavailable, ServedDataset, load_catalog
@@ -225,6 +226,16 @@ def create_app(data_dirs: list[Path], skip_bad: bool = False, frontend: Path = F
     async def record(request: Request, ds: Id, pid: Id, v: Version = None):
         found = await painting(ds, pid)
         return send_blob(request, found.record, caching(ds, v) if found.current else REVALIDATE)
+
+    @app.get("/api/datasets/{ds}/paintings/{pid}/counterparts", responses=oa.json_ok(compare.Counterparts),
+             summary="The same painting in the other served datasets (other models), by input fingerprint or id")
+    async def counterparts(request: Request, ds: Id, pid: Id, v: Version = None):
+        dataset(ds)
+        body = await run_in_threadpool(compare.counterparts, catalog, ds, pid)
+        if body is None:
+            raise HTTPException(404, f"no painting {pid!r} in dataset {ds!r}")
+        # never immutable: the answer depends on which other datasets this server serves, not on ds alone
+        return send_blob(request, Blob.of(body, "application/json"), REVALIDATE)
 
     @app.get("/api/datasets/{ds}/paintings/{pid}/canvas", summary="The canvas image the maps align to",
              responses=oa.PICTURE, response_class=Response)

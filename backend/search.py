@@ -134,6 +134,20 @@ class IndexQueries:
         row = self.conn.execute("SELECT record FROM paintings WHERE id = ?", (pid,)).fetchone()
         return row[0] if row else None
 
+    def input_sha256(self, pid: str) -> tuple[bool, str | None]:
+        """(listed, the fingerprint of the image it was made from or None) of a painting."""
+        row = self.conn.execute("SELECT input_sha256 FROM paintings WHERE id = ?", (pid,)).fetchone()
+        return (row is not None, row[0] if row else None)
+
+    def same_painting(self, pid: str, sha: str | None, limit: int) -> list[tuple[str, str | None, str]]:
+        """(id, fingerprint, summary JSON) of the paintings made from the image `sha` (any id),
+        and of the painting named `pid` (any fingerprint), in the manifest's order: the candidates
+        for one painting of another dataset (backend.compare decides which are the same)."""
+        rows = self.conn.execute(
+            "SELECT id, input_sha256, summary FROM paintings WHERE id = ? OR (? IS NOT NULL AND input_sha256 = ?) "
+            "ORDER BY rowid LIMIT ?", (pid, sha, sha, limit)).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
     def bad(self) -> dict[str, str]:
         return {r["id"]: r["error"] for r in self.conn.execute("SELECT id, error FROM bad ORDER BY id")}
 

@@ -16,6 +16,9 @@ A plain file server cannot run a query, so `export-site` writes, per dataset, fr
                                           category, entropy, IoU, SAM, Otsu, text, map, Gini, top-10%]
                                           each (metrics x 10,000 as integers, -1 for none; map 0 for
                                           the usual spans/<index>.png, null for none)
+    data/<id>/search/inputs/<hh>.json     input fingerprint (provenance.input.sha256) -> painting positions,
+                                          sharded by its first two hex digits: the same painting in
+                                          another dataset, for the compare view (backend/compare.py)
     data/<id>/search/atlas.json           every phrase, as above, for datasets of up to ATLAS_ALL
                                           phrases (larger ones: the atlas asks for a word first)
 
@@ -80,12 +83,13 @@ def search_files(root: Path) -> dict[str, bytes]:
     phrases: dict[str, list[list]] = {}
     everything: list[list] = []
     ids, attrs, chunk = [], [], []
+    inputs: dict[str, dict[str, list[int]]] = {}  # shard -> fingerprint -> positions
     with closing(ix.connect(opened.path)) as conn:
         n_spans = conn.execute("SELECT count(*) FROM spans").fetchone()[0]
         spans_of: dict[int, list] = {}
         current = None
         rows = conn.execute("SELECT p.rowid, p.id, p.title, p.artist_key, p.style_key, p.year_num, p.caption, "
-                            "p.n_sam, p.summary, p.artist FROM paintings p ORDER BY p.rowid")
+                            "p.n_sam, p.summary, p.artist, p.input_sha256 FROM paintings p ORDER BY p.rowid")
         span_rows = conn.execute('SELECT painting, idx, text, category, entropy, iou, sam, otsu, map, gini, top10 '
                                  'FROM spans ORDER BY painting, idx')
         pending = next(span_rows, None)
@@ -97,6 +101,8 @@ def search_files(root: Path) -> dict[str, bytes]:
                 pending = next(span_rows, None)
             mine = spans_of.get(p[0], [])
             ids.append(p[1])
+            if p[10]:
+                inputs.setdefault(p[10][:2], {}).setdefault(p[10], []).append(pos)
             mask = 0
             words = words_of(p[2]) | words_of(p[9]) | words_of(p[6])
             for s in mine:
@@ -135,11 +141,14 @@ def search_files(root: Path) -> dict[str, bytes]:
         files[f"phrases/{name}.json"] = orjson.dumps(body)
     if n_spans <= ATLAS_ALL:
         files["atlas.json"] = orjson.dumps(everything)
+    for name, body in inputs.items():
+        files[f"inputs/{name}.json"] = orjson.dumps(body)
     files["ids.json"] = orjson.dumps(ids)
     files["attrs.json"] = orjson.dumps(attrs)
     header = orjson.loads(queries.meta["manifest"])
     files["meta.json"] = orjson.dumps({
         "manifest": {**header, "n_paintings": len(ids)}, "version": opened.version, "n_paintings": len(ids), "n_spans": n_spans, "chunk": CHUNK,
         "atlas_all": n_spans <= ATLAS_ALL, "categories_order": CATEGORY_CODES, "facets": facets,
-        "categories": categories, "word_shards": sorted(shards), "phrase_shards": sorted(phrase_shards)})
+        "categories": categories, "word_shards": sorted(shards), "phrase_shards": sorted(phrase_shards),
+        "input_shards": sorted(inputs)})
     return files

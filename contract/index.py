@@ -45,11 +45,12 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from contract.inputs import input_of
 from contract.schema import Category, DatasetManifest, PaintingRecord, is_valid_id
 from contract.store import MANIFEST, PAINTINGS, RECORD, STATS, summarise
 
 INDEX = "index.sqlite"
-FORMAT = 3  # bump when the tables change: an index of another format is rebuilt
+FORMAT = 4  # bump when the tables change: an index of another format is rebuilt (4: input_sha256)
 MAX_TERMS = 16  # words of a search used; the rest is ignored (a 10 KB query is not 2,000 FTS terms)
 WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -66,6 +67,7 @@ CREATE TABLE paintings (
     mean_entropy REAL, mean_gini REAL, mean_top10 REAL, mean_iou REAL,
     canvas_w INTEGER, canvas_h INTEGER,
     cats INTEGER NOT NULL DEFAULT 0,      -- the span categories present, one bit each (CATEGORY_BITS)
+    input_sha256 TEXT,                    -- provenance.input.sha256: the input image's bytes (model comparison)
     summary TEXT NOT NULL                 -- the PaintingSummary without its caption, as JSON
 );
 CREATE TABLE spans (
@@ -138,6 +140,7 @@ CREATE INDEX spans_category_entropy ON spans(category, entropy);
 CREATE INDEX paintings_artist ON paintings(artist_key);
 CREATE INDEX paintings_style ON paintings(style_key);
 CREATE INDEX paintings_year ON paintings(year_num);
+CREATE INDEX paintings_input ON paintings(input_sha256);
 """ + sort_indexes()
 # paintings_fts: a painting's words, phrases included (a phrase not located in the caption is
 # found too), one lookup per search; contentless: only rowids are read from it
@@ -218,6 +221,16 @@ def record_identity(root: Path, pid: str) -> str:
     return _identity(Path(root) / PAINTINGS / pid / RECORD)
 
 
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def input_sha256(record: PaintingRecord) -> str | None:
+    """The fingerprint of the image the record was made from (provenance.input.sha256, written by
+    describe), when it is one: what matches the same painting across datasets of different models."""
+    sha = (input_of(record) or {}).get("sha256")
+    return sha if isinstance(sha, str) and SHA256.fullmatch(sha) else None
+
+
 def painting_row(record: PaintingRecord, root: Path) -> dict[str, Any]:
     summary = summarise(record, root).model_dump(mode="json", exclude_none=True, exclude={"caption"})
     ann, meta = record.annotations, record.metadata
@@ -237,6 +250,7 @@ def painting_row(record: PaintingRecord, root: Path) -> dict[str, Any]:
         "canvas_w": record.canvas.width if record.canvas else None,
         "canvas_h": record.canvas.height if record.canvas else None,
         "cats": sum(CATEGORY_BITS[c] for c in {s.category.value for s in record.spans}),
+        "input_sha256": input_sha256(record),
         "summary": orjson.dumps(summary).decode(),
     }
 
@@ -258,7 +272,7 @@ def span_rows(record: PaintingRecord) -> Iterator[dict[str, Any]]:
 PAINTING_COLUMNS = (
     "id", "title", "artist", "artist_key", "year", "year_num", "style", "style_key", "genre", "record", "status", "n_tokens",
     "n_spans", "n_sam", "caption", "title_verdict", "artist_verdict", "mean_entropy", "mean_gini", "mean_top10",
-    "mean_iou", "canvas_w", "canvas_h", "cats", "summary")
+    "mean_iou", "canvas_w", "canvas_h", "cats", "input_sha256", "summary")
 SPAN_COLUMNS = ("idx", "text", "category", "start", "end", "match", "n_tokens", "has_map", "map", "otsu", "entropy",
                 "gini", "top10", "sam", "iou", "instances")
 

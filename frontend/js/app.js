@@ -11,6 +11,7 @@ import { h } from "./dom.js";
 import { address, stateAt } from "./lib/urlstate.js";
 import { renderAtlas } from "./views/atlas.js";
 import { renderAsk } from "./views/ask.js";
+import { renderCompare } from "./views/compare.js";
 import { renderDashboard } from "./views/dashboard.js";
 import { renderGallery } from "./views/gallery.js";
 import { renderPainting } from "./views/painting.js";
@@ -53,15 +54,16 @@ function render({ focus = null } = {}) {
   });
   const ctx = { source, state, navigate, settle };
   rendering = rendering.then(async () => {
-    const viewName = state.view === "painting" && state.painting ? "painting" : section;
+    const viewName = ["painting", "compare"].includes(state.view) && state.painting ? state.view : section;
     try {
       if (!state.dataset) main.replaceChildren(h("p", {}, "No dataset is being served."));
       else if (viewName === "painting") await renderPainting(main, ctx);
+      else if (viewName === "compare") await renderCompare(main, ctx);
       else if (viewName === "dashboard") await renderDashboard(main, ctx);
       else if (viewName === "atlas") await renderAtlas(main, ctx);
       else if (viewName === "ask") await renderAsk(main, ctx);
       else await renderGallery(main, ctx);
-      document.title = [viewName === "painting" ? main.querySelector("h2")?.textContent : null,
+      document.title = [["painting", "compare"].includes(viewName) ? main.querySelector("h2")?.textContent : null,
         current?.name, "tamscope"].filter(Boolean).join(" — ");
       if (focus) document.getElementById(focus)?.focus();
       else if (lastView !== null && viewName !== lastView) main.focus({ preventScroll: true }); // new page: start of content
@@ -90,12 +92,12 @@ async function boot() {
   picker.replaceChildren(...datasets.map((d) => h("option", { value: d.id, title: d.description || null },
     `${d.id}${d.name && d.name !== d.id ? ` · ${d.name}` : ""} (${d.n_paintings})`)));
   picker.addEventListener("change", () => navigate({ dataset: picker.value, view: "gallery", painting: null, span: null,
-    token: null, compare: null, page: 0, q: "", cat: "", artist: "", style: "" }));
+    token: null, compare: null, ospan: null, page: 0, q: "", cat: "", artist: "", style: "" }));
   document.querySelectorAll("[data-nav=ask]").forEach((a) => { a.hidden = !source.live; });
   document.querySelectorAll("[data-nav]").forEach((a) => a.addEventListener("click", (e) => {
     if (e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
     e.preventDefault();
-    navigate({ view: a.dataset.nav, painting: null, span: null, token: null, compare: null, job: null });
+    navigate({ view: a.dataset.nav, painting: null, span: null, token: null, compare: null, ospan: null, job: null });
   }));
   window.addEventListener("popstate", () => render());
   await render();

@@ -61,6 +61,10 @@ class ApiSource {
     if (this.info.get(ds)?.has_stats === false) return null; // not computed: don't ask (a 404 in the console)
     return this.memo(`s:${ds}`, () => json(`${this.ds(ds)}/stats${this.v(ds)}`).catch(() => null));
   }
+  /** The same painting in the other served datasets: [{dataset, painting, match: "input"|"id", captioner, summary}] */
+  async counterparts(ds, pid) {
+    return this.memo(`c:${ds}/${pid}`, async () => (await json(`${this.p(ds, pid)}/counterparts`)).counterparts);
+  }
   canvasUrl(ds, pid) { return `${this.p(ds, pid)}/canvas${this.v(ds)}`; }
   thumbUrl(ds, pid) { return `${this.p(ds, pid)}/thumb${this.v(ds)}`; }
   tokenMapUrl(ds, pid, i) { return `${this.p(ds, pid)}/tokens/${i}.png${this.v(ds)}`; }
@@ -227,6 +231,32 @@ class StaticSource {
     if (this.datasets.find((d) => d.id === ds)?.stats === false) return null;
     if (!this.cache.has(`s:${ds}`)) this.cache.set(`s:${ds}`, json(`${this.root(ds)}/stats.json`).catch(() => null));
     return this.cache.get(`s:${ds}`);
+  }
+  /** The same painting in the other exported datasets, by the rule of backend/compare.py: the
+   *  same input fingerprint (search/inputs/<hh>.json), else the same id where one side has none. */
+  async counterparts(ds, pid) {
+    const fingerprint = (rec) => { const sha = rec?.provenance?.input?.sha256;
+      return typeof sha === "string" && /^[0-9a-f]{64}$/.test(sha) ? sha : null; };
+    const sha = fingerprint(await this.record(ds, pid));
+    const found = [];
+    for (const d of this.datasets) {
+      if (d.id === ds) continue;
+      const meta = await this.search(d.id, "meta.json");
+      const shard = sha && (meta.input_shards || []).includes(sha.slice(0, 2))
+        ? await this.search(d.id, `inputs/${sha.slice(0, 2)}.json`) : {};
+      const same = await this.chunkItems(d.id, (shard[sha] || []).slice(0, 20));
+      found.push(...same.map((summary) => ({ dataset: d.id, painting: summary.id, match: "input", captioner: null, summary })));
+      if (same.some((x) => x.id === pid)) continue;
+      const at = (await this.search(d.id, "ids.json")).indexOf(pid);
+      if (at < 0) continue;
+      const other = fingerprint(await this.record(d.id, pid).catch(() => null));
+      // the same id: the same painting unless both fingerprints are known (an export made before
+      // input shards existed has none: compare the records' own)
+      if (sha && other && other !== sha) continue;
+      const [summary] = await this.chunkItems(d.id, [at]);
+      found.push({ dataset: d.id, painting: pid, match: sha && other ? "input" : "id", captioner: null, summary });
+    }
+    return found;
   }
   rec(ds, pid) { return this.paths?.get(`${ds}/${pid}`); }
   canvasUrl(ds, pid) { return this.file(ds, pid, this.rec(ds, pid)?.canvas?.path || "canvas.jpg"); }

@@ -10,12 +10,14 @@ export const DEFAULTS = Object.freeze({
   aq: "", acat: "", emax: null, asort: "painting", adesc: false,
   method: null, cmethod: null, // faithfulness stage: the map method shown, and the one compared with ("tam": the TAM)
   job: null, // the Ask view's question (`serve --live`): its job id
+  ospan: null, // compare view: another model's phrase shown alone, "<dataset>~<span index>"
 });
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const METHOD = /^[a-z][a-z0-9-]{0,31}$/; // contract/schema.py METHOD_PATTERN
 const JOB = /^ask-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$/; // backend/live/routes.py JOB_ID
+const OSPAN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}~(?:0|[1-9]\d{0,5})$/;
 const CHOICES = {
-  view: ["gallery", "painting", "dashboard", "atlas", "ask"], mode: ["span", "token"], look: ["hot", "tint"],
+  view: ["gallery", "painting", "dashboard", "atlas", "compare", "ask"], mode: ["span", "token"], look: ["hot", "tint"],
   cmap: ["inferno", "viridis", "magma", "grayscale"], samstyle: ["outline", "hatch"], highlight: ["solid", "underline"],
   cat: ["", "CVO", "ICON", "STYLE", "AFFECT", "META"],
   acat: ["", "CVO", "ICON", "STYLE", "AFFECT", "META"],
@@ -55,6 +57,7 @@ export function parseState(search) {
     else if (key === "job") state.job = JOB.test(value) ? value : null;
     else if (key === "span" || key === "token" || key === "compare") state[key] = int(value, 100000);
     else if (key === "method" || key === "cmethod") state[key] = METHOD.test(value) ? value : null;
+    else if (key === "ospan") state.ospan = OSPAN.test(value) ? value : null;
     else if (key === "page") state.page = int(value, 100000) ?? 0;
     else if (key === "opacity") state.opacity = fraction(value) ?? DEFAULTS.opacity;
     else if (key === "cut") state.cut = fraction(value, 0.95) ?? DEFAULTS.cut; // 1 would hide everything

@@ -7,6 +7,7 @@ import { CATEGORIES, categoryInfo } from "../lib/categories.js";
 import { faithfulnessSection } from "../components/faithfulness.js";
 import { categoryChip } from "../components/panels.js";
 import { fmtNum, fmtPct, niceTicks } from "../lib/format.js";
+import { captionerOf } from "../lib/phrasematch.js";
 import { linkTo } from "../lib/urlstate.js";
 
 const s = svg;
@@ -143,6 +144,7 @@ export async function renderDashboard(root, { source, state, navigate }) {
       h("p", { class: "muted", "data-testid": "no-stats" }, "This dataset has no statistics yet: run `tamscope stats DATASET`.")));
     return;
   }
+  const models = await modelsSection(source, state.dataset);
   const cats = CATEGORIES.filter((c) => stats[c]);
   const reliance = cats.some((c) => Number.isFinite(stats[c].reliance_median)); // only when tokens had scores
   const table = h("table", { class: "summary", "data-testid": "category-table" },
@@ -162,6 +164,7 @@ export async function renderDashboard(root, { source, state, navigate }) {
       sm?.proposed ? ` The span classifier proposed ${sm.proposed} phrases; ${sm.exact + sm.repaired + (sm.approximate || 0)} were found in the captions (${fmtPct(sm.match_rate)}${sm.approximate ? `, ${sm.approximate} approximately` : ""}).` : "",
       " Click a white dot or a phrase to open it."),
     table,
+    models,
     h("div", { class: "charts" },
       distribution(stats, "entropy", state, navigate, "examples"),
       distribution(stats, "iou", state, navigate, "iou_examples"),
@@ -171,4 +174,33 @@ export async function renderDashboard(root, { source, state, navigate }) {
     h("p", { class: "muted small" }, "Kruskal–Wallis across categories, then pairwise two-sided Mann–Whitney U with Holm's correction; * marks p < 0.05. Cliff's δ is the effect size (−1 … 1) of the first category over the second."),
     h("div", { class: "tests-grid" }, testsBlock(stats.tests)),
     faithfulnessSection(stats.faithfulness, CATEGORIES)));
+}
+
+/** With several datasets served: each one's category medians side by side, one column group per
+ *  model (its captioner), for the datasets that have statistics; null with one dataset. */
+async function modelsSection(source, current) {
+  const datasets = await source.listDatasets();
+  if (datasets.length < 2) return null;
+  const all = await Promise.all(datasets.map(async (d) => {
+    const [manifest, stats] = await Promise.all([source.manifest(d.id).catch(() => null), source.stats(d.id)]);
+    return { id: d.id, model: captionerOf(manifest) || "model not recorded", stats };
+  }));
+  const shown = all.filter((d) => d.stats);
+  const without = all.filter((d) => !d.stats).map((d) => d.id);
+  const cats = CATEGORIES.filter((c) => shown.some((d) => d.stats[c]));
+  const metrics = [["count", "Phrases", (v) => v ?? 0], ["entropy_median", "Entropy", (v) => fmtNum(v, 3)],
+    ["top10_median", "Top-10%", (v) => fmtNum(v, 3)], ["iou_median", "IoU", (v) => fmtNum(v, 3)]];
+  // one table per model, side by side where the screen is wide enough, stacked on a phone
+  const table = shown.length ? h("div", { class: "models-grid", "data-testid": "models-table" }, shown.map((d) =>
+    h("table", { class: "summary models-table", "data-dataset": d.id },
+      h("caption", {}, h("strong", {}, d.model), " ", h("span", { class: "muted small" },
+        d.id === current ? `${d.id} (this dataset)` : d.id)),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Category"), metrics.map(([, label]) => h("th", { scope: "col" }, label)))),
+      h("tbody", {}, cats.map((c) => h("tr", { "data-cat": c }, h("th", { scope: "row" }, categoryChip(c)),
+        metrics.map(([key, , fmt]) => h("td", { "data-dataset": d.id, "data-key": key },
+          d.stats[c] ? fmt(d.stats[c][key]) : "—")))))))) : null;
+  return h("section", { class: "models", "data-testid": "models-section", "aria-labelledby": "models-title" },
+    h("h3", { id: "models-title" }, "Models side by side"),
+    table || h("p", { class: "muted" }, "No served dataset has statistics yet."),
+    without.length ? h("p", { class: "muted small" }, `Without statistics: ${without.join(", ")}.`) : null);
 }

@@ -60,6 +60,8 @@ async function thresholdFor(url, W, H) {
 
 async function mount(root, { source, navigate, state }, key) {
   const ds = state.dataset;
+  // the same painting in other served datasets (other models): a link to the compare view
+  const counterparts = source.counterparts ? source.counterparts(ds, state.painting).catch(() => []) : Promise.resolve([]);
   const [rec, stats, around] = await Promise.all([source.record(ds, state.painting), source.stats(ds),
     source.neighbours(ds, state.painting).catch(() => ({ previous: null, next: null }))]);
   const W0 = rec.canvas?.width || 1, H0 = rec.canvas?.height || 1;
@@ -173,7 +175,8 @@ async function mount(root, { source, navigate, state }, key) {
         "data-testid": "back-to-gallery",
         onclick: (e) => { e.preventDefault(); navigate({ view: "gallery", painting: null, span: null, token: null, compare: null }); } }, "← gallery"),
       neighbour(-1) ? h("span", {}, " · previous: ", go(neighbour(-1))) : null,
-      neighbour(1) ? h("span", {}, " · next: ", go(neighbour(1))) : null),
+      neighbour(1) ? h("span", {}, " · next: ", go(neighbour(1))) : null,
+      compareLink(await counterparts, state, navigate)),
     h("h2", {}, ann.title || rec.id),
     h("p", { class: "muted" }, [ann.artist, ann.year, ann.style, ann.genre].filter(Boolean).join(" · ")));
 
@@ -408,6 +411,15 @@ async function mount(root, { source, navigate, state }, key) {
 
   const firstPhrase = layout.order.find((i) => rec.spans[i]?.map) ?? null;
   return { key, el, update, firstPhrase };
+}
+
+/** " · compare N models" when other served datasets hold this painting (views/compare.js). */
+function compareLink(counterparts, state, navigate) {
+  const models = new Set(counterparts.map((c) => c.dataset)).size;
+  if (!models) return null;
+  const change = { view: "compare", span: null, token: null, compare: null, ospan: null, mode: "span" };
+  return h("span", {}, " · ", h("a", { href: linkTo(state, change), "data-testid": "compare-models",
+    onclick: (e) => { e.preventDefault(); navigate(change); } }, `compare ${models + 1} models`));
 }
 
 function tokenNumbers(token, tam) {

@@ -7,6 +7,11 @@ STAMP := $(VENV)/.installed
 BASE_STAMP := $(VENV)/.installed-base
 DATASET ?= data/smoke
 PAINTINGS ?= data/smoke-paintings
+# pytest-xdist: test files spread over this many processes (one file stays in one process:
+# its module fixtures, tiny models and servers are built once). Most tests wait on one core
+# (a tiny model, a server, Chromium); two processes keep both cores busy. 1 runs them serially.
+TEST_WORKERS ?= 2
+PYTEST = $(BIN)/pytest -q $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 .PHONY: help setup setup-serve test test-fast test-e2e test-js test-slurm slurm js-tools demo serve precompute bench bench-tam bench-server bench-explorer bench-align bench-scale bench-live bench-cpu bench-faithfulness site site-demo lint smoke-dataset chromium wrk podman image image-precompute image-test clean
 
@@ -74,17 +79,17 @@ wrk: ## install Debian's wrk for the server benchmark if it is missing
 		|| echo "wrk is not installable here: the benchmark falls back to its Python load generator"
 
 test: setup chromium js-tools podman slurm ## every test: Python (unit, tiny models, server, browser, container image, a real SLURM cluster) and JS units
-	$(BIN)/pytest -q
+	$(PYTEST)
 	$(MAKE) --no-print-directory test-js
 
 test-fast: setup ## tests without the browser, the container image and the SLURM cluster
-	$(BIN)/pytest -q -m "not e2e and not image and not slurm"
+	$(PYTEST) -m "not e2e and not image and not slurm"
 
 test-slurm: setup slurm ## the real-cluster test alone: a private single-node SLURM cluster runs `tamscope submit`
 	$(BIN)/pytest -q -m slurm
 
 test-e2e: setup chromium js-tools ## browser tests alone
-	$(BIN)/pytest -q -m e2e
+	$(PYTEST) -m e2e
 
 test-js: setup ## unit tests of the pure JS modules (node's built-in runner), checked against cv2's answers
 	$(BIN)/python -m tests.js_golden

@@ -14,6 +14,10 @@ does for Qwen2-VL (the same merge recovery, the same byte-level settings):
   image_pad 248056, video_pad 248057). Which of them the hub file marks "special" (skipped when
   decoding) is not confirmed offline: the `<|...|>` ones are special here, the tag-like ones
   (`<think>`, `<tool_call>`, ...) plain added tokens, as in Qwen3's hub tokenizer;
+- merges recovered as Qwen2's; the 232 tokens no single merge of their own bytes builds get every
+  split into two tokens as merges, and ignore_merges (tiktoken's whole-piece look-up), which
+  transformers' Qwen3_5Tokenizer drops on load: a piece that is exactly one of 201 of them comes
+  out as smaller tokens, not tiktoken's one id (docs/models.md);
 - tokenizer_config.json: eos `<|im_end|>` and pad `<|endoftext|>` (as Qwen2-VL's; not confirmed
   offline for Qwen3.5), tokenizer class `Qwen3_5Tokenizer` (transformers substitutes it for
   whatever a qwen3_5 checkpoint names, MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS), and the chat

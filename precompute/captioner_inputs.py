@@ -47,10 +47,12 @@ def batch_inputs(captioner, images: list, prompts: list[str]):
     tokens then follow every row's prompt directly), attention_mask (B, P_max) with 0 on the
     padding, pixel_values of all images, image_grid_thw (B, 3), mm_token_type_ids (B, P_max)."""
     proc = captioner.processor
+    family = getattr(captioner, "family", None)
+    options = family.chat_options if family is not None else {}  # e.g. Qwen3.5: enable_thinking=False
     texts = []
     for prompt in prompts:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-        texts.append(proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+        texts.append(proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **options))
     return proc(images=list(images), text=texts, padding=True, padding_side="left",
                 return_tensors="pt").to(captioner.device)
 

@@ -21,7 +21,7 @@ from precompute.families import FAMILIES, family_for
 from precompute.smoke import write_smoke_paintings
 
 torch.set_num_threads(1)
-FAMILY_MODELS = ["qwen2_5_vl", "qwen3_vl"]  # the tiny builder's families besides Qwen2-VL
+FAMILY_MODELS = ["qwen2_5_vl", "qwen3_vl", "qwen3_5"]  # the tiny builder's families besides Qwen2-VL
 MAX_NEW = 12
 
 
@@ -77,7 +77,7 @@ def test_grid_is_the_processors_and_one_map_per_token(precomputed):
     family, model_dir, out = precomputed
     processor = AutoProcessor.from_pretrained(model_dir)
     tok = processor.tokenizer
-    patch = {"qwen2_5_vl": 14, "qwen3_vl": 16}[family]
+    patch = {"qwen2_5_vl": 14, "qwen3_vl": 16, "qwen3_5": 16}[family]
     ds = Dataset(out)
     for rec in ds.records():
         with Image.open(ds.painting_dir(rec.id) / rec.canvas.path) as im:
@@ -86,7 +86,8 @@ def test_grid_is_the_processors_and_one_map_per_token(precomputed):
         assert canvas.width % (2 * patch) == 0 and canvas.height % (2 * patch) == 0
         text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"},
                                                                           {"type": "text", "text": rec.prompt}]}],
-                                             add_generation_prompt=True, tokenize=False)
+                                             add_generation_prompt=True, tokenize=False,
+                                             **FAMILIES[family].chat_options)
         inputs = processor(images=[canvas], text=[text], return_tensors="pt")
         n_image = int((inputs["input_ids"] == tok.convert_tokens_to_ids("<|image_pad|>")).sum())
         _, h, w = inputs["image_grid_thw"][0].tolist()
@@ -124,6 +125,9 @@ def test_reference_maps_are_the_loop_reference_on_the_familys_template(precomput
         hidden = cap.model.model(**forced).last_hidden_state[0]  # (S, D) after the final norm
     full = forced["input_ids"][0]
     tok, head = cap.processor.tokenizer, cap.model.get_output_embeddings().weight.detach()
+    if family == "qwen3_5":  # told enable_thinking=False: the prompt ends on an empty thinking block
+        assert tok.decode(full[:n_prompt].tolist()).endswith(f"{rec.prompt}<|im_end|>\n<|im_start|>assistant\n"
+                                                              "<think>\n\n</think>\n\n")
     image_pos = (full == tok.convert_tokens_to_ids("<|image_pad|>")).nonzero()[:, 0]
     vision_end = int((full == tok.convert_tokens_to_ids("<|vision_end|>")).nonzero()[0, 0])
     im_end = next(i for i in range(vision_end, n_prompt) if full[i] == tok.convert_tokens_to_ids("<|im_end|>"))
@@ -145,4 +149,6 @@ def test_reference_maps_are_the_loop_reference_on_the_familys_template(precomput
 
 def test_the_family_comes_from_the_config():
     assert family_for("qwen2_vl").label == "Qwen2-VL" and family_for("qwen3_vl").factor == 32
+    assert family_for("qwen3_5").class_name == "Qwen3_5ForConditionalGeneration"
+    assert family_for("qwen3_5_text") is None  # the text-only model has no vision tower
     assert family_for("llama") is None and family_for(None) is None

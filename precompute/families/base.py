@@ -11,6 +11,8 @@ the TAM engine run unchanged on it:
 - how the painting is sized for the vision encoder (`factor`: pixels per merged vision cell
   side) and on which grid the image tokens lie (`grid`: raster order over the merged grid);
 - where the user's prompt text sits (`layout`: between the image run's end and the turn's end);
+- what the chat template is told besides the turn (`chat_options`: Qwen3.5 answers without its
+  thinking block);
 - the last-layer states after the final norm and the LM head (`final_norm`, `lm_head`): read by
   hooks while generating and by the TAM engine, wherever the model's layers were placed.
 
@@ -36,6 +38,8 @@ class Family:
     factor: int  # pixels per merged vision cell side: the canvas's sides are multiples of it
     tokens: dict[str, str] = field(default_factory=lambda: dict(QWEN_TOKENS))
     config_ids: dict[str, str] = field(default_factory=lambda: dict(QWEN_CONFIG_IDS))
+    # keyword arguments of the chat template (apply_chat_template), e.g. Qwen3.5's enable_thinking
+    chat_options: dict[str, Any] = field(default_factory=dict)
 
     def model_class(self):
         import transformers

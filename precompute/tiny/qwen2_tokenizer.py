@@ -92,8 +92,14 @@ def load_ranks() -> dict[bytes, int]:
     return ranks
 
 
-def recover_merges(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
-    """The merge of every multi-byte token, in rank order (see the module docstring)."""
+def recover_merges(ranks: dict[bytes, int], whole_only: list[bytes] | None = None) -> list[tuple[bytes, bytes]]:
+    """The merge of every multi-byte token, in rank order (see the module docstring).
+
+    A token whose own bytes BPE cannot merge into two parts is refused, or, given a list
+    `whole_only`, put there: tiktoken emits such a token when a whole pre-tokenized piece equals
+    it (its dictionary look-up before merging, which a tokenizers BPE with ignore_merges does too)
+    or when two adjacent parts of a longer piece make it (every split of it into two tokens is
+    then given as a merge). Qwen3.5's ranks have 232 such tokens, Qwen2's none."""
     merges = []
     for token, rank in sorted(ranks.items(), key=lambda item: item[1]):
         if len(token) == 1:
@@ -105,15 +111,30 @@ def recover_merges(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
                 r = ranks.get(parts[i] + parts[i + 1], rank)
                 if r < best:
                     best, at = r, i
+            if at < 0 and whole_only is not None:
+                break
             if at < 0:
                 raise ValueError(f"token {token!r} (rank {rank}) cannot be built from lower ranks")
             parts[at:at + 2] = [parts[at] + parts[at + 1]]
+        if len(parts) > 2:  # no single merge of its own parts; in a longer piece, tiktoken joins any two
+            whole_only.append(token)  # adjacent parts that make a token: every such split, ranked as the token
+            merges += [(token[:i], token[i:]) for i in range(1, len(token)) if token[:i] in ranks and token[i:] in ranks]
+            continue
         merges.append((parts[0], parts[1]))
     return merges
 
 
-def tokenizer_json(ranks: dict[bytes, int]) -> dict:
+def tokenizer_json(ranks: dict[bytes, int], split_regex: str = SPLIT_REGEX,
+                   added: list[tuple[str, bool]] | None = None, ignore_merges: bool = False) -> dict:
+    """tokenizer.json of a byte-level BPE on `ranks` (ids 0..len-1) with `split_regex`, and the
+    added tokens `added` ((content, special) at ids len(ranks)...; Qwen2-VL's 14 special ones
+    by default); ignore_merges: a piece that is a token is that token, merges or not, as
+    tiktoken does (then tokens no merge builds are allowed). Qwen3.5's rebuild (precompute/tiny/qwen3_5_tokenizer.py) passes its own."""
     from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    if added is None:
+        added = [(t, True) for t in SPECIAL_TOKENS]
+    n_ranks = len(ranks)
 
     # byte b -> the printable character standing for it ("Ġ" for a space), applied to latin-1 text
     byte_chars = {b: ord(c) for b, c in bytes_to_unicode().items()}
@@ -124,18 +145,18 @@ def tokenizer_json(ranks: dict[bytes, int]) -> dict:
     byte_level = {"add_prefix_space": False, "trim_offsets": False, "use_regex": False}
     return {
         "version": "1.0", "truncation": None, "padding": None,
-        "added_tokens": [{"id": N_RANKS + i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
-                          "normalized": False, "special": True} for i, t in enumerate(SPECIAL_TOKENS)],
+        "added_tokens": [{"id": n_ranks + i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+                          "normalized": False, "special": special} for i, (t, special) in enumerate(added)],
         "normalizer": {"type": "NFC"},
         "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": SPLIT_REGEX}, "behavior": "Isolated", "invert": False},
+            {"type": "Split", "pattern": {"Regex": split_regex}, "behavior": "Isolated", "invert": False},
             {"type": "ByteLevel", **byte_level}]},
         "post_processor": {"type": "ByteLevel", **byte_level},
         "decoder": {"type": "ByteLevel", **byte_level},
         "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
-                  "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "ignore_merges": ignore_merges,
                   "vocab": {text(t): r for t, r in sorted(ranks.items(), key=lambda item: item[1])},
-                  "merges": [f"{text(a)} {text(b)}" for a, b in recover_merges(ranks)]},
+                  "merges": [f"{text(a)} {text(b)}" for a, b in recover_merges(ranks, [] if ignore_merges else None)]},
     }
 
 

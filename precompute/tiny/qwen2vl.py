@@ -97,16 +97,28 @@ def readable_tokens(tok, vocab_size: int):
 
 
 def build_tiny_qwen2vl(out_dir: Path, seed: int = 0, family: str = "qwen2_vl") -> Path:
-    """Build, save (model + processor) and return `out_dir`."""
+    """Build, save (model + processor) and return `out_dir`. family: one of tiny_qwen2vl_config's,
+    or "qwen3_5" (Qwen3.5: its own tokenizer and vocabulary, gated-delta-net and attention
+    layers; precompute/tiny/qwen3_5.py)."""
     import torch
     import transformers
 
     out_dir = Path(out_dir)
-    tok = qwen2vl_tokenizer()
-    cfg = tiny_qwen2vl_config(tok, family)
+    if family == "qwen3_5":  # its own tokenizer, vocabulary and config (precompute/tiny/qwen3_5.py)
+        from precompute.tiny.qwen3_5 import qwen3_5_processor, tiny_qwen3_5_config
+        from precompute.tiny.qwen3_5_tokenizer import VOCAB_SIZE as QWEN3_5_VOCAB
+        from precompute.tiny.qwen3_5_tokenizer import qwen3_5_tokenizer
+
+        tok = qwen3_5_tokenizer()
+        cfg, make_processor = tiny_qwen3_5_config(tok, QWEN3_5_VOCAB), qwen3_5_processor
+    else:
+        tok = qwen2vl_tokenizer()
+        cfg = tiny_qwen2vl_config(tok, family)
+        make_processor = qwen3vl_processor if family == "qwen3_vl" else qwen2vl_processor
     model_cls = {"qwen2_vl": transformers.Qwen2VLForConditionalGeneration,
                  "qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration,
-                 "qwen3_vl": transformers.Qwen3VLForConditionalGeneration}[family]
+                 "qwen3_vl": transformers.Qwen3VLForConditionalGeneration,
+                 "qwen3_5": transformers.Qwen3_5ForConditionalGeneration}[family]
     torch.manual_seed(seed)
     model = model_cls(cfg).eval()
     with torch.no_grad():
@@ -120,7 +132,7 @@ def build_tiny_qwen2vl(out_dir: Path, seed: int = 0, family: str = "qwen2_vl") -
     model.generation_config.pad_token_id = cfg.text_config.pad_token_id
     model.generation_config.eos_token_id = cfg.text_config.eos_token_id
     model.generation_config.do_sample = False
-    proc = qwen3vl_processor(tok) if family == "qwen3_vl" else qwen2vl_processor(tok)
+    proc = make_processor(tok)
     model.save_pretrained(out_dir)
     proc.save_pretrained(out_dir)
     return out_dir

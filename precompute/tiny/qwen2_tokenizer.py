@@ -112,7 +112,9 @@ def recover_merges(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
     return merges
 
 
-def tokenizer_json(ranks: dict[bytes, int]) -> dict:
+def tokenizer_json(ranks: dict[bytes, int], added: list[tuple[str, bool]] | None = None) -> dict:
+    """added: the added tokens (content, special) in id order from N_RANKS (default: Qwen2-VL's
+    SPECIAL_TOKENS, all special)."""
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     # byte b -> the printable character standing for it ("Ġ" for a space), applied to latin-1 text
@@ -125,7 +127,8 @@ def tokenizer_json(ranks: dict[bytes, int]) -> dict:
     return {
         "version": "1.0", "truncation": None, "padding": None,
         "added_tokens": [{"id": N_RANKS + i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
-                          "normalized": False, "special": True} for i, t in enumerate(SPECIAL_TOKENS)],
+                          "normalized": False, "special": special}
+                         for i, (t, special) in enumerate(added or [(t, True) for t in SPECIAL_TOKENS])],
         "normalizer": {"type": "NFC"},
         "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
             {"type": "Split", "pattern": {"Regex": SPLIT_REGEX}, "behavior": "Isolated", "invert": False},

@@ -184,3 +184,25 @@ def test_the_family_comes_from_the_config():
     assert family_for("qwen2_vl").label == "Qwen2-VL" and family_for("qwen3_vl").factor == 32
     assert family_for("llama") is None and family_for(None) is None
     assert family_for("internvl").class_name == "InternVLForConditionalGeneration"
+
+
+def test_faithfulness_refuses_a_tiled_familys_paintings_with_the_reason(precomputed, tmp_path):
+    """The optional faithfulness stage reads one merged grid: InternVL's paintings fail there, each
+    with the reason recorded, and the rest of the dataset stays valid."""
+    import shutil
+
+    from precompute.stages import faithfulness
+
+    family, model_dir, out = precomputed
+    if family != "internvl":
+        pytest.skip("the one-grid families run the faithfulness stage in tests/test_faithfulness_stage.py")
+    copy = tmp_path / "ds"
+    shutil.copytree(out, copy)
+    parser = argparse.ArgumentParser()
+    faithfulness.configure(parser)
+    args = parser.parse_args([str(copy), "--model", str(model_dir), "--device", "cpu", "--dtype", "float32",
+                              "--offline", "--max-spans", "1", "--methods", "tam-reference"])
+    assert faithfulness.run(args) == 1
+    records = list(Dataset(copy).records())
+    assert records and all(any("tiles are not supported" in f.error for f in rec.failures) for rec in records)
+    assert validate_dataset(copy) == []

@@ -165,14 +165,22 @@ def test_reference_maps_are_the_loop_reference_on_the_familys_template(precomput
     prompt_strings = tok.tokenize(decode(full[prompt_pos].tolist()))
     stop = [tok.convert_tokens_to_ids("<|im_end|>")] if len(ids) < MAX_NEW else []  # stopped on its end token
     strings = prompt_strings + tok.tokenize(decode(ids + stop))
-    tile, per_tile = cap.processor.image_processor.size["height"], cap.processor.image_seq_length
-    cols, rows = canvas.width // tile, canvas.height // tile
-    side = math.isqrt(per_tile)
-    shapes = [(side, side)] * (len(image_pos) // per_tile) if tiled else (rec.grid.h, rec.grid.w)
-    if tiled:
+    shapes = (rec.grid.h, rec.grid.w)
+    if tiled:  # one (side, side) image per tile and one for the thumbnail
+        tile, per_tile = cap.processor.image_processor.size["height"], cap.processor.image_seq_length
+        cols, rows = canvas.width // tile, canvas.height // tile
+        side = math.isqrt(per_tile)
+        shapes = [(side, side)] * (len(image_pos) // per_tile)
         assert len(shapes) == cols * rows + (cols * rows > 1) and len(shapes) > 1
     want = reference_loop(hidden, head, full, image_pos, shapes, prompt_pos, gen_pos, strings, len(prompt_strings))
     assert rec.provenance["tam"]["first_prompt_class"]["id"] == want[0]["cls"]
+    # describe's log P(token | image), kept while generating, is the teacher-forced pass's
+    from safetensors.numpy import load_file
+
+    logits = (hidden[torch.tensor(gen_pos) - 1] @ head.T).double()  # (T, V): the positions that predicted them
+    logp = logits.log_softmax(-1)[torch.arange(len(ids)), torch.tensor(ids)].numpy()
+    stored = load_file(str(ds.painting_dir(rec.id) / "tam_raw.safetensors"))["logp_image"]
+    np.testing.assert_allclose(stored, logp, rtol=0, atol=1e-4)  # float32 states
     for token, ref in zip(rec.tokens, want, strict=True):
         # tiles k = 0 .. cols*rows-1 at row k // cols, column k % cols; the thumbnail is not stored
         expected = (np.vstack([np.hstack(ref["u8"][r * cols:(r + 1) * cols]) for r in range(rows)]) if tiled

@@ -240,3 +240,40 @@ def test_a_tiling_that_does_not_hold_the_tokens_is_refused():
         compute_tam(hidden, weight, ids, image_pos[:-1], tiling.grid, prompt_pos, gen_pos, tiling=tiling)
     with pytest.raises(ValueError, match="not the grid"):
         compute_tam(hidden, weight, ids, image_pos, (8, 8), prompt_pos, gen_pos, tiling=tiling)
+
+
+def test_describe_at_real_tile_size(tmp_path):
+    """A tiny model with InternVL's real tiles (448 px, 256 tokens): a 4:3 painting becomes 4x3
+    tiles + a thumbnail, 3,328 image tokens as the processor counts them, and a 48x64 grid with
+    one map per token."""
+    import argparse
+
+    from PIL import Image
+    from safetensors.numpy import load_file
+    from transformers import AutoProcessor
+
+    from contract.store import Dataset, read_png_u8
+    from precompute.stages import describe
+    from precompute.tiny.internvl import build_tiny_internvl
+
+    model_dir = build_tiny_internvl(tmp_path / "model", tile=448)
+    paintings = tmp_path / "in"
+    paintings.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(paintings / "noise.png")
+    parser = argparse.ArgumentParser()
+    describe.configure(parser)
+    args = parser.parse_args([str(paintings), str(tmp_path / "ds"), "--model", str(model_dir), "--max-new-tokens", "4",
+                              "--device", "cpu", "--dtype", "float32", "--offline"])
+    assert describe.run(args) == 0
+    ds = Dataset(tmp_path / "ds")
+    rec, = ds.records()
+    assert (rec.canvas.width, rec.canvas.height) == (4 * 448, 3 * 448) and (rec.grid.h, rec.grid.w) == (48, 64)
+    processor = AutoProcessor.from_pretrained(model_dir)
+    with Image.open(ds.painting_dir(rec.id) / rec.canvas.path) as im:
+        inputs = processor(images=[im.convert("RGB")], text=[chat(processor, rec.prompt)], return_tensors="pt")
+    assert int((inputs["input_ids"] == 151667).sum()) == 256 * 13 == rec.grid.h * rec.grid.w + 256
+    raw = load_file(str(ds.painting_dir(rec.id) / "tam_raw.safetensors"))
+    assert raw["maps"].shape == (len(rec.tokens), 48, 64)
+    assert all(read_png_u8(ds.painting_dir(rec.id) / t.map.png).shape == (48, 64) for t in rec.tokens)
+    assert "".join(t.text for t in rec.tokens) == rec.caption

@@ -38,7 +38,7 @@ INTERNVL_ADDED = ["<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>", "<ref
 ADDED = [(t, True) for t in SPECIAL_TOKENS] + [(t, False) for t in QWEN2_5_ADDED] + [(t, True) for t in INTERNVL_ADDED]
 IMAGE_TOKENS = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
                 "video_token": "<video>"}
-VOCAB_SIZE = 151674  # InternVL3-1B/2B-hf: the embedding has one row per token (151,674)
+VOCAB_SIZE = 151674  # one embedding row per token up to </box> (151673); the hub checkpoints' size is not read here
 TILE = 448  # pixels per tile side (InternVL's image_size)
 HIDDEN = 64
 

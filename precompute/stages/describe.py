@@ -11,7 +11,8 @@ Per painting:
    pass over prompt + caption gives, without running it) and log P(token | image), which is
    stored for reliance (tam_raw.safetensors `logp_image`), so reliance runs only its blurred pass.
 3. The TAM engine (precompute.tam) on those states, the LM-head rows and the token layout:
-   image tokens (`<|image_pad|>` run, raster order over the merged grid), the user's prompt
+   image tokens (`<|image_pad|>` run, raster order over the merged grid; a tiled family's tiles
+   are several grids placed on one, precompute.tiling), the user's prompt
    text (between `<|vision_end|>` and `<|im_end|>`), and the generated tokens (the end token
    and anything after it excluded). `--tam-variant reference` (default) gives the authors' maps
    and needs what their code reads besides: the re-tokenised strings of the prompt and of the

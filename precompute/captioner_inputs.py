@@ -88,7 +88,9 @@ def batch_teacher_forced_inputs(inputs, generated: list[list[int]]) -> dict[str,
 
     full = left(rows, pad)
     kwargs = {"input_ids": full, "attention_mask": left([[1] * len(r) for r in rows], 0),
-              "pixel_values": inputs["pixel_values"], "image_grid_thw": inputs["image_grid_thw"]}
+              "pixel_values": inputs["pixel_values"]}
+    if "image_grid_thw" in inputs:  # Qwen-VL families; InternVL's tiles need only pixel_values
+        kwargs["image_grid_thw"] = inputs["image_grid_thw"]
     if types is not None:  # M-RoPE needs to know which tokens are image tokens
         kwargs["mm_token_type_ids"] = left(row_types, 0).to(types.dtype)
     return kwargs

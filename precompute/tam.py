@@ -49,6 +49,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from precompute.tiling import Tiling, per_tile, single
+
 if TYPE_CHECKING:
     from precompute.tam_reference import ReferenceInputs
 
@@ -136,17 +138,25 @@ def compute_tam(
     gen_pos: torch.Tensor,
     lm_head_bias: torch.Tensor | None = None,
     reference: ReferenceInputs | None = None,
+    tiling: Tiling | None = None,
 ) -> TamResult:
     """TAM for every generated token. Shapes: hidden (S, D), lm_head_weight (V, D), ids (S,),
     image_pos (N,) with N = gh * gw, prompt_pos (P,), gen_pos (T,).
 
     reference: None for the corrected variant; the tokenizer's strings and the first prompt
-    class (precompute.tam_reference.ReferenceInputs) for the authors' maps."""
+    class (precompute.tam_reference.ReferenceInputs) for the authors' maps.
+    tiling: where the image tokens lie when they fill several grids (precompute.tiling: each
+    grid filtered on its own and placed on the composite grid `grid_hw`, unplaced grids not
+    stored; N = tiling.n_tokens); None: one grid, N = gh * gw."""
     gh, gw = grid_hw
+    tiling = tiling or single(gh, gw)
+    if tiling.grid != (gh, gw):
+        raise ValueError(f"the tiling's grid {tiling.grid} is not the grid {gh}x{gw}")
+    tiling.check()
     image_pos, prompt_pos, gen_pos = (torch.as_tensor(p, dtype=torch.long).reshape(-1)
                                       for p in (image_pos, prompt_pos, gen_pos))
     ids = torch.as_tensor(ids, dtype=torch.long).reshape(-1)
-    _check_inputs(hidden, lm_head_weight, ids, image_pos, (gh, gw), prompt_pos, gen_pos)
+    _check_inputs(hidden, lm_head_weight, ids, image_pos, tiling, prompt_pos, gen_pos)
     n, p, t = image_pos.numel(), prompt_pos.numel(), gen_pos.numel()
     if t == 0:
         return _empty(gh, gw, p)
@@ -155,7 +165,7 @@ def compute_tam(
 
         if not 0 <= reference.n_prompt <= len(reference.strings):
             raise ValueError(f"n_prompt {reference.n_prompt} is not within the {len(reference.strings)} strings")
-        return tam_reference.compute(hidden, lm_head_weight, lm_head_bias, ids, image_pos, (gh, gw), prompt_pos,
+        return tam_reference.compute(hidden, lm_head_weight, lm_head_bias, ids, image_pos, tiling, prompt_pos,
                                      gen_pos, reference)
 
     # Context items: prompt text then generated tokens. Their classes and relevance positions.
@@ -205,14 +215,14 @@ def compute_tam(
     norm = torch.where(span[:, None] > EPS_RANGE, (eci - lo[:, None]) / span.clamp_min(EPS_RANGE)[:, None],
                        torch.zeros_like(eci))
 
-    # Step 4: rank Gaussian filter on the grid, then 8 bits.
-    filtered = rank_gaussian_filter(norm.reshape(t, gh, gw)).clamp(0, 1)  # (T, gh, gw)
+    # Step 4: rank Gaussian filter on each grid, placed on the composite grid, then 8 bits.
+    filtered = per_tile(norm, tiling, rank_gaussian_filter).clamp(0, 1)  # (T, gh, gw)
     maps_u8 = torch.floor(filtered * 255).to(torch.uint8)
 
     text_rel = torch.where(earlier, r, torch.zeros_like(r))
     assert eci.shape == (t, n)
     return TamResult(
-        raw=eci.reshape(t, gh, gw).numpy().astype(np.float32),
+        raw=per_tile(eci, tiling).numpy().astype(np.float32),
         lo=lo.numpy().astype(np.float32),
         hi=hi.numpy().astype(np.float32),
         maps=filtered.numpy().astype(np.float32),
@@ -241,16 +251,17 @@ def _empty(gh: int, gw: int, p: int) -> TamResult:
                      z(0, np.int32), z(0, bool))
 
 
-def _check_inputs(hidden, weight, ids, image_pos, grid_hw, prompt_pos, gen_pos) -> None:
+def _check_inputs(hidden, weight, ids, image_pos, tiling: Tiling, prompt_pos, gen_pos) -> None:
     if hidden.ndim != 2 or weight.ndim != 2 or hidden.shape[1] != weight.shape[1]:
         raise ValueError(f"hidden (S, D) and lm_head_weight (V, D) disagree: {tuple(hidden.shape)}, "
                          f"{tuple(weight.shape)}")
     s = hidden.shape[0]
     if ids.numel() != s:
         raise ValueError(f"ids has {ids.numel()} entries for {s} hidden states")
-    gh, gw = grid_hw
-    if gh < 1 or gw < 1 or gh * gw != image_pos.numel():
-        raise ValueError(f"grid {gh}x{gw} does not hold the {image_pos.numel()} image tokens")
+    gh, gw = tiling.grid
+    if tiling.n_tokens != image_pos.numel():
+        grids = f"grid {gh}x{gw}" if len(tiling.tiles) == 1 else f"{len(tiling.tiles)} grids"
+        raise ValueError(f"{grids} do not hold the {image_pos.numel()} image tokens")
     for name, pos in (("image_pos", image_pos), ("prompt_pos", prompt_pos), ("gen_pos", gen_pos)):
         if pos.numel() and (pos.min() < 0 or pos.max() >= s):
             raise ValueError(f"{name} points outside the sequence of {s} tokens")

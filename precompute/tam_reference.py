@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import torch
 
 from precompute.tam import FILTER_CHUNK, TamResult, sorted_windows
+from precompute.tiling import Tiling, per_tile
 
 EPS_WEIGHT = 1e-8  # their w = scores / (scores.sum() + 1e-8)
 
@@ -157,9 +158,10 @@ def rank_filter_as_numpy(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def compute(hidden, weight, bias, ids, image_pos, grid_hw, prompt_pos, gen_pos, ref: ReferenceInputs) -> TamResult:
-    """The reference variant; inputs checked by precompute.tam.compute_tam."""
-    gh, gw = grid_hw
+def compute(hidden, weight, bias, ids, image_pos, tiling: Tiling, prompt_pos, gen_pos, ref: ReferenceInputs) -> TamResult:
+    """The reference variant; inputs checked by precompute.tam.compute_tam. Several grids
+    (`tiling`) as their multi-image path: ECI and normalisation over all image tokens, the
+    filter per grid (precompute.tiling)."""
     p_ids, t, p = prompt_pos.numel(), gen_pos.numel(), ref.n_prompt
     if p and (p_ids == 0 or ref.first_prompt_class is None):
         raise ValueError("re-tokenised prompt words without prompt ids or without first_prompt_class")
@@ -194,11 +196,11 @@ def compute(hidden, weight, bias, ids, image_pos, grid_hw, prompt_pos, gen_pos, 
                        torch.where(text_part, scores, torch.full_like(scores, float("-inf"))).max(-1).values)
     norm = (eci_maps - lo[:, None]) / (hi - lo)[:, None]  # float32, no epsilon: 0/0 = NaN on a zero range
 
-    filtered = rank_filter_as_numpy(norm.reshape(t, gh, gw))  # (T, gh, gw)
-    nan = torch.isnan(norm.reshape(t, gh, gw)) | torch.isnan(filtered)
+    filtered = per_tile(norm, tiling, rank_filter_as_numpy)  # (T, gh, gw)
+    nan = torch.isnan(per_tile(norm, tiling)) | torch.isnan(filtered)
     maps = torch.where(nan, torch.zeros_like(filtered), filtered)  # their uint8 cast stores 0 for NaN
     return TamResult(
-        raw=eci_maps.reshape(t, gh, gw).numpy(),
+        raw=per_tile(eci_maps, tiling).numpy(),
         lo=lo.numpy(),
         hi=hi.numpy(),
         maps=maps.numpy(),

@@ -49,7 +49,10 @@ def authors_rank_filter(img: np.ndarray) -> np.ndarray:
 
 def reference_loop(hidden, weight, ids, image_pos, grid, prompt_pos, gen_pos, strings, n_prompt, bias=None):
     """The authors' maps for generated tokens 0..T-1. hidden (S, D) and weight (V, D) torch tensors in
-    the model's dtype; strings: their txt_all (re-tokenised prompt + answer); n_prompt: len(prompt)."""
+    the model's dtype; strings: their txt_all (re-tokenised prompt + answer); n_prompt: len(prompt).
+    grid: (h, w); or, as their multi-image path takes `vision_shape`, a list of (h, w), one per
+    image, the image tokens filling them one after the other: then raw, maps and u8 are lists of
+    per-image arrays (ECI and normalisation over all image tokens, the filter per image)."""
     import torch
 
     with torch.no_grad():
@@ -85,6 +88,19 @@ def reference_loop(hidden, weight, ids, image_pos, grid, prompt_pos, gen_pos, st
         values = np.concatenate([img, relevance])
         with np.errstate(invalid="ignore", divide="ignore"):
             norm = (img - values.min()) / (values.max() - values.min())  # 0/0 on a zero range
+        if isinstance(grid, list):  # their multi-image branch: one filter per image, in token order
+            raws, all_maps, nan_cells, start = [], [], 0, 0
+            for h, w in grid:
+                part = norm[start:start + h * w].reshape(h, w)
+                raws.append(img[start:start + h * w].reshape(h, w))
+                start += h * w
+                filtered = authors_rank_filter(part)
+                nan = np.isnan(part) | np.isnan(filtered)
+                all_maps.append(np.where(nan, np.float32(0), filtered))
+                nan_cells += int(nan.sum())
+            return dict(raw=raws, lo=values.min(), hi=values.max(), maps=all_maps,
+                        u8=[(m * 255).astype(np.uint8) for m in all_maps], scale=np.float32(scale),
+                        relevance=relevance, cls=cls, nan_cells=nan_cells, undefined=undefined)
         filtered = authors_rank_filter(norm.reshape(grid))
         nan = np.isnan(norm.reshape(grid)) | np.isnan(filtered)
         maps = np.where(nan, np.float32(0), filtered)  # their uint8 cast stores 0 for NaN
@@ -130,7 +146,8 @@ def corrected_rank_filter(img: np.ndarray) -> np.ndarray:
 
 
 def corrected_loop(hidden, weight, ids, image_pos, grid, prompt_pos, gen_pos, bias=None, dtype=np.float64):
-    """The corrected maps. hidden (S, D), weight (V, D) as numpy arrays; computed in `dtype`."""
+    """The corrected maps. hidden (S, D), weight (V, D) as numpy arrays; computed in `dtype`.
+    grid: (h, w) or a list of them (several images, as reference_loop)."""
     hidden, weight = np.asarray(hidden, dtype), np.asarray(weight, dtype)
     logits = hidden @ weight.T  # (S, V): every class at every position
     if bias is not None:
@@ -158,6 +175,15 @@ def corrected_loop(hidden, weight, ids, image_pos, grid, prompt_pos, gen_pos, bi
         values = np.concatenate([eci, relevance])
         lo, hi = values.min(), values.max()
         norm = (eci - lo) / (hi - lo) if hi - lo > 1e-12 else np.zeros_like(eci)
+        if isinstance(grid, list):  # several images (reference_loop): one filter per image
+            parts, start = [], 0
+            for h, w in grid:
+                parts.append((eci[start:start + h * w].reshape(h, w), norm[start:start + h * w].reshape(h, w)))
+                start += h * w
+            filtered = [np.clip(corrected_rank_filter(n), 0, 1) for _, n in parts]
+            out.append(dict(raw=[r for r, _ in parts], lo=lo, hi=hi, maps=filtered, scale=scale,
+                            u8=[(f * 255).astype(np.uint8) for f in filtered], relevance=relevance))
+            continue
         filtered = np.clip(corrected_rank_filter(norm.reshape(grid)), 0, 1)
         out.append(dict(raw=eci.reshape(grid), lo=lo, hi=hi, maps=filtered, scale=scale,
                         u8=(filtered * 255).astype(np.uint8), relevance=relevance))

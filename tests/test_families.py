@@ -8,6 +8,7 @@ Qwen2-VL runs through every other test; here the families added beside it."""
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +22,19 @@ from precompute.families import FAMILIES, family_for
 from precompute.smoke import write_smoke_paintings
 
 torch.set_num_threads(1)
-FAMILY_MODELS = ["qwen2_5_vl", "qwen3_vl", "qwen3_5"]  # the tiny builder's families besides Qwen2-VL
+FAMILY_MODELS = ["qwen2_5_vl", "qwen3_vl", "qwen3_5", "internvl"]  # the tiny models' families besides Qwen2-VL
 MAX_NEW = 12
 
 
 @pytest.fixture(scope="module", params=FAMILY_MODELS)
 def family_model(request, tmp_path_factory) -> tuple[str, Path]:
+    from precompute.tiny.internvl import build_tiny_internvl
     from precompute.tiny.qwen2vl import build_tiny_qwen2vl
 
-    return request.param, build_tiny_qwen2vl(tmp_path_factory.mktemp(f"tiny-{request.param}"), family=request.param)
+    folder = tmp_path_factory.mktemp(f"tiny-{request.param}")
+    if request.param == "internvl":
+        return request.param, build_tiny_internvl(folder)
+    return request.param, build_tiny_qwen2vl(folder, family=request.param)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +74,9 @@ def test_every_stage_runs_and_the_dataset_is_valid(precomputed):
 
 def test_grid_is_the_processors_and_one_map_per_token(precomputed):
     """The processor, run here on the stored canvas, expands the image placeholder to as many
-    tokens as the stored grid has cells, and its image_grid_thw merged 2x2 is that grid."""
+    tokens as the stored grid has cells, and its image_grid_thw merged 2x2 is that grid. InternVL:
+    the canvas is cols x rows tiles of 448 px, the processor gives 256 <IMG_CONTEXT> per tile (+ a
+    thumbnail's 256 when there are several) and the stored grid is the tiles' 16x16 grids side by side."""
     from PIL import Image
     from safetensors.numpy import load_file
     from transformers import AutoProcessor
@@ -77,7 +84,7 @@ def test_grid_is_the_processors_and_one_map_per_token(precomputed):
     family, model_dir, out = precomputed
     processor = AutoProcessor.from_pretrained(model_dir)
     tok = processor.tokenizer
-    patch = {"qwen2_5_vl": 14, "qwen3_vl": 16, "qwen3_5": 16}[family]
+    patch = {"qwen2_5_vl": 14, "qwen3_vl": 16, "qwen3_5": 16, "internvl": 14}[family]
     ds = Dataset(out)
     for rec in ds.records():
         with Image.open(ds.painting_dir(rec.id) / rec.canvas.path) as im:
@@ -89,10 +96,22 @@ def test_grid_is_the_processors_and_one_map_per_token(precomputed):
                                              add_generation_prompt=True, tokenize=False,
                                              **FAMILIES[family].chat_options)
         inputs = processor(images=[canvas], text=[text], return_tensors="pt")
-        n_image = int((inputs["input_ids"] == tok.convert_tokens_to_ids("<|image_pad|>")).sum())
-        _, h, w = inputs["image_grid_thw"][0].tolist()
-        assert (h * patch, w * patch) == (canvas.height, canvas.width)
-        assert (rec.grid.h, rec.grid.w) == (h // 2, w // 2) and rec.grid.h * rec.grid.w == n_image
+        if family == "internvl":  # the tiny model's tiles: 112 px, 4x4 tokens (precompute/tiny/internvl.py)
+            tile, per_tile = processor.image_processor.size["height"], processor.image_seq_length
+            side = (tile // patch) // 2  # patches per tile side, pixel-shuffled 2x2
+            assert side * side == per_tile
+            assert canvas.width % tile == 0 and canvas.height % tile == 0
+            cols, rows = canvas.width // tile, canvas.height // tile
+            n_tiles = inputs["pixel_values"].shape[0]
+            assert n_tiles == cols * rows + (cols * rows > 1) > 1  # the processor cut the canvas into these tiles
+            n_image = int((inputs["input_ids"] == tok.convert_tokens_to_ids("<IMG_CONTEXT>")).sum())
+            assert n_image == per_tile * n_tiles
+            assert (rec.grid.h, rec.grid.w) == (side * rows, side * cols)
+        else:
+            n_image = int((inputs["input_ids"] == tok.convert_tokens_to_ids("<|image_pad|>")).sum())
+            _, h, w = inputs["image_grid_thw"][0].tolist()
+            assert (h * patch, w * patch) == (canvas.height, canvas.width)
+            assert (rec.grid.h, rec.grid.w) == (h // 2, w // 2) and rec.grid.h * rec.grid.w == n_image
         raw = load_file(str(ds.painting_dir(rec.id) / "tam_raw.safetensors"))
         assert raw["maps"].shape == (len(rec.tokens), rec.grid.h, rec.grid.w)
         for token in rec.tokens:
@@ -103,7 +122,10 @@ def test_reference_maps_are_the_loop_reference_on_the_familys_template(precomput
     """The stored 8-bit maps equal the plain loop of the authors' rules (testkit/tam_loop.py), fed
     with states recomputed here by a teacher-forced pass and the index rules applied to this
     family's template: image tokens = the <|image_pad|> run, prompt text = between <|vision_end|>
-    and <|im_end|>, re-tokenised strings of the prompt text and of the answer."""
+    and <|im_end|>, re-tokenised strings of the prompt text and of the answer. InternVL: image
+    tokens = every <IMG_CONTEXT>, one 16x16 image per tile and one for the thumbnail as their
+    multi-image path takes a list of vision shapes, the tiles' maps placed by hand in the
+    processor's crop order; prompt text = after </img> and the template's newline."""
     from precompute.captioner_inputs import MAX_PIXELS, MIN_PIXELS, prompt_inputs, teacher_forced_inputs
     from precompute.models import load_captioner
     from precompute.paintings import load_painting
@@ -116,7 +138,8 @@ def test_reference_maps_are_the_loop_reference_on_the_familys_template(precomput
     cap = load_captioner(str(model_dir), device="cpu", dtype="float32")
     assert cap.family is FAMILIES[family]
     # the canvas as describe made it in memory (canvas.jpg is a lossy copy)
-    canvas = cap.family.model_image(load_painting(paintings / rec.source_file).image, MIN_PIXELS, MAX_PIXELS)
+    canvas = cap.family.model_image(load_painting(paintings / rec.source_file).image, MIN_PIXELS, MAX_PIXELS,
+                                    cap.processor)
     ids = [t.id for t in rec.tokens]
     inputs = prompt_inputs(cap, canvas, rec.prompt)
     n_prompt = inputs["input_ids"].shape[1]
@@ -128,10 +151,16 @@ def test_reference_maps_are_the_loop_reference_on_the_familys_template(precomput
     if family == "qwen3_5":  # told enable_thinking=False: the prompt ends on an empty thinking block
         assert tok.decode(full[:n_prompt].tolist()).endswith(f"{rec.prompt}<|im_end|>\n<|im_start|>assistant\n"
                                                               "<think>\n\n</think>\n\n")
-    image_pos = (full == tok.convert_tokens_to_ids("<|image_pad|>")).nonzero()[:, 0]
-    vision_end = int((full == tok.convert_tokens_to_ids("<|vision_end|>")).nonzero()[0, 0])
+    tiled = family == "internvl"
+    image_token, image_end = ("<IMG_CONTEXT>", "</img>") if tiled else ("<|image_pad|>", "<|vision_end|>")
+    image_pos = (full == tok.convert_tokens_to_ids(image_token)).nonzero()[:, 0]
+    vision_end = int((full == tok.convert_tokens_to_ids(image_end)).nonzero()[0, 0])
     im_end = next(i for i in range(vision_end, n_prompt) if full[i] == tok.convert_tokens_to_ids("<|im_end|>"))
-    prompt_pos = list(range(vision_end + 1, im_end))
+    start = vision_end + 1
+    if tiled:
+        assert tok.decode([int(full[start])]) == "\n"  # the template's newline after the image
+        start += 1
+    prompt_pos = list(range(start, im_end))
     gen_pos = list(range(n_prompt, n_prompt + len(ids)))
 
     def decode(x):
@@ -140,11 +169,27 @@ def test_reference_maps_are_the_loop_reference_on_the_familys_template(precomput
     prompt_strings = tok.tokenize(decode(full[prompt_pos].tolist()))
     stop = [tok.convert_tokens_to_ids("<|im_end|>")] if len(ids) < MAX_NEW else []  # stopped on its end token
     strings = prompt_strings + tok.tokenize(decode(ids + stop))
-    want = reference_loop(hidden, head, full, image_pos, (rec.grid.h, rec.grid.w), prompt_pos, gen_pos, strings,
-                          len(prompt_strings))
+    shapes = (rec.grid.h, rec.grid.w)
+    if tiled:  # one (side, side) image per tile and one for the thumbnail
+        tile, per_tile = cap.processor.image_processor.size["height"], cap.processor.image_seq_length
+        cols, rows = canvas.width // tile, canvas.height // tile
+        side = math.isqrt(per_tile)
+        shapes = [(side, side)] * (len(image_pos) // per_tile)
+        assert len(shapes) == cols * rows + (cols * rows > 1) and len(shapes) > 1
+    want = reference_loop(hidden, head, full, image_pos, shapes, prompt_pos, gen_pos, strings, len(prompt_strings))
     assert rec.provenance["tam"]["first_prompt_class"]["id"] == want[0]["cls"]
+    # describe's log P(token | image), kept while generating, is the teacher-forced pass's
+    from safetensors.numpy import load_file
+
+    logits = (hidden[torch.tensor(gen_pos) - 1] @ head.T).double()  # (T, V): the positions that predicted them
+    logp = logits.log_softmax(-1)[torch.arange(len(ids)), torch.tensor(ids)].numpy()
+    stored = load_file(str(ds.painting_dir(rec.id) / "tam_raw.safetensors"))["logp_image"]
+    np.testing.assert_allclose(stored, logp, rtol=0, atol=1e-4)  # float32 states
     for token, ref in zip(rec.tokens, want, strict=True):
-        np.testing.assert_array_equal(read_png_u8(ds.painting_dir(rec.id) / token.map.png), ref["u8"])
+        # tiles k = 0 .. cols*rows-1 at row k // cols, column k % cols; the thumbnail is not stored
+        expected = (np.vstack([np.hstack(ref["u8"][r * cols:(r + 1) * cols]) for r in range(rows)]) if tiled
+                    else ref["u8"])
+        np.testing.assert_array_equal(read_png_u8(ds.painting_dir(rec.id) / token.map.png), expected)
 
 
 def test_the_family_comes_from_the_config():
@@ -152,3 +197,26 @@ def test_the_family_comes_from_the_config():
     assert family_for("qwen3_5").class_name == "Qwen3_5ForConditionalGeneration"
     assert family_for("qwen3_5_text") is None  # the text-only model has no vision tower
     assert family_for("llama") is None and family_for(None) is None
+    assert family_for("internvl").class_name == "InternVLForConditionalGeneration"
+
+
+def test_faithfulness_refuses_a_tiled_familys_paintings_with_the_reason(precomputed, tmp_path):
+    """The optional faithfulness stage reads one merged grid: InternVL's paintings fail there, each
+    with the reason recorded, and the rest of the dataset stays valid."""
+    import shutil
+
+    from precompute.stages import faithfulness
+
+    family, model_dir, out = precomputed
+    if family != "internvl":
+        pytest.skip("the one-grid families run the faithfulness stage in tests/test_faithfulness_stage.py")
+    copy = tmp_path / "ds"
+    shutil.copytree(out, copy)
+    parser = argparse.ArgumentParser()
+    faithfulness.configure(parser)
+    args = parser.parse_args([str(copy), "--model", str(model_dir), "--device", "cpu", "--dtype", "float32",
+                              "--offline", "--max-spans", "1", "--methods", "tam-reference"])
+    assert faithfulness.run(args) == 1
+    records = list(Dataset(copy).records())
+    assert records and all(any("tiles are not supported" in f.error for f in rec.failures) for rec in records)
+    assert validate_dataset(copy) == []

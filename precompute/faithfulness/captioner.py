@@ -42,6 +42,9 @@ class Session:
         forced = teacher_forced_inputs(inputs, generated)
         ids = forced["input_ids"][0]
         image_pos = (ids == captioner.image_token_id).nonzero()[:, 0].cpu()
+        if "image_grid_thw" not in inputs:  # a tiled family: its maps are several grids placed on one
+            raise ValueError(f"the faithfulness stage reads one merged vision grid (the Qwen-VL families); "
+                             f"{captioner.family.label}'s tiles are not supported by it yet (docs/models.md)")
         _, h, w = inputs["image_grid_thw"][0].tolist()
         merge = captioner.merge_size
         grid = (h // merge, w // merge)

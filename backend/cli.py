@@ -23,6 +23,7 @@ TAMSCOPE_LIVE_TOKEN), which clients send as `Authorization: Bearer <token>`.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import socket
@@ -163,7 +164,8 @@ def app_from_env():
     setup_logging(os.environ.get("TAMSCOPE_LOG_LEVEL", "info"))
     dirs = [Path(p) for p in os.environ["TAMSCOPE_DATA"].split(":") if p]
     return create_app(dirs, skip_bad=os.environ.get("TAMSCOPE_SKIP_BAD") == "1",
-                      cache_mb=int(os.environ.get("TAMSCOPE_CACHE_MB", "256")))
+                      cache_mb=int(os.environ.get("TAMSCOPE_CACHE_MB", "256")),
+                      checked_indexes=json.loads(os.environ.get("TAMSCOPE_CHECKED_INDEXES", "{}")))
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -247,7 +249,10 @@ def serve_app(args: argparse.Namespace, app, dirs: list[Path], live) -> int:
     options = dict(limits=limits, host=args.host, port=args.port, log_level="warning", access_log=False,
                    server_header=False)
     if args.workers > 1:
+        # the indexes this process checked: each worker opens them without stating every record again
+        checked = {str(ds.root.resolve()): ds.checked_index for ds in app.state.catalog.values()}
         os.environ.update(TAMSCOPE_DATA=":".join(str(d.resolve()) for d in dirs),
+                          TAMSCOPE_CHECKED_INDEXES=json.dumps(checked),
                           TAMSCOPE_SKIP_BAD="1" if args.skip_bad else "0", TAMSCOPE_CACHE_MB=str(args.cache_mb),
                           TAMSCOPE_LOG_LEVEL=args.log_level)
         config = ServerConfig("backend.cli:app_from_env", factory=True, workers=args.workers, **options)

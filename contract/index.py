@@ -584,6 +584,23 @@ def ensure_index(root: Path, progress=None) -> Opened:
     return Opened(target, read_meta(target)["version"], True, reason)
 
 
+def checked_by_another(opened: Opened) -> str:
+    """What a process that has just checked OPENED hands to another (`serve --workers N`: the parent
+    checks each index once, the workers take its word instead of stating 100,000 records again)."""
+    return f"{_identity(opened.path)}|{opened.version}|{opened.path}"
+
+
+def take_checked(root: Path, handed: str) -> Opened | None:
+    """The index of `checked_by_another`, if it is still the file that was checked (an index is
+    only ever replaced by a rename: same inode, size and time, same file); else None (check again).
+    A dataset changed since that check is served as one changed after the start: records are
+    compared with the index when first served (backend.catalog)."""
+    identity, version, path = handed.split("|", 2)
+    if identity == "-" or _identity(Path(path)) != identity:
+        return None
+    return Opened(Path(path), version, False, "")
+
+
 # ---- queries --------------------------------------------------------------------------------
 
 def search_expression(text: str) -> str | None:

@@ -14,6 +14,7 @@ image that is one.
 from __future__ import annotations
 
 import argparse
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,10 +45,11 @@ def _pydantic_violations(where: str, err: ValidationError) -> list[Violation]:
     return out
 
 
-def _image_size(path: Path) -> tuple[int, int] | None:
+def image_size(source: Path | bytes) -> tuple[int, int] | None:
+    """(width, height) of the image at a path or in bytes; None if it is not a readable image."""
     try:
-        with Image.open(path) as im:
-            return im.size  # (width, height)
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+            return im.size
     except (OSError, UnidentifiedImageError):
         return None
 
@@ -67,50 +69,53 @@ def _link_in(base: Path, rel: str) -> str | None:
     return None
 
 
-def _check_file(base: Path, rel: str, where: str, size: tuple[int, int] | None) -> list[Violation]:
-    link = _link_in(base, rel)
-    if link is not None:
-        return [Violation(where, f"{link} {LINK}")]
-    path = (base / rel).resolve()
-    if not path.is_relative_to(base.resolve()):
-        return [Violation(where, f"{rel} points outside its folder")]
-    if not path.is_file():
-        return [Violation(where, f"{rel} does not exist")]
-    actual = _image_size(path)
-    if actual is None:
-        return [Violation(where, f"{rel} is not a readable image")]
-    if size is not None and actual != size:
-        return [Violation(where, f"{rel} is {actual[0]}x{actual[1]}, expected {size[0]}x{size[1]}")]
-    return []
+@dataclass(frozen=True)
+class NamedFile:
+    """A file a painting record names: the server's key for it, where it is, what it must be."""
+
+    key: str  # "canvas", "thumb", "token/3", "span/2", "sam/2", "method/igos/2"
+    rel: str  # below the painting folder
+    where: str  # its JSON location, for messages
+    size: tuple[int, int] | None  # (width, height) it must have
 
 
-def check_record(folder: Path, record: PaintingRecord, where: str) -> list[Violation]:
-    """File-level checks of one record (its JSON already validated)."""
-    out: list[Violation] = []
-    if record.id != folder.name:
-        out.append(Violation(f"{where}:id", f"id {record.id!r} differs from its folder {folder.name!r}"))
-    canvas_size = (record.canvas.width, record.canvas.height) if record.canvas else None
-    if record.canvas:
-        out += _check_file(folder, record.canvas.path, f"{where}:canvas", canvas_size)
-    if record.thumb:
-        out += _check_file(folder, record.thumb.path, f"{where}:thumb", (record.thumb.width, record.thumb.height))
+def named_files(record: PaintingRecord, where: str) -> list[NamedFile]:
+    """Every file RECORD names (maps of a record without a grid are left out: record_violations
+    reports them)."""
+    canvas = (record.canvas.width, record.canvas.height) if record.canvas else None
     grid = (record.grid.w, record.grid.h) if record.grid else None
-    for kind, items in (("tokens", record.tokens), ("spans", record.spans)):
+    out = []
+    if record.canvas:
+        out.append(NamedFile("canvas", record.canvas.path, f"{where}:canvas", canvas))
+    if record.thumb:
+        out.append(NamedFile("thumb", record.thumb.path, f"{where}:thumb", (record.thumb.width, record.thumb.height)))
+    for kind, key, items in (("tokens", "token", record.tokens), ("spans", "span", record.spans)):
         for item in items:
-            if item.map is not None:
-                if grid is None:
-                    out.append(Violation(f"{where}:{kind}.{item.index}.map", "a map without a grid"))
-                else:
-                    out += _check_file(folder, item.map.png, f"{where}:{kind}.{item.index}.map", grid)
+            if item.map is not None and grid is not None:
+                out.append(NamedFile(f"{key}/{item.index}", item.map.png, f"{where}:{kind}.{item.index}.map", grid))
     for span in record.spans:
         if span.sam is not None and span.sam.mask is not None:
-            out += _check_file(folder, span.sam.mask, f"{where}:spans.{span.index}.sam", canvas_size)
+            out.append(NamedFile(f"sam/{span.index}", span.sam.mask, f"{where}:spans.{span.index}.sam", canvas))
+        for method, result in (span.faithfulness.methods.items() if span.faithfulness and grid else ()):
+            out.append(NamedFile(f"method/{method}/{span.index}", result.map.png,
+                                 f"{where}:spans.{span.index}.faithfulness.{method}", grid))
+    return out
+
+
+def record_violations(folder_name: str, record: PaintingRecord, where: str) -> list[Violation]:
+    """What a record's JSON breaks beyond its schema, its files aside."""
+    out: list[Violation] = []
+    if record.id != folder_name:
+        out.append(Violation(f"{where}:id", f"id {record.id!r} differs from its folder {folder_name!r}"))
+    if record.grid is None:
+        out += [Violation(f"{where}:{kind}.{item.index}.map", "a map without a grid")
+                for kind, items in (("tokens", record.tokens), ("spans", record.spans))
+                for item in items if item.map is not None]
+    for span in record.spans:
         for method, result in (span.faithfulness.methods.items() if span.faithfulness else ()):
             at = f"{where}:spans.{span.index}.faithfulness.{method}"
-            if grid is None:
+            if record.grid is None:
                 out.append(Violation(at, "a map without a grid"))
-            else:
-                out += _check_file(folder, result.map.png, at, grid)
             if result.deletion is not None and len(result.deletion) != span.faithfulness.steps + 1:
                 out.append(Violation(at, f"{len(result.deletion)} curve points for {span.faithfulness.steps} steps"))
     caption = record.caption or ""
@@ -122,6 +127,37 @@ def check_record(folder: Path, record: PaintingRecord, where: str) -> list[Viola
     for span in record.spans:
         if span.located and caption[span.start:span.end] != span.text:
             out.append(Violation(f"{where}:spans.{span.index}", "text differs from the caption at its offsets"))
+    return out
+
+
+def image_violations(source: Path | bytes, rel: str, where: str, size: tuple[int, int] | None) -> list[Violation]:
+    """A named file's content: a readable image, of SIZE when given."""
+    actual = image_size(source)
+    if actual is None:
+        return [Violation(where, f"{rel} is not a readable image")]
+    if size is not None and actual != size:
+        return [Violation(where, f"{rel} is {actual[0]}x{actual[1]}, expected {size[0]}x{size[1]}")]
+    return []
+
+
+def _check_file(base: Path, rel: str, where: str, size: tuple[int, int] | None) -> list[Violation]:
+    link = _link_in(base, rel)
+    if link is not None:
+        return [Violation(where, f"{link} {LINK}")]
+    path = (base / rel).resolve()
+    if not path.is_relative_to(base.resolve()):
+        return [Violation(where, f"{rel} points outside its folder")]
+    if not path.is_file():
+        return [Violation(where, f"{rel} does not exist")]
+    return image_violations(path, rel, where, size)
+
+
+def check_record(folder: Path, record: PaintingRecord, where: str) -> list[Violation]:
+    """File-level checks of one record (its JSON already validated). The server checks the same
+    on the bytes it reads (backend.catalog.load_painting)."""
+    out = record_violations(folder.name, record, where)
+    for named in named_files(record, where):
+        out += _check_file(folder, named.rel, named.where, named.size)
     return out
 
 

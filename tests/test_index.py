@@ -268,3 +268,27 @@ def test_a_truncated_or_damaged_index_is_rebuilt_or_reported(fixture_ds):
     assert len(problems) == 1 and "index.sqlite" in str(problems[0]) and "tamscope index --force" in str(problems[0])
     assert ix.run(argparse.Namespace(dataset=fixture_ds, force=True)) == 0
     assert validate_dataset(fixture_ds) == []
+
+
+def test_an_index_checked_by_another_process_is_taken_only_while_it_is_that_file(fixture_ds, monkeypatch):
+    """`serve --workers N`: the parent checks each index once and hands it to the workers, which
+    open it without stating every record again, unless the file was replaced since."""
+    opened = ix.ensure_index(fixture_ds)
+    handed = ix.checked_by_another(opened)
+
+    def no_stat(root):
+        raise AssertionError("the content version was computed again")
+
+    monkeypatch.setattr(ix, "content_version", no_stat)
+    assert ix.take_checked(fixture_ds, handed) == ix.Opened(opened.path, opened.version, False, "")
+    monkeypatch.undo()
+
+    path = fixture_ds / "paintings" / "painting-1" / "record.json"  # the dataset changes: rebuilt, renamed over
+    record = orjson.loads(path.read_bytes())
+    record["annotations"]["title"] = "Renamed"
+    atomic_write_bytes(path, orjson.dumps(record))
+    rebuilt = ix.ensure_index(fixture_ds)
+    assert rebuilt.rebuilt and rebuilt.version != opened.version
+    assert ix.take_checked(fixture_ds, handed) is None  # another file now: the worker checks for itself
+    (fixture_ds / ix.INDEX).unlink()
+    assert ix.take_checked(fixture_ds, ix.checked_by_another(rebuilt)) is None

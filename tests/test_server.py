@@ -460,6 +460,45 @@ def test_a_painting_is_checked_when_first_served(tmp_path):
     assert client.get("/api/datasets/broken/paintings/painting-2").status_code == 200
 
 
+def test_first_serve_checks_each_file_as_validate_does_reading_it_once(tmp_path, monkeypatch):
+    """The check of a painting's files on its first serve reads each file once (the same bytes are
+    checked and hashed) and finds what `tamscope validate` finds: a map of the wrong size, a file
+    that is not an image, something that is not a regular file."""
+    import backend.catalog as catalog
+    from contract.validate import validate_dataset
+
+    root = make_dataset(tmp_path / "checked", n_paintings=4, with_stats=False)
+    folder = root / "paintings"
+    record = PaintingRecord.model_validate_json((folder / "painting-0/record.json").read_bytes())
+    named = 2 + sum(t.map is not None for t in record.tokens) + sum(s.map is not None for s in record.spans) \
+        + sum(s.sam is not None and s.sam.mask is not None for s in record.spans) \
+        + sum(len(s.faithfulness.methods) for s in record.spans if s.faithfulness)
+    reads = []
+    real_read = catalog.read_dataset_file
+    monkeypatch.setattr(catalog, "read_dataset_file", lambda r, rel: reads.append(rel) or real_read(r, rel))
+    client = TestClient(create_app([root]))
+    assert client.get("/api/datasets/checked/paintings/painting-0").status_code == 200
+    assert len(reads) == len(set(reads)) == named + 1  # the record, then every file it names, once each
+    reads.clear()
+    for _ in range(2):
+        assert client.get("/api/datasets/checked/paintings/painting-0/tokens/0.png").status_code == 200
+    assert reads == ["paintings/painting-0/tokens/0.png"]  # checked already; read when served, then cached
+
+    (folder / "painting-1/spans/2.png").write_bytes((folder / "painting-1/canvas.jpg").read_bytes())  # wrong size
+    (folder / "painting-2/thumb.jpg").write_bytes(b"not an image at all")
+    (folder / "painting-3/tokens/1.png").unlink()
+    os.mkfifo(folder / "painting-3/tokens/1.png")  # a read would block: never opened as a regular file
+    found = {v.location.split("/")[1]: v.message for v in validate_dataset(root) if v.location.startswith("paint")}
+    client = TestClient(create_app([root]))
+    for pid, expected in [("painting-1", "spans/2.png is "), ("painting-2", "thumb.jpg is not a readable image"),
+                          ("painting-3", "tokens/1.png is not a regular file")]:
+        message = client.get(f"/api/datasets/checked/paintings/{pid}").json()["error"]["message"]
+        assert expected in message, message
+        if pid != "painting-3":  # validate names the FIFO as it names a missing image
+            assert found[pid] in message
+    assert "expected" in found["painting-1"]
+
+
 def test_startup_refuses_unreadable_records_or_skips_bad(tmp_path):
     root = make_dataset(tmp_path / "broken", n_paintings=3, with_stats=False)
     (root / "paintings/painting-1/record.json").write_text('{"id": "painting-1", "tokens": 7}')

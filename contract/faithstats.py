@@ -54,30 +54,46 @@ def spearman_ci(x: list[float], y: list[float]) -> dict | None:
     return out
 
 
-def faithfulness_stats(records: Iterable[PaintingRecord]) -> dict | None:
-    areas: dict = defaultdict(lambda: defaultdict(lambda: {"deletion": [], "insertion": []}))
-    pairs: dict = defaultdict(lambda: {"entropy": [], "deletion": [], "insertion": []})
-    steps = set()
-    for record in records:
+class FaithfulnessStats:
+    """The `faithfulness` statistics, gathered one record at a time (contract.stats reads each
+    record once)."""
+
+    def __init__(self):
+        self.areas: dict = defaultdict(lambda: defaultdict(lambda: {"deletion": [], "insertion": []}))
+        self.pairs: dict = defaultdict(lambda: {"entropy": [], "deletion": [], "insertion": []})
+        self.steps: set[int] = set()
+
+    def add(self, record: PaintingRecord) -> None:
         for span in record.spans:
             f = span.faithfulness
             if f is None:
                 continue
-            steps.add(f.steps)
+            self.steps.add(f.steps)
             for method, result in f.methods.items():
                 if result.deletion_area is None:
                     continue
                 for cat in (span.category.value, "all"):
-                    areas[method][cat]["deletion"].append(result.deletion_area)
-                    areas[method][cat]["insertion"].append(result.insertion_area)
+                    self.areas[method][cat]["deletion"].append(result.deletion_area)
+                    self.areas[method][cat]["insertion"].append(result.insertion_area)
                 if span.metrics is not None and span.metrics.entropy is not None:
-                    pairs[method]["entropy"].append(span.metrics.entropy)
-                    pairs[method]["deletion"].append(result.deletion_area)
-                    pairs[method]["insertion"].append(result.insertion_area)
-    if not areas:
-        return None
-    table = {method: {cat: {kind: mean_ci(v) for kind, v in by_kind.items()} for cat, by_kind in cats.items()}
-             for method, cats in areas.items()}
-    entropy = {method: {kind: spearman_ci(p["entropy"], p[kind]) for kind in ("deletion", "insertion")}
-               for method, p in pairs.items()}
-    return {"steps": sorted(steps), "table": table, "entropy": entropy}
+                    self.pairs[method]["entropy"].append(span.metrics.entropy)
+                    self.pairs[method]["deletion"].append(result.deletion_area)
+                    self.pairs[method]["insertion"].append(result.insertion_area)
+
+    def result(self) -> dict | None:
+        """None when no record has faithfulness data."""
+        if not self.areas:
+            return None
+        table = {method: {cat: {kind: mean_ci(v) for kind, v in by_kind.items()} for cat, by_kind in cats.items()}
+                 for method, cats in self.areas.items()}
+        entropy = {method: {kind: spearman_ci(p["entropy"], p[kind]) for kind in ("deletion", "insertion")}
+                   for method, p in self.pairs.items()}
+        return {"steps": sorted(self.steps), "table": table, "entropy": entropy}
+
+
+def faithfulness_stats(records: Iterable[PaintingRecord]) -> dict | None:
+    """FaithfulnessStats over RECORDS."""
+    acc = FaithfulnessStats()
+    for record in records:
+        acc.add(record)
+    return acc.result()

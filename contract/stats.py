@@ -30,7 +30,7 @@ import numpy as np
 import orjson
 from scipy import stats as st
 
-from contract.faithstats import faithfulness_stats
+from contract.faithstats import FaithfulnessStats
 from contract.schema import Category, DatasetStats, PaintingRecord
 from contract.store import Dataset
 
@@ -38,18 +38,33 @@ METRICS = ("entropy", "gini", "top10", "iou", "reliance")
 MATCH_KEYS = ("proposed", "exact", "repaired", "approximate", "rejected")  # approximate: 0 in older records
 
 
-def span_matching(records: Iterable[PaintingRecord]) -> dict:
-    """Phrases the span classifier proposed and matched, summed over the records' provenance."""
-    totals = dict.fromkeys(MATCH_KEYS, 0) | {"paintings": 0}
-    for record in records:
+class SpanMatching:
+    """Phrases the span classifier proposed and matched, summed over the records' provenance, one
+    record at a time (`tamscope stats` reads 100,000 records once and keeps none)."""
+
+    def __init__(self):
+        self.totals = dict.fromkeys(MATCH_KEYS, 0) | {"paintings": 0}
+
+    def add(self, record: PaintingRecord) -> None:
         counts = record.provenance.get("span_classifier", {}).get("counts")
         if counts:
-            totals["paintings"] += 1
+            self.totals["paintings"] += 1
             for key in MATCH_KEYS:
-                totals[key] += int(counts.get(key, 0))
-    matched = totals["exact"] + totals["repaired"] + totals["approximate"]
-    totals["match_rate"] = matched / totals["proposed"] if totals["proposed"] else None
-    return totals
+                self.totals[key] += int(counts.get(key, 0))
+
+    def result(self) -> dict:
+        totals = dict(self.totals)
+        matched = totals["exact"] + totals["repaired"] + totals["approximate"]
+        totals["match_rate"] = matched / totals["proposed"] if totals["proposed"] else None
+        return totals
+
+
+def span_matching(records: Iterable[PaintingRecord]) -> dict:
+    """SpanMatching over RECORDS."""
+    acc = SpanMatching()
+    for record in records:
+        acc.add(record)
+    return acc.result()
 
 
 def describe_values(values: list[float], prefix: str) -> dict:
@@ -109,17 +124,29 @@ def compare_groups(groups: dict[str, list[float]]) -> dict | None:
     return out
 
 
+def lowest_median_highest(found: list[tuple], metric: str) -> list[dict]:
+    """The spans of lowest, median and highest METRIC among (value, painting, span, text) tuples
+    (ties in the order found)."""
+    ranked = sorted(found, key=lambda s: s[0])
+    picked = [ranked[i] for i in sorted({0, len(ranked) // 2, len(ranked) - 1})] if ranked else []
+    return [{"painting": p, "span": i, "text": t, metric: v} for v, p, i, t in picked]
+
+
 def compute(dataset: Dataset) -> DatasetStats:
     values: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    spans_of: dict[str, list[dict]] = defaultdict(list)
+    spans_of: dict[str, list[tuple]] = defaultdict(list)  # (entropy, painting, span, text)
     sam_runs, sam_hits = defaultdict(int), defaultdict(int)
     meta = {"title": [0, 0], "artist": [0, 0]}  # correct, graded
-    iou_of, missed_of = defaultdict(list), defaultdict(list)
+    iou_of, missed_of = defaultdict(list), defaultdict(list)  # iou_of: (IoU, painting, span, text)
     meta_examples = {k: {"correct": [], "wrong": []} for k in meta}  # up to 3 painting ids each
     n_paintings = n_spans = 0
-    records = list(dataset.records())
-    for record in records:
+    matching, faithfulness = SpanMatching(), FaithfulnessStats()
+    # one pass, one record in memory at a time (100,000 records held at once filled 24 GB): per
+    # span only its numbers, and the tuples the examples are picked from
+    for record in dataset.records():
         n_paintings += 1
+        matching.add(record)
+        faithfulness.add(record)
         for span in record.spans:
             n_spans += 1
             cat, m = span.category.value, span.metrics
@@ -128,8 +155,7 @@ def compute(dataset: Dataset) -> DatasetStats:
                 values[cat]["gini"].append(m.gini)
                 values[cat]["top10"].append(m.top10_mass)
                 if m.entropy is not None:
-                    spans_of[cat].append({"painting": record.id, "span": span.index, "text": span.text,
-                                          "entropy": m.entropy})
+                    spans_of[cat].append((m.entropy, record.id, span.index, span.text))
             reliance = [record.tokens[t].reliance for t in span.tokens if record.tokens[t].reliance is not None]
             if reliance:
                 values[cat]["reliance"].append(float(np.mean(reliance)))
@@ -140,8 +166,7 @@ def compute(dataset: Dataset) -> DatasetStats:
                     sam_hits[cat] += 1
                     values[cat]["iou"].append(span.sam.iou)
                     if span.sam.iou is not None:  # explorer: the IoU chart links to these spans
-                        iou_of[cat].append({"painting": record.id, "span": span.index, "text": span.text,
-                                            "iou": span.sam.iou})
+                        iou_of[cat].append((span.sam.iou, record.id, span.index, span.text))
                 elif len(missed_of[cat]) < 3:
                     missed_of[cat].append({"painting": record.id, "span": span.index, "text": span.text})
             values[cat]["_count"].append(1)
@@ -164,10 +189,8 @@ def compute(dataset: Dataset) -> DatasetStats:
         entry["visual_rate"] = sum(visual) / len(visual) if visual else None
         entry.update({"sam_runs": sam_runs[cat], "sam_detections": sam_hits[cat],
                       "sam_detection_rate": sam_hits[cat] / sam_runs[cat] if sam_runs[cat] else None})
-        ranked = sorted(spans_of[cat], key=lambda s: s["entropy"])
-        entry["examples"] = [ranked[i] for i in sorted({0, len(ranked) // 2, len(ranked) - 1})] if ranked else []
-        by_iou = sorted(iou_of[cat], key=lambda s: s["iou"])  # lowest, median, highest IoU
-        entry["iou_examples"] = [by_iou[i] for i in sorted({0, len(by_iou) // 2, len(by_iou) - 1})] if by_iou else []
+        entry["examples"] = lowest_median_highest(spans_of[cat], "entropy")
+        entry["iou_examples"] = lowest_median_highest(iou_of[cat], "iou")
         entry["sam_missed_examples"] = missed_of[cat]
         out[cat] = entry
     clean = lambda metric: {c: [v for v in values[c][metric] if v is not None] for c in values}  # noqa: E731
@@ -177,10 +200,10 @@ def compute(dataset: Dataset) -> DatasetStats:
     out["tests"] = {k: v for k, v in tests.items() if v is not None}
     out["metadata"] = {k: {"correct": c, "graded": g, "accuracy": c / g if g else None, "examples": meta_examples[k]}
                        for k, (c, g) in meta.items()}
-    out["span_matching"] = span_matching(records)
-    faithfulness = faithfulness_stats(records)  # only after the optional faithfulness stage
-    if faithfulness is not None:
-        out["faithfulness"] = faithfulness
+    out["span_matching"] = matching.result()
+    faithful = faithfulness.result()
+    if faithful is not None:
+        out["faithfulness"] = faithful
     return DatasetStats.model_validate(out)
 
 

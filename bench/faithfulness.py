@@ -108,14 +108,16 @@ def main(argv: list[str] | None = None) -> int:
         with torch.enable_grad():  # the input's gradient only, as the stage asks for it
             torch.autograd.grad(torch_score(x).sum(), x)
 
-    # the backward keeps every activation of the vision tower and the language model: refuse to start
-    # it without room (other runs share the machine), and say so instead of a number
-    need = 3 * results["forward_1"]["peak_rss"] - 2 * procmem.process("VmRSS") if not args.tiny else 0
-    if procmem.system("MemAvailable") >= max(need, 0) + 2 * GIB:
-        timed("forward_backward", forward_backward)
-    else:
-        print(f"forward_backward: not run, {procmem.system('MemAvailable') / GIB:.1f} GiB available", flush=True)
+    # the backward keeps every activation of the vision tower and the language model: at the real
+    # size that is more than this machine may have free, and the kernel's OOM killer would end the
+    # run without a word; capped, the allocation that does not fit fails here and is reported
+    headroom = procmem.system("MemAvailable") - 2 * GIB
+    failed = within_memory(lambda: timed("forward_backward", forward_backward), headroom)
+    if failed:
+        print(f"forward_backward: does not fit in the {headroom / GIB:.1f} GiB free beside the model ({failed})",
+              flush=True)
         results["forward_backward"] = None
+        results["forward_backward_failed"] = {"headroom": headroom, "error": failed}
     results["flops_forward"] = results["forward_1"]["flops"]
     fwd_bwd = results["forward_backward"]
     results["flops_forward_backward"] = fwd_bwd["flops"] if fwd_bwd else 3 * results["flops_forward"]
@@ -131,6 +133,28 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1, default=str))
     return 0
+
+
+def within_memory(fn, headroom: float) -> str | None:
+    """Run fn with this process's address space capped at its size now plus HEADROOM bytes: an
+    allocation beyond it fails inside fn (MemoryError, or torch's "can't allocate memory"), which
+    is returned as the reason, instead of the machine running out. None when fn ran."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = int(procmem.process("VmSize") + max(headroom, 0))
+    resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
+    try:
+        fn()
+        return None
+    except MemoryError as exc:
+        return f"MemoryError {exc}"[:200]
+    except RuntimeError as exc:
+        if "allocate" not in str(exc):
+            raise
+        return str(exc)[:200]
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def random_session(model, tok, name: str, caption_tokens: int):

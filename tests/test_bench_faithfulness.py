@@ -29,3 +29,20 @@ def test_tiny_run(tmp_path):
     assert results["flops_forward"] > 0 and results["forward_1"]["seconds"] > 0
     assert [r["method"] for r in results["per_span"]][-1] == "igos"
     assert "ESTIMATE" in done.stdout
+
+
+def test_a_pass_that_does_not_fit_fails_inside_the_benchmark():
+    """The real-size forward + backward can need more memory than the machine has free: capped, it
+    fails with a reason instead of the kernel killing the whole run, and the cap is lifted after."""
+    import resource
+
+    import numpy as np
+
+    from bench.faithfulness import within_memory
+
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    reason = within_memory(lambda: np.ones(2**28), 64 * 2**20)  # 2 GiB asked for, 64 MiB allowed
+    assert reason is not None and "MemoryError" in reason
+    assert resource.getrlimit(resource.RLIMIT_AS) == before
+    assert within_memory(lambda: np.ones(2**10), 64 * 2**20) is None
+    assert np.ones(2**26).sum() == 2**26  # 512 MiB: allowed again

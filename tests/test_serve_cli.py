@@ -29,7 +29,8 @@ from testkit.net import free_port
 REPO = Path(__file__).resolve().parents[1]
 ENV = ["TAMSCOPE_DATA", "TAMSCOPE_HOST", "TAMSCOPE_PORT", "TAMSCOPE_WORKERS", "TAMSCOPE_SKIP_BAD",
        "TAMSCOPE_CACHE_MB", "TAMSCOPE_LOG_LEVEL", "TAMSCOPE_IDLE_TIMEOUT", "TAMSCOPE_REQUEST_TIMEOUT",
-       "TAMSCOPE_LIVE", "TAMSCOPE_LIVE_DATA", "TAMSCOPE_LIVE_TOKEN"]  # live mode (backend/live)
+       "TAMSCOPE_LIVE", "TAMSCOPE_LIVE_DATA", "TAMSCOPE_LIVE_TOKEN",  # live mode (backend/live)
+       "TAMSCOPE_CHECKED_INDEXES"]  # not a setting: serve --workers N writes it for its workers
 
 
 @pytest.fixture(scope="module")

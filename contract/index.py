@@ -595,7 +595,12 @@ def take_checked(root: Path, handed: str) -> Opened | None:
     only ever replaced by a rename: same inode, size and time, same file); else None (check again).
     A dataset changed since that check is served as one changed after the start: records are
     compared with the index when first served (backend.catalog)."""
-    identity, version, path = handed.split("|", 2)
+    parts = handed.split("|", 2)
+    if len(parts) != 3:
+        return None
+    identity, version, path = parts
+    if Path(path) not in (Path(root) / INDEX, fallback_path(root)):  # another dataset's index: never
+        return None
     if identity == "-" or _identity(Path(path)) != identity:
         return None
     return Opened(Path(path), version, False, "")

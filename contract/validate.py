@@ -50,7 +50,7 @@ def image_size(source: Path | bytes) -> tuple[int, int] | None:
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
             return im.size
-    except (OSError, UnidentifiedImageError):
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError):  # a header claiming 10^10 pixels
         return None
 
 

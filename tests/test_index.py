@@ -281,6 +281,11 @@ def test_an_index_checked_by_another_process_is_taken_only_while_it_is_that_file
 
     monkeypatch.setattr(ix, "content_version", no_stat)
     assert ix.take_checked(fixture_ds, handed) == ix.Opened(opened.path, opened.version, False, "")
+    other = fixture_ds.parent / "other" / ix.INDEX  # a file that is not this dataset's index, or nonsense
+    other.parent.mkdir()
+    shutil.copyfile(opened.path, other)
+    assert ix.take_checked(fixture_ds, handed.replace(str(opened.path), str(other))) is None
+    assert ix.take_checked(fixture_ds, "garbage") is None
     monkeypatch.undo()
 
     path = fixture_ds / "paintings" / "painting-1" / "record.json"  # the dataset changes: rebuilt, renamed over

@@ -498,6 +498,19 @@ def test_first_serve_checks_each_file_as_validate_does_reading_it_once(tmp_path,
             assert found[pid] in message
     assert "expected" in found["painting-1"]
 
+    # a map whose header claims 100,000 x 100,000 pixels: not an image, refused (404), never a 500
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)) \
+        + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+    (folder / "painting-0/spans/2.png").write_bytes(bomb)
+    response = TestClient(create_app([root])).get("/api/datasets/checked/paintings/painting-0")
+    assert response.status_code == 404 and "spans/2.png is not a readable image" in response.json()["error"]["message"]
+
 
 def test_startup_refuses_unreadable_records_or_skips_bad(tmp_path):
     root = make_dataset(tmp_path / "broken", n_paintings=3, with_stats=False)

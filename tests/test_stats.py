@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from contract.stats import cliffs_delta, compare_groups, compute, holm, run
+from contract.stats import cliffs_delta, compare_groups, compute, describe_values, holm, run
 from contract.store import Dataset
 from testkit.fixture_dataset import make_dataset
 from tests import independent
@@ -116,3 +116,34 @@ def test_stats_hold_one_record_at_a_time(tmp_path):
     stats = compute(Watched(replicate(tmp_path / "many", 24)))
     assert stats.n_paintings == 24
     assert Watched.most <= 2
+
+
+def test_a_large_category_keeps_1001_order_statistics():
+    """Beyond 1,001 spans stats.json keeps order statistics at evenly spaced ranks: the nearest-rank
+    quantiles at k/1000 (numpy's `nearest` method, not our index arithmetic), the minimum and the
+    maximum among them; the summary numbers stay those of every value, and a value's percentile
+    among the kept ones is within 0.1 point of its percentile among all."""
+    rng = np.random.default_rng(5)
+    values = rng.gamma(2.0, 0.3, size=54_321).tolist()
+    got = describe_values(values + [None], "entropy")
+    kept = got["entropy_values"]
+    xs = np.asarray(values)
+    want = np.quantile(xs, np.arange(1001) / 1000, method="nearest")
+    assert kept == pytest.approx(want, abs=6e-5)  # stored to 4 decimals
+    assert got["entropy_n"] == 54_321 and kept[0] == round(xs.min(), 4) and kept[-1] == round(xs.max(), 4)
+    assert got["entropy_median"] == pytest.approx(statistics.median(values))
+    assert got["entropy_mean"] == pytest.approx(statistics.fmean(values))
+
+    def rank(v, among):  # the explorer's percentileRank (frontend/js/lib/format.js), exact values
+        among = np.asarray(among)
+        return 100 * ((among < v).sum() + (among == v).sum() / 2) / among.size
+
+    for v in rng.choice(xs, 200).tolist() + [xs.min(), xs.max(), 0.01, 10.0]:
+        assert abs(rank(round(v, 4), np.round(kept, 4)) - rank(v, xs)) <= 0.1 + 100 / xs.size, v
+
+
+def test_a_small_category_keeps_every_value():
+    values = [0.5, 0.1, 0.3] * 333 + [0.2, 0.9]  # 1,001 values: all kept
+    got = describe_values(values, "gini")
+    assert got["gini_values"] == sorted(values) and got["gini_n"] == 1001
+    assert describe_values([], "iou")["iou_values"] == []

@@ -4,7 +4,7 @@ import { COLORMAPS, applyColormap, lut, lut32 } from "../js/lib/colormap.js";
 import { bilinear, sampleAt } from "../js/lib/upsample.js";
 import { maskAbove, otsuThreshold } from "../js/lib/otsu.js";
 import { DEFAULTS, address, linkTo, pagePath, parseState, serializeState, stateAt } from "../js/lib/urlstate.js";
-import { fmtNum, fmtPct, niceTicks, percentileRank, quantiles } from "../js/lib/format.js";
+import { fmtNum, fmtPct, niceTicks, percentileRank, placeAmong, quantiles } from "../js/lib/format.js";
 import { captionPieces, layoutSpans, matchNote, stepIn, tokenRuns } from "../js/lib/spans.js";
 import { tamInfo, tokenMapNotes } from "../js/lib/tam.js";
 import { relianceColor } from "../js/components/caption.js";
@@ -82,6 +82,21 @@ test("format helpers", () => {
   assert.equal(percentileRank(0.88126, [0.8, 0.8813, 0.9, 0.95]), 25);
   assert.deepEqual(quantiles([4, 1, 3, 2, 5]), { min: 1, q1: 2, median: 3, q3: 4, max: 5 });
   assert.equal(quantiles([NaN]), null);
+});
+
+test("a span placed among a large category's stored order statistics", () => {
+  // 100,000 spans valued 1 .. 100000; stats.json keeps 1,001 of them: x[round(k * 99999 / 1000)]
+  const stored = Array.from({ length: 1001 }, (_, k) => 1 + Math.round((k * 99999) / 1000));
+  assert.equal(stored[0], 1); assert.equal(stored[1000], 100000);
+  // by hand: 25,000 of the 100,000 spans lie below 25000.5, the 25.0th percentile
+  const at = placeAmong(25000.5, stored, 100000);
+  assert.equal(at.n, 100000);
+  assert.ok(Math.abs(at.rank - 25) <= 0.1, `rank ${at.rank}`);
+  assert.ok(Math.abs(placeAmong(99000.5, stored, 100000).rank - 99) <= 0.1);
+  // a small category stores every value: its count is theirs, with or without `_n`
+  assert.deepEqual(placeAmong(5, [1, 2, 5, 9], 4), { rank: 62.5, n: 4 });
+  assert.deepEqual(placeAmong(5, [1, 2, 5, 9], undefined), { rank: 62.5, n: 4 });
+  assert.equal(placeAmong(5, [], 0), null);
 });
 
 test("otsu equals cv2.threshold(THRESH_OTSU) on every golden case", () => {

@@ -3,7 +3,7 @@
 
 import { h } from "../dom.js";
 import { CATEGORIES, categoryInfo, categoryStyle } from "../lib/categories.js";
-import { fmtNum, fmtPct, percentileRank } from "../lib/format.js";
+import { fmtNum, fmtPct, placeAmong } from "../lib/format.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const STORED_HALF_STEP = 5e-5; // stats.json keeps a category's `<metric>_values` to 4 decimals
@@ -44,10 +44,11 @@ export function numbersPanel(span, stats) {
   const m = span.metrics || {};
   const cat = stats?.[span.category] || {};
   const color = categoryInfo(span.category).color;
-  const place = (value, values, what, lowMeans) => {
-    const rank = percentileRank(value, values, STORED_HALF_STEP);
-    if (rank === null) return ["", null];
-    return [`${Math.round(rank)}th percentile of ${values.length} ${span.category} spans (${lowMeans})`,
+  const place = (value, key, what, lowMeans) => {  // key: the stats.json prefix (`entropy`, `top10`...)
+    const values = cat[`${key}_values`] || [];
+    const at = placeAmong(value, values, cat[`${key}_n`], STORED_HALF_STEP);
+    if (at === null) return ["", null];
+    return [`${Math.round(at.rank)}th percentile of ${at.n} ${span.category} spans (${lowMeans})`,
       strip(values, value, color, `${what} among ${span.category} spans`)];
   };
   const row = (label, value, [note, chart] = ["", null], testid = null) => h("tr", { "data-testid": testid },
@@ -60,14 +61,14 @@ export function numbersPanel(span, stats) {
   const iou = span.sam?.mask && Number.isFinite(span.sam.iou) ? span.sam.iou : null;
   return h("table", { class: "numbers", "data-testid": "numbers" },
     h("caption", { class: "visually-hidden" }, `Numbers of ${span.text}`),
-    row("Entropy", fmtNum(m.entropy, 3), place(m.entropy, cat.entropy_values, "entropy", "lower = more localised"),
+    row("Entropy", fmtNum(m.entropy, 3), place(m.entropy, "entropy", "entropy", "lower = more localised"),
       "num-entropy"),
-    row("Top-10% mass", fmtPct(m.top10_mass), place(m.top10_mass, cat.top10_values, "top-10% mass",
+    row("Top-10% mass", fmtPct(m.top10_mass), place(m.top10_mass, "top10", "top-10% mass",
       "higher = more concentrated"), "num-top10"),
-    row("Gini", fmtNum(m.gini, 3), place(m.gini, cat.gini_values, "Gini", "higher = more concentrated")),
+    row("Gini", fmtNum(m.gini, 3), place(m.gini, "gini", "Gini", "higher = more concentrated")),
     row("IoU Otsu vs SAM 3", iou === null ? "—" : fmtNum(iou, 3),
       iou === null ? [span.sam ? "no SAM 3 mask to compare" : "", null]
-        : place(iou, cat.iou_values, "IoU", "higher = map agrees with the segmenter"), "num-iou"),
+        : place(iou, "iou", "IoU", "higher = map agrees with the segmenter"), "num-iou"),
     row("SAM 3", sam, [span.sam?.scores?.length ? `scores ${span.sam.scores.map((x) => fmtNum(x, 2)).join(", ")}` : "", null],
       "num-sam"),
     row("Otsu threshold", span.otsu_threshold ?? "n/a", ["on the 8-bit map resized to the canvas (as the metric)", null]));

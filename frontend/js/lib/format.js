@@ -15,6 +15,16 @@ export function percentileRank(value, sorted, tolerance = 0) {
   return (100 * (below + equal / 2)) / sorted.length;
 }
 
+/** Where VALUE falls in a category (stats.json): its percentile rank among the stored sorted
+ * `<metric>_values` and the number of spans that stands for, `<metric>_n`. Beyond 1,001 spans
+ * the stored values are order statistics at evenly spaced ranks, not every span (the rank is
+ * then within 0.1 point of the exact one); a stats.json without `_n` counts the values. */
+export function placeAmong(value, values, n, tolerance = 0) {
+  const rank = percentileRank(value, values, tolerance);
+  if (rank === null) return null;
+  return { rank, n: Number.isInteger(n) && n >= values.length ? n : values.length };
+}
+
 /** min, q1, median, q3, max with linear interpolation (numpy's default). */
 export function quantiles(values) {
   const xs = values.filter(Number.isFinite).sort((a, b) => a - b);

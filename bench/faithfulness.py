@@ -137,25 +137,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def within_memory(fn, headroom: float) -> str | None:
-    """Run fn with this process's address space capped at its size now plus HEADROOM bytes: an
-    allocation beyond it fails inside fn (MemoryError, or torch's "can't allocate memory"), which
-    is returned as the reason, instead of the machine running out. None when fn ran."""
-    import resource
+    """Run fn with this process's address space capped at its size now plus HEADROOM bytes
+    (precompute.memory.capped): an allocation beyond it fails inside fn and is returned as the
+    reason, instead of the machine running out. None when fn ran."""
+    from precompute.memory import OutOfMemory, capped
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    cap = int(procmem.process("VmSize") + max(headroom, 0))
-    resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
     try:
-        fn()
+        with capped(headroom):
+            fn()
         return None
-    except MemoryError as exc:
-        return f"MemoryError {exc}"[:200]
-    except RuntimeError as exc:
-        if "allocate" not in str(exc):
-            raise
+    except OutOfMemory as exc:
         return str(exc)[:200]
-    finally:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def random_session(model, tok, name: str, caption_tokens: int):

@@ -63,6 +63,13 @@ class PaintingError(Exception):
         self.provenance = provenance or {}
 
 
+class StopStage(PaintingError):
+    """A painting's failure after which this process cannot go on with the others (e.g. out of
+    memory: torch's CPU kernels may stay broken after a failed allocation). It is recorded as the
+    painting's failure, then the stage stops: the paintings not reached are left as they were, for
+    a later run (with other settings) to resume."""
+
+
 # stage -> the stages computed from its output; a new result makes their stamps stale
 DOWNSTREAM = {
     "describe": ("reliance", "spans", "spanmaps", "sam", "metadata", "faithfulness"),
@@ -81,9 +88,12 @@ class StageSummary:
     kept: list[str] = field(default_factory=list)  # failed, their earlier result kept
     waiting: list[str] = field(default_factory=list)  # the stage they need has not run (or failed)
     needs: str | None = None
+    stopped: str | None = None  # why the stage stopped before the end (StopStage)
 
     def line(self) -> str:
         text = f"{self.stage}: {len(self.done)} done, {len(self.skipped)} already done, {len(self.failed)} failed"
+        if self.stopped:
+            text += ", stopped before the others (run it again to resume)"
         if self.kept:
             text += f" ({len(self.kept)} keep their earlier result)"
         if self.waiting:
@@ -183,6 +193,8 @@ def attempt(dataset: Dataset, stage: str, settings: dict, pid: str, work: Callab
         summary.failed[pid] = error_text(exc)
         if stage in record.stages:
             summary.kept.append(pid)
+        if isinstance(exc, StopStage):  # run_stage goes no further
+            summary.stopped = error_text(exc)
     for observe in after_painting:
         observe(stage, pid)
 
@@ -243,6 +255,8 @@ def run_stage(
         pending.clear()
 
     for pid in progress(pids, desc=stage, unit="painting", leave=False):
+        if summary.stopped:  # a StopStage failure: the rest wait for another run
+            break
         record = dataset.record(pid)
         if needs and needs not in record.stages:
             summary.waiting.append(pid)
@@ -257,7 +271,7 @@ def run_stage(
         pending.append(record)
         if len(pending) >= batch_size:
             flush()
-    if pending:
+    if pending and not summary.stopped:
         flush()
     if refresh_manifest:
         update_manifest(dataset, shard, settings={stage: settings})

@@ -1,24 +1,12 @@
-"""Memory readings for benchmarks and tests, from Linux's /proc (bytes; NaN where a field is absent)."""
+"""Memory readings for benchmarks and tests, from Linux's /proc (bytes; NaN where a field is absent).
+
+The readers are the product's (precompute.memory); this adds the peak reset benchmarks use."""
 
 from __future__ import annotations
 
+from precompute.memory import process, system
 
-def _field(path: str, name: str) -> float:
-    with open(path) as f:
-        for line in f:
-            if line.startswith(name + ":"):
-                return int(line.split()[1]) * 1024  # the kernel reports kB
-    return float("nan")
-
-
-def process(name: str, pid: int | str = "self") -> float:
-    """A field of /proc/<pid>/status: VmRSS (resident now), VmHWM (peak since the last reset)."""
-    return _field(f"/proc/{pid}/status", name)
-
-
-def system(name: str) -> float:
-    """A field of /proc/meminfo: MemTotal, MemAvailable."""
-    return _field("/proc/meminfo", name)
+__all__ = ["process", "reset_peak", "system"]
 
 
 def reset_peak() -> float:

@@ -4,6 +4,9 @@ validated, resumable, and refusing bad input (issue 15, point 3)."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,3 +195,57 @@ def test_per_token_curves_for_every_token_and_resume(spanned, tmp_path, capsys):
     assert "faithfulness: 2 done" in capsys.readouterr().out
     assert all(t.faithfulness is None for r in ds.records() for t in r.tokens)
     assert "per_token" not in ds.manifest().settings["faithfulness"]
+
+
+def test_running_out_of_memory_fails_the_painting_and_stops_with_advice(spanned, tmp_path, capsys):
+    """On the CPU each painting runs under a memory cap (precompute.memory.capped): a method that
+    needs more than it may have fails that painting with what to do instead and stops the stage
+    (the others wait, resumable), where without the cap the kernel would kill the run. Here it may
+    have 1 MiB (--max-memory). In a subprocess: torch's CPU kernels may stay broken in a process
+    after a failed allocation, which must not leak into the other tests."""
+    root = tmp_path / "ds"
+    shutil.copytree(spanned, root)
+    methods = ["--methods", "logit,gradient"]
+    run = subprocess.run([sys.executable, "-m", "tamscope.cli", "faithfulness", str(root), *FAST[:-2], *methods,
+                          "--max-memory", "1M"], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "1 failed, stopped before the others (run it again to resume)" in run.stdout, run.stdout
+    ds = Dataset(root)
+    first, second = ds.records()
+    error = next(f.error for f in first.failures if f.stage == "faithfulness")
+    assert "out of memory on the CPU while" in error and "0.0 GiB allowed" in error, error
+    assert "leave out gradient" in error and "--methods logit;" in error, error
+    assert "faithfulness" not in first.stages
+    assert not second.failures and "faithfulness" not in second.stages  # not reached: waits
+    assert validate_dataset(root) == []
+
+    # without the cap (the machine's free memory) the same run does both
+    assert faithfulness.run(stage_args(faithfulness, [root, *FAST[:-2], *methods])) == 0
+    assert "faithfulness: 2 done" in capsys.readouterr().out
+    assert all(set(s.faithfulness.methods) == {"logit", "gradient"} for r in ds.records() for s in r.spans)
+    assert not any(f.stage == "faithfulness" for r in ds.records() for f in r.failures)
+
+
+def test_memory_cap_and_sizes():
+    """capped() turns numpy's and torch's failed allocations into OutOfMemory and lifts the cap after."""
+    import resource
+
+    from precompute.memory import OutOfMemory, capped, parse_size
+
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    with pytest.raises(OutOfMemory, match="MemoryError"), capped(64 * 2**20):
+        np.ones(2**28)  # 2 GiB asked for, 64 MiB allowed
+    with pytest.raises(OutOfMemory, match="allocate"), capped(64 * 2**20):
+        torch.empty(2**28, dtype=torch.float64)
+    assert resource.getrlimit(resource.RLIMIT_AS) == before
+    with capped(64 * 2**20):
+        assert torch.ones(2**10).sum() == 2**10
+    with pytest.raises(ValueError, match="positive"):  # the cap's own error is not swallowed
+        with capped(64 * 2**20):
+            raise ValueError("positive")
+    assert (parse_size("8G"), parse_size("512m"), parse_size("1.5GiB"), parse_size("4096")) == (8 * 2**30, 512 * 2**20,
+                                                                                              1.5 * 2**30, 4096)
+    for bad in ("", "G", "-1G", "0", "nan", "1X"):
+        with pytest.raises(ValueError):
+            parse_size(bad)

@@ -66,6 +66,8 @@ def other_value(action: argparse.Action):
         return (action.default or 0) + 0.25
     if action.dest == "shard":
         return "1/3"
+    if action.metavar == "SIZE":  # --faithfulness-max-memory
+        return "3G"
     return f"value-of-{action.dest}"
 
 
@@ -87,6 +89,8 @@ def test_every_stage_option_reaches_its_stage(stage, tmp_path):
     parsed = vars(parser.parse_args(stage_argv))
     for action in actions:
         want = other_value(action)
+        if action.metavar == "SIZE":  # parsed into bytes
+            want = action.type(want)
         assert str(parsed[action.dest]) == str(want), f"{stage} {action.dest}"
 
 

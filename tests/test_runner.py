@@ -6,7 +6,7 @@ import pytest
 
 from contract.schema import PaintingRecord
 from contract.store import Dataset
-from precompute.runner import PaintingError, ShardError, in_shard, parse_shard, run_stage
+from precompute.runner import PaintingError, ShardError, StopStage, in_shard, parse_shard, run_stage
 
 
 def _dataset(tmp_path: Path, n: int = 4) -> Dataset:
@@ -56,6 +56,35 @@ def test_failure_is_recorded_and_stage_goes_on(tmp_path):
     # a successful retry clears the failure
     run_stage("demo", ds, {}, lambda rec: rec)
     assert ds.record("p1").failures == [] and ds.manifest().failures == []
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_a_stop_failure_is_recorded_and_the_rest_wait(tmp_path, batch_size):
+    """StopStage (e.g. out of memory): its painting's failure is recorded, the paintings before it
+    keep their results (a batch's others included), the ones after are not touched; a rerun resumes."""
+    ds = _dataset(tmp_path, n=6)
+    seen = []
+
+    def process(rec):
+        seen.append(rec.id)
+        if rec.id == "p1":
+            raise StopStage("out of memory: leave out gradient")
+        return rec
+
+    def batch(records):
+        return [process(r) if r.id != "p1" else StopStage("out of memory: leave out gradient") for r in records]
+
+    summary = run_stage("demo", ds, {}, process, batch=batch, batch_size=batch_size)
+    assert summary.stopped == "out of memory: leave out gradient"
+    assert summary.failed == {"p1": "out of memory: leave out gradient"}
+    done = ["p0", "p2"] if batch_size == 3 else ["p0"]  # the batch p0..p2 was computed whole
+    assert sorted(summary.done) == done
+    assert "stopped before the others" in summary.line()
+    untouched = [f"p{i}" for i in range(6) if f"p{i}" not in done and f"p{i}" != "p1"]
+    assert all("demo" not in ds.record(p).stages and not ds.record(p).failures for p in untouched)
+    assert [f.error for f in ds.record("p1").failures] == ["out of memory: leave out gradient"]
+    again = run_stage("demo", ds, {}, lambda rec: rec)  # the cause removed: the rest resume
+    assert sorted(again.done) == sorted(untouched + ["p1"]) and again.stopped is None
 
 
 def test_needs_previous_stage(tmp_path):

@@ -21,6 +21,7 @@ new spans or new reliance flags make it stale (precompute.runner.DOWNSTREAM).
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from PIL import Image
@@ -28,10 +29,12 @@ from PIL import Image
 from contract.schema import MapRef, MethodResult, PaintingRecord, SpanFaithfulness, TokenFaithfulness
 from contract.store import Dataset, encode_png, read_png_u8
 from precompute.lock import writer
+from precompute.memory import parse_size
 from precompute.models import Lazy, load_captioner
 from precompute.runner import (
     Output,
     PaintingError,
+    StopStage,
     add_model_options,
     add_run_options,
     load_options,
@@ -66,14 +69,56 @@ def stored_tam(folder: Path, record: PaintingRecord) -> dict:
     return {variant: maps} if maps is not None and maps.shape[0] == len(record.tokens) else {}
 
 
-def process(dataset: Dataset, captioner: Lazy, model_id: str, args: argparse.Namespace, methods: list[str]):
-    def apply(record: PaintingRecord) -> Output:
-        from precompute.faithfulness.captioner import as_float
-        from precompute.faithfulness.curves import faithfulness_curves
-        from precompute.faithfulness.igos import IgosSettings
-        from precompute.faithfulness.methods import Painting
-        from precompute.stages.reliance import DEFAULT_BLUR, blurred, caption_ids
+# The methods that keep every activation for a backward pass: at real size on the CPU they are
+# the ones that run out of memory (docs/faithfulness.md, "Memory")
+BACKWARD_METHODS = ("gradient", "igos")
 
+
+def out_of_memory(exc, doing: str, methods: list[str]) -> StopStage:
+    """The painting's failure when `doing` ran out of memory on the CPU, with what to do instead.
+    It stops the stage: the others would run out too, and a convolution whose oneDNN primitive
+    failed to be created under the cap stays broken in this process ("could not create a
+    primitive" on every later call, with memory to spare)."""
+    lighter = [m for m in methods if m not in BACKWARD_METHODS] or [m for m in DEFAULT_METHODS
+                                                                    if m not in BACKWARD_METHODS]
+    heavy = [m for m in methods if m in BACKWARD_METHODS]
+    advice = (f"leave out {' and '.join(heavy)} (they keep every activation for a backward pass): "
+              f"--methods {','.join(lighter)}; " if heavy else "")
+    return StopStage(f"out of memory on the CPU while {doing}: it needs more than the "
+                     f"{max(exc.headroom, 0) / 2**30:.1f} GiB allowed (free memory, or --max-memory); {advice}"
+                     f"or a smaller canvas (--max-pixels when describing), --batch-size 1, or a GPU "
+                     f"(docs/faithfulness.md, Memory). The allocation that failed: {exc}")
+
+
+def process(dataset: Dataset, captioner: Lazy, model_id: str, args: argparse.Namespace, methods: list[str]):
+    # imported here, not under the memory cap (a module's mapping counts against it)
+    from contextlib import nullcontext
+
+    from precompute.faithfulness.captioner import as_float
+    from precompute.faithfulness.curves import faithfulness_curves
+    from precompute.faithfulness.igos import IgosSettings
+    from precompute.faithfulness.methods import Painting
+    from precompute.memory import OutOfMemory, capped, default_headroom
+    from precompute.stages.reliance import DEFAULT_BLUR, blurred, caption_ids
+
+    def apply(record: PaintingRecord) -> Output:
+        """One painting; on the CPU under a memory cap (precompute.memory), so that a method that
+        needs more than the machine has fails this painting with advice instead of the kernel
+        killing the run (CUDA maps more address space than it uses: no cap there)."""
+        import torch
+
+        cpu = torch.device(captioner.get().device).type == "cpu"  # loaded before the cap: its weights are not the pass's
+        doing = ["scoring the canvas"]  # what runs now, for the message
+        headroom = default_headroom()
+        if args.max_memory is not None:
+            headroom = min(headroom, args.max_memory) if math.isfinite(headroom) else args.max_memory
+        try:
+            with capped(headroom) if cpu else nullcontext():
+                return explain(record, doing)
+        except OutOfMemory as exc:
+            raise out_of_memory(exc, doing[0], methods) from exc
+
+    def explain(record: PaintingRecord, doing: list[str]) -> Output:
         if not record.tokens or record.canvas is None or not record.prompt or record.grid is None:
             raise PaintingError("no caption tokens, canvas, grid or prompt to explain")
         generated = caption_ids(record, model_id, "faithfulness")
@@ -102,7 +147,11 @@ def process(dataset: Dataset, captioner: Lazy, model_id: str, args: argparse.Nam
             if span.index not in chosen:
                 span.faithfulness = None
                 continue
-            maps = {m: painting.span_map(m, span.tokens) for m in methods}
+            maps = {}
+            for m in methods:
+                doing[0] = f"computing the {m} map of span {span.index}"
+                maps[m] = painting.span_map(m, span.tokens)
+            doing[0] = f"scoring span {span.index}'s deletion and insertion curves"
             curves = faithfulness_curves(painting.session.scorer(span.tokens), image, painting.baseline,
                                          [mm.unit for mm in maps.values()], steps=args.steps,
                                          batch_size=args.batch_size)
@@ -123,6 +172,7 @@ def process(dataset: Dataset, captioner: Lazy, model_id: str, args: argparse.Nam
         for token in record.tokens:  # without --per-token, earlier per-token curves go
             token.faithfulness = None
         if args.per_token:
+            doing[0] = "scoring every token's curves (--per-token)"
             per_token(record, folder, painting, image, args)
         return Output(record, files)
 
@@ -159,6 +209,13 @@ def per_token(record: PaintingRecord, folder: Path, painting, image, args: argpa
             deletion_area=_round(c.deletion_area), insertion_area=_round(c.insertion_area))
 
 
+def _size(text: str) -> float:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4) + 0.0  # + 0.0: no "-0.0" in JSON
 
@@ -181,6 +238,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="also every token's curves, ranked by its own map (T more maps' worth of passes)")
     parser.add_argument("--igos-iterations", type=int, default=10, help="iGOS++ optimisation steps")
     parser.add_argument("--igos-ig-steps", type=int, default=5, help="iGOS++ integrated-gradient points")
+    parser.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
+                        help="on the CPU, the most a painting may allocate beyond the loaded model, e.g. 8G "
+                             "(default: the memory free when it starts, less 1 GiB); beyond it the painting "
+                             "fails and the stage stops with advice instead of the machine running out")
     add_model_options(parser)
     add_run_options(parser)
 

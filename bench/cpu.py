@@ -225,7 +225,12 @@ def captioner_parts(family: str, tiny: bool):
     """(tokenizer, config, processor) of a captioner family's smallest architecture (or its tiny
     test config): the family's own tokenizer, rebuilt offline, and processor (precompute/tiny)."""
     if family == "internvl":
-        from precompute.tiny.internvl import TINY_TILE, internvl_processor, internvl_tokenizer, tiny_internvl_config
+        from precompute.tiny.internvl import (
+            TINY_TILE,
+            internvl_processor,
+            internvl_tokenizer,
+            tiny_internvl_config,
+        )
 
         tok = internvl_tokenizer()
         if tiny:

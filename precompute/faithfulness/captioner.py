@@ -18,15 +18,17 @@ Tiled families (InternVL, precompute.families.internvl) take the image as tiles:
 already cols x rows tiles of the processor's size, so each tile is a crop of it, and the
 thumbnail (several tiles only) is the whole canvas resized to one tile by the processor's own
 resize (torchvision, bicubic with antialias), here on float images so the path stays
-differentiable; then the processor's rescale and normalisation:
+differentiable, in the two passes of the processor's uint8 kernel (rows, then columns, each
+clamped to [0, 255]); then the processor's rescale and normalisation:
 
     images (B, H, W, 3) float in [0, 255]
       -> the tiles of the session's `tiling` (crops where placed, the thumbnail resized) in token order
       -> * rescale_factor, (x - mean) / std   -> (B * tiles, 3, tile, tile)
 
-The processor resizes the uint8 canvas in integer arithmetic and rounds the thumbnail to uint8;
-this path resizes floats: the thumbnail differs from the processor's by about one 8-bit level at
-most, the tiles not at all (tests/test_faithfulness_tiled.py).
+The processor resizes the uint8 canvas in integer arithmetic and rounds each pass to uint8; this
+path does not round: the thumbnail differs from the processor's by less than one 8-bit level, the
+tiles not at all (tests/test_faithfulness_tiled.py; one pass without the clamps would differ by
+up to 9 levels at the sharp edges of a real-size canvas, where bicubic overshoots).
 The map methods then live on the composite grid (the record's grid): the tiles' cells placed as
 describe places them (precompute.tiling.per_tile), the thumbnail's cells left out of the map.
 Families whose image inputs this module cannot build (neither one merged grid nor a tiling in
@@ -35,6 +37,7 @@ TILED_PIXELS) are refused by `Session.open` with the reason.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -140,9 +143,12 @@ class Session:
         x = images.permute(0, 3, 1, 2)  # (B, C, H, W)
         tiles = []
         for t in self.tiling.tiles:
-            if t.top is None:  # the thumbnail: float in, float out (the processor rounds to uint8)
-                tiles.append(tvF.resize(x, [t.h * cell, t.w * cell], interpolation=InterpolationMode.BICUBIC,
-                                        antialias=True))
+            if t.top is None:  # the thumbnail, resized as the processor's uint8 kernel does: the rows
+                # first, clamped to [0, 255] between the passes and after (bicubic overshoots at edges);
+                # not rounded, so gradients flow (the processor rounds: < 1 level apart)
+                resize = functools.partial(tvF.resize, interpolation=InterpolationMode.BICUBIC, antialias=True)
+                rows = resize(x, [h, t.w * cell]).clamp(0, 255)
+                tiles.append(resize(rows, [t.h * cell, t.w * cell]).clamp(0, 255))
             else:
                 tiles.append(x[:, :, t.top * cell:(t.top + t.h) * cell, t.left * cell:(t.left + t.w) * cell])
         x = torch.stack(tiles, 1)  # (B, tiles, C, tile, tile)

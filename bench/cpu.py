@@ -34,9 +34,11 @@ since random weights would otherwise stop at any time. Random weights make the w
 as real weights with one exception: SAM 3 keeps no instance (scores ~0.25 < 0.5), so the
 resizing of kept masks (a few milliseconds per instance) is not exercised.
 
-`--families qwen2_5_vl,qwen3_vl` (or `all`) then times describe and reliance again with the
-smallest released architecture of each other captioner family (SMALLEST, precompute/families),
-built, timed and freed one after the other; one report line each.
+`--families qwen2_5_vl,qwen3_vl,qwen3_5,internvl` (or `all`) then times describe and reliance
+again with the smallest released architecture of each other captioner family (SMALLEST,
+precompute/families), built, timed and freed one after the other, each with its own tokenizer
+(rebuilt offline) and processor (precompute/tiny); one report line each. InternVL's line counts
+its thumbnail's image tokens apart from the grid's.
 
 Timings come from the wall clock around each stage's call and forward hooks on the model
 modules (vision encoder, language model), so decoding is split into prefill and per-token cost.
@@ -212,14 +214,56 @@ def build(cls, cfg, dtype, results: dict, key: str, need_bytes: float):
     return model
 
 
-# The smallest released checkpoint of each captioner family (--families): its config.json
+# The smallest released checkpoint of each captioner family (--families): its config.json in
+# captioner_config (internvl_config, qwen3_5_config)
 SMALLEST = {"qwen2_vl": "Qwen/Qwen2-VL-2B-Instruct", "qwen2_5_vl": "Qwen/Qwen2.5-VL-3B-Instruct",
-            "qwen3_vl": "Qwen/Qwen3-VL-2B-Instruct"}
+            "qwen3_vl": "Qwen/Qwen3-VL-2B-Instruct", "qwen3_5": "Qwen/Qwen3.5-0.8B",
+            "internvl": "OpenGVLab/InternVL3-1B-hf"}
+
+
+def captioner_parts(family: str, tiny: bool):
+    """(tokenizer, config, processor) of a captioner family's smallest architecture (or its tiny
+    test config): the family's own tokenizer, rebuilt offline, and processor (precompute/tiny)."""
+    if family == "internvl":
+        from precompute.tiny.internvl import (
+            TINY_TILE,
+            internvl_processor,
+            internvl_tokenizer,
+            tiny_internvl_config,
+        )
+
+        tok = internvl_tokenizer()
+        if tiny:
+            return tok, tiny_internvl_config(tok, TINY_TILE), internvl_processor(tok, TINY_TILE)
+        return tok, captioner_config(tok, False, family), internvl_processor(tok)
+    if family == "qwen3_5":
+        from precompute.tiny.qwen3_5 import qwen3_5_processor, tiny_qwen3_5_config
+        from precompute.tiny.qwen3_5_tokenizer import VOCAB_SIZE, qwen3_5_tokenizer
+
+        tok = qwen3_5_tokenizer()
+        cfg = tiny_qwen3_5_config(tok, VOCAB_SIZE) if tiny else captioner_config(tok, False, family)
+        return tok, cfg, qwen3_5_processor(tok)
+    from precompute.tiny.qwen2_tokenizer import qwen2vl_tokenizer
+    from precompute.tiny.qwen2vl import qwen2vl_processor, qwen3vl_processor
+
+    tok = qwen2vl_tokenizer()
+    proc = qwen3vl_processor(tok) if family == "qwen3_vl" else qwen2vl_processor(tok)
+    return tok, captioner_config(tok, tiny, family), proc
+
+
+def vision_module(model):
+    """The vision encoder: Qwen-VL's `visual`, InternVL's `vision_tower`."""
+    inner = model.model
+    return inner.vision_tower if hasattr(inner, "vision_tower") else inner.visual
 
 
 def captioner_config(tok, tiny: bool, family: str = "qwen2_vl"):
     from transformers import Qwen2_5_VLConfig, Qwen2VLConfig, Qwen3VLConfig
 
+    if family == "internvl" and not tiny:
+        return internvl_config(tok)
+    if family == "qwen3_5" and not tiny:
+        return qwen3_5_config(tok)
     if tiny:
         from precompute.tiny.qwen2vl import tiny_qwen2vl_config
 
@@ -263,6 +307,65 @@ def captioner_config(tok, tiny: bool, family: str = "qwen2_vl"):
         vision_config=dict(depth=32, embed_dim=1280, hidden_size=1536, num_heads=16, mlp_ratio=4,
                            hidden_act="quick_gelu", patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
                            in_channels=3),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True)
+
+
+def internvl_config(tok):
+    """OpenGVLab/InternVL3-1B-hf (0.94 B parameters): InternViT-300M (24 layers of 1024, 16 heads,
+    MLP 4096, qkv bias, LayerNorm, layer scale 0.1, 448-px tiles of 14-px patches), pixel shuffle 0.5
+    and a 2-layer GELU projector to a Qwen2.5-0.5B language model (24 layers of 896, 14 heads, 2 KV
+    heads, MLP 4864, an untied head over 151,674 rows). Not read from the hub's config.json (not
+    on this machine): the vision side is transformers' InternVLVisionConfig defaults with the
+    hf checkpoint's attention bias, the text side the module sizes printed from InternVL3-1B
+    (embed_tokens 151674 x 896, lm_head apart); the parameter count matches the published 0.94 B
+    (a tied head would give 0.80 B)."""
+    from transformers import InternVLConfig
+
+    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", "<IMG_CONTEXT>")}
+    return InternVLConfig(
+        vision_config=dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+                           attention_bias=True, use_qk_norm=False, hidden_act="gelu", norm_type="layer_norm",
+                           layer_norm_eps=1e-6, image_size=[448, 448], patch_size=[14, 14],
+                           layer_scale_init_value=0.1, use_absolute_position_embeddings=True, use_mean_pooling=True),
+        text_config=dict(model_type="qwen2", vocab_size=151674, hidden_size=896, intermediate_size=4864,
+                         num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2, hidden_act="silu",
+                         max_position_embeddings=32768, rms_norm_eps=1e-6,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1e6}, tie_word_embeddings=False,
+                         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
+                         pad_token_id=ids["<|endoftext|>"]),
+        image_token_id=ids["<IMG_CONTEXT>"], image_seq_length=256, downsample_ratio=0.5,
+        projector_hidden_act="gelu", vision_feature_layer=-1, vision_feature_select_strategy="default",
+        tie_word_embeddings=False)
+
+
+def qwen3_5_config(tok):
+    """Qwen/Qwen3.5-0.8B (0.85 B parameters as transformers builds it, without the multi-token
+    prediction layer): 24 language layers of 1024 in Qwen3.5's 3:1 mix (gated delta net with 16
+    key and 16 value heads of 128, then gated full attention with 8 heads of 256 and 2 KV heads,
+    partial rotary 0.25, interleaved M-RoPE [11, 11, 10]), MLP 3584, a head tied to the
+    248,320-row embedding; a 12-block vision encoder of 768 (12 heads, MLP 3072, 16-px patches
+    merged 2x2 into 1024). The hub's config.json is not on this machine: these values come from
+    third-party mirrors of it (a config parser's test fixture and a vision-contract table) and
+    agree with the model card's figures (hidden 1024, 24 layers, 8/2 heads of 256, FFN 3584)."""
+    from transformers import Qwen3_5Config
+
+    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", "<|image_pad|>",
+                                                       "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
+    return Qwen3_5Config(
+        text_config=dict(vocab_size=248320, hidden_size=1024, intermediate_size=3584, num_hidden_layers=24,
+                         num_attention_heads=8, num_key_value_heads=2, head_dim=256, hidden_act="silu",
+                         linear_num_key_heads=16, linear_num_value_heads=16, linear_key_head_dim=128,
+                         linear_value_head_dim=128, linear_conv_kernel_dim=4, rms_norm_eps=1e-6,
+                         max_position_embeddings=262144,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1e7, "partial_rotary_factor": 0.25,
+                                          "mrope_section": [11, 11, 10], "mrope_interleaved": True},
+                         tie_word_embeddings=True, bos_token_id=None, eos_token_id=ids["<|im_end|>"],
+                         pad_token_id=ids["<|endoftext|>"]),
+        vision_config=dict(depth=12, hidden_size=768, num_heads=12, intermediate_size=3072,
+                           hidden_act="gelu_pytorch_tanh", patch_size=16, temporal_patch_size=2, spatial_merge_size=2,
+                           out_hidden_size=1024, num_position_embeddings=2304, in_channels=3),
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True)
@@ -365,14 +468,10 @@ def run_captioner(args, work: Path, results: dict, family: str = "qwen2_vl"):
     from precompute.paintings import load_painting
     from precompute.smoke import draw_painting
     from precompute.stages import describe, reliance
-    from precompute.tiny.qwen2_tokenizer import qwen2vl_tokenizer
-    from precompute.tiny.qwen2vl import qwen2vl_processor, qwen3vl_processor
 
-    tok = qwen2vl_tokenizer()
-    cfg = captioner_config(tok, args.tiny, family)
+    tok, cfg, proc = captioner_parts(family, args.tiny)
     model = build(FAMILIES[family].model_class(), cfg, torch.float32, results, "captioner", 0)
     force_length(model, tok, args.new_tokens)
-    proc = qwen3vl_processor(tok) if family == "qwen3_vl" else qwen2vl_processor(tok)
     model_id = f"{SMALLEST[family]} (random weights)"
     captioner = Captioner(model, proc, model_id, "random", torch.device("cpu"), torch.float32)
     lazy = Lazy.holding(captioner, "describe")  # the stages' lazy loader, already loaded
@@ -384,7 +483,7 @@ def run_captioner(args, work: Path, results: dict, family: str = "qwen2_vl"):
     stage_args = Namespace(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, tam_variant=describe.TAM_VARIANTS[0],
                            prompt=describe.DEFAULT_PROMPT, max_new_tokens=args.new_tokens)
 
-    base, vision, lm = Calls(model.model), Calls(model.model.visual), Calls(model.model.language_model)
+    base, vision, lm = Calls(model.model), Calls(vision_module(model)), Calls(model.model.language_model)
     log: dict = {}
     with Stage("describe", results):
         out = describe.describe_one(painting, stage_args, lazy, clock=Clock(log))
@@ -400,11 +499,13 @@ def run_captioner(args, work: Path, results: dict, family: str = "qwen2_vl"):
     r["files"] = r["seconds"] - r["generate"] - r["tam"] - r["tokens"]
 
     # the yardstick: a bare `generate` of the same caption (same canvas, prompt, length), nothing else
-    canvas = captioner.family.model_image(load_painting(image_path).image, MIN_PIXELS, MAX_PIXELS)
+    canvas = captioner.family.model_image(load_painting(image_path).image, MIN_PIXELS, MAX_PIXELS, proc)
     inputs = prompt_inputs(captioner, canvas, stage_args.prompt)
     t0 = time.perf_counter()
     with torch.inference_mode():
         bare = model.generate(**inputs, max_new_tokens=args.new_tokens, do_sample=False)
+    # image tokens in the prompt: the grid's cells, and a tiled family's thumbnail besides
+    r["prompt_image_tokens"] = int((inputs["input_ids"] == model.config.image_token_id).sum())
     results["bare_generate"] = {"seconds": time.perf_counter() - t0,
                                 "same_caption": bare[0, inputs["input_ids"].shape[1]:].tolist()
                                 == [t.id for t in record.tokens]}
@@ -542,6 +643,12 @@ def fmt(s: float) -> str:
     return f"{s:.1f} s" if s < 100 else f"{s:.0f} s"
 
 
+def thumbnail(d: dict) -> str:
+    """', + 256 of the thumbnail' when the prompt holds more image tokens than the grid has cells."""
+    extra = d.get("prompt_image_tokens", d["image_tokens"]) - d["image_tokens"]
+    return f", + {extra} of the thumbnail" if extra else ""
+
+
 def report(results: dict) -> None:
     r = results
     d, rel, sp, md, sm, sa = (r[k] for k in ("describe", "reliance", "spans", "metadata", "spanmaps", "sam"))
@@ -585,7 +692,8 @@ def report(results: dict) -> None:
     for family, f in r.get("families", {}).items():  # the same stages, other captioner families
         fd, fr = f["describe"], f["reliance"]
         print(f"{family:<10} {f['checkpoint']}: {f['builds']['captioner']['params'] / 1e9:.2f} B params, grid "
-              f"{fd['grid'][0]}x{fd['grid'][1]} ({fd['image_tokens']} vision tokens): describe {fd['seconds']:8.1f} "
+              f"{fd['grid'][0]}x{fd['grid'][1]} ({fd['image_tokens']} vision tokens"
+              f"{thumbnail(fd)}): describe {fd['seconds']:8.1f} "
               f"(vision {fmt(fd['vision'])}, prefill {fmt(fd['lm_prefill'])}, {fd['n_tokens']} tokens x "
               f"{fd['per_token']:.2f} s, tam {fmt(fd['tam'])}), reliance {fr['seconds']:8.1f}")
     builds = ", ".join(f"{k} {v['seconds']:.0f} s" for k, v in r["builds"].items())

@@ -49,12 +49,45 @@ def test_tiny_run_times_the_other_captioner_families(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = json.loads(out.read_text())
-    for family in ("qwen2_5_vl", "qwen3_vl"):
-        assert re.search(rf"^{family}\s+Qwen/\S+: .*describe\s+\d+\.\d.*reliance\s+\d+\.\d", done.stdout, re.M), family
+    assert set(results["families"]) == {"qwen2_5_vl", "qwen3_vl", "qwen3_5", "internvl"}
+    for family in ("qwen2_5_vl", "qwen3_vl", "qwen3_5", "internvl"):
+        assert re.search(rf"^{family}\s+(Qwen|OpenGVLab)/\S+: .*describe\s+\d+\.\d.*reliance\s+\d+\.\d",
+                         done.stdout, re.M), family
         timed = results["families"][family]
         assert timed["describe"]["vision_passes"] == 1 and timed["reliance"]["logp_image_from"] == "describe"
         gh, gw = timed["describe"]["grid"]
         assert timed["describe"]["image_tokens"] == gh * gw and abs(gw / gh - 448 / 336) < 0.2
+        assert timed["describe"]["n_tokens"] == 48
+    # the tiny InternVL's 112-px tiles: a 448x336 painting is 4x3 tiles of (112 / 28)^2 = 16 tokens,
+    # and its thumbnail's 16 tokens are in the prompt but not on the grid
+    internvl = results["families"]["internvl"]["describe"]
+    assert internvl["grid"] == [3 * 4, 4 * 4] and internvl["prompt_image_tokens"] == 12 * 16 + 16
+    assert re.search(r"^internvl .*\(192 vision tokens, \+ 16 of the thumbnail\)", done.stdout, re.M)
+    for family in ("qwen2_5_vl", "qwen3_vl", "qwen3_5"):
+        assert results["families"][family]["describe"]["prompt_image_tokens"] == \
+            results["families"][family]["describe"]["image_tokens"]
     # Qwen3-VL's cells are 32 px, Qwen2.5-VL's 28: the same painting gives it fewer cells
     assert results["families"]["qwen3_vl"]["describe"]["image_tokens"] < \
         results["families"]["qwen2_5_vl"]["describe"]["image_tokens"]
+
+
+def test_the_real_size_configs_have_the_published_sizes():
+    """SMALLEST's new rows, built on the meta device (no memory, no weights): InternVL3-1B-hf has
+    0.94 B parameters (its model card; a head tied to the embedding would give 0.80 B), Qwen3.5-0.8B
+    0.8-0.9 B (0.8 B on its card, 0.9 B with the multi-token-prediction layer transformers does not
+    build), and each family's image token is its tokenizer's."""
+    import torch
+
+    from bench.cpu import captioner_parts
+    from precompute.families import FAMILIES
+
+    sizes = {}
+    for family in ("internvl", "qwen3_5"):
+        tok, cfg, proc = captioner_parts(family, tiny=False)
+        assert cfg.model_type == family
+        assert tok.convert_ids_to_tokens(cfg.image_token_id) == FAMILIES[family].tokens["image"]
+        with torch.device("meta"):
+            model = FAMILIES[family].model_class()._from_config(cfg, dtype=torch.float32)
+        sizes[family] = sum(p.numel() for p in model.parameters())
+    assert abs(sizes["internvl"] / 0.94e9 - 1) < 0.01, sizes
+    assert 0.8e9 <= sizes["qwen3_5"] <= 0.9e9, sizes

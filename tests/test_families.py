@@ -200,23 +200,30 @@ def test_the_family_comes_from_the_config():
     assert family_for("internvl").class_name == "InternVLForConditionalGeneration"
 
 
-def test_faithfulness_refuses_a_tiled_familys_paintings_with_the_reason(precomputed, tmp_path):
-    """The optional faithfulness stage reads one merged grid: InternVL's paintings fail there, each
-    with the reason recorded, and the rest of the dataset stays valid."""
+def test_the_faithfulness_stage_runs_on_every_familys_paintings(precomputed, tmp_path):
+    """The optional faithfulness stage on each family's dataset (InternVL's tiles included:
+    tests/test_faithfulness_tiled.py has its details): a map of the record's grid per span with
+    tokens, and the dataset stays valid."""
     import shutil
 
     from precompute.stages import faithfulness
 
     family, model_dir, out = precomputed
-    if family != "internvl":
-        pytest.skip("the one-grid families run the faithfulness stage in tests/test_faithfulness_stage.py")
     copy = tmp_path / "ds"
     shutil.copytree(out, copy)
     parser = argparse.ArgumentParser()
     faithfulness.configure(parser)
     args = parser.parse_args([str(copy), "--model", str(model_dir), "--device", "cpu", "--dtype", "float32",
-                              "--offline", "--max-spans", "1", "--methods", "tam-reference"])
-    assert faithfulness.run(args) == 1
-    records = list(Dataset(copy).records())
-    assert records and all(any("tiles are not supported" in f.error for f in rec.failures) for rec in records)
+                              "--offline", "--max-spans", "1", "--steps", "2", "--methods", "tam-reference,logit"])
+    assert faithfulness.run(args) == 0
+    done = 0
+    for rec in Dataset(copy).records():
+        assert not [f for f in rec.failures if f.stage == "faithfulness"]
+        for span in rec.spans:
+            if span.faithfulness is not None:
+                done += 1
+                for result in span.faithfulness.methods.values():
+                    u8 = read_png_u8(Dataset(copy).painting_dir(rec.id) / result.map.png)
+                    assert u8.shape == (rec.grid.h, rec.grid.w)
+    assert done > 0
     assert validate_dataset(copy) == []

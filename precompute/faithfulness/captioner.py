@@ -13,10 +13,31 @@ gradient method) and batched (deletion and insertion curves):
 The canvas is already sized for the model (describe saves exactly what the model sees), so the
 processor's resize is the identity and this path equals the processor's output
 (tests/test_faithfulness_methods.py checks it against the processor).
+
+Tiled families (InternVL, precompute.families.internvl) take the image as tiles: the canvas is
+already cols x rows tiles of the processor's size, so each tile is a crop of it, and the
+thumbnail (several tiles only) is the whole canvas resized to one tile by the processor's own
+resize (torchvision, bicubic with antialias), here on float images so the path stays
+differentiable, in the two passes of the processor's uint8 kernel (rows, then columns, each
+clamped to [0, 255]); then the processor's rescale and normalisation:
+
+    images (B, H, W, 3) float in [0, 255]
+      -> the tiles of the session's `tiling` (crops where placed, the thumbnail resized) in token order
+      -> * rescale_factor, (x - mean) / std   -> (B * tiles, 3, tile, tile)
+
+The processor resizes the uint8 canvas in integer arithmetic and rounds each pass to uint8; this
+path does not round: the thumbnail differs from the processor's by less than one 8-bit level, the
+tiles not at all (tests/test_faithfulness_tiled.py; one pass without the clamps would differ by
+up to 9 levels at the sharp edges of a real-size canvas, where bicubic overshoots).
+The map methods then live on the composite grid (the record's grid): the tiles' cells placed as
+describe places them (precompute.tiling.per_tile), the thumbnail's cells left out of the map.
+Families whose image inputs this module cannot build (neither one merged grid nor a tiling in
+TILED_PIXELS) are refused by `Session.open` with the reason.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +45,12 @@ import numpy as np
 import torch
 
 from precompute.captioner_inputs import prompt_inputs, teacher_forced_inputs
+from precompute.tiling import Tiling, per_tile
+
+# Tiled families (model_type) whose tiles are crops of the canvas plus a thumbnail of the whole
+# canvas, which Session.tile_pixel_values builds; other families without `image_grid_thw` are
+# refused by Session.open.
+TILED_PIXELS = ("internvl",)
 
 
 @dataclass
@@ -33,8 +60,9 @@ class Session:
     n_prompt: int
     generated: list[int]
     image_pos: torch.Tensor  # (N,) positions of the image tokens, raster order over the merged grid
-    grid: tuple[int, int]  # merged vision grid (gh, gw)
+    grid: tuple[int, int]  # merged vision grid (gh, gw); tiled families: the composite grid
     canvas_hw: tuple[int, int]
+    tiling: Tiling | None = None  # tiled families: where each tile's tokens lie (None: one merged grid)
 
     @classmethod
     def open(cls, captioner, canvas, prompt: str, generated: list[int]) -> Session:
@@ -43,8 +71,7 @@ class Session:
         ids = forced["input_ids"][0]
         image_pos = (ids == captioner.image_token_id).nonzero()[:, 0].cpu()
         if "image_grid_thw" not in inputs:  # a tiled family: its maps are several grids placed on one
-            raise ValueError(f"the faithfulness stage reads one merged vision grid (the Qwen-VL families); "
-                             f"{captioner.family.label}'s tiles are not supported by it yet (docs/models.md)")
+            return cls._open_tiled(captioner, canvas, inputs, forced, image_pos, generated)
         _, h, w = inputs["image_grid_thw"][0].tolist()
         merge = captioner.merge_size
         grid = (h // merge, w // merge)
@@ -52,6 +79,17 @@ class Session:
             raise ValueError(f"{image_pos.numel()} image tokens for a {grid[0]}x{grid[1]} grid")
         return cls(captioner, forced, inputs["input_ids"].shape[1], list(generated), image_pos, grid,
                    (canvas.height, canvas.width))
+
+    @classmethod
+    def _open_tiled(cls, captioner, canvas, inputs, forced, image_pos, generated) -> Session:
+        family = captioner.family
+        if family.model_type not in TILED_PIXELS:
+            raise ValueError(f"the faithfulness stage builds the image inputs of one merged vision grid (the Qwen-VL "
+                             f"families) and of {', '.join(TILED_PIXELS)}'s tiles; {family.label}'s image inputs "
+                             f"are not supported by it yet (docs/faithfulness.md)")
+        tiling = family.tiling({"canvas_size": canvas.size, "n_image": image_pos.numel()}, captioner.processor)
+        return cls(captioner, forced, inputs["input_ids"].shape[1], list(generated), image_pos, tiling.grid,
+                   (canvas.height, canvas.width), tiling)
 
     @property
     def model(self):
@@ -68,7 +106,10 @@ class Session:
     # images -> model inputs ------------------------------------------------------------------
     def pixel_values(self, images: torch.Tensor) -> torch.Tensor:
         """(B, H, W, 3) float in [0, 255] -> (B * N_patches, 3 * T * p * p): the processor's
-        rescale, normalisation and patchify, in torch (differentiable)."""
+        rescale, normalisation and patchify, in torch (differentiable). Tiled families:
+        (B * tiles, 3, tile, tile), `tile_pixel_values`."""
+        if self.tiling is not None:
+            return self.tile_pixel_values(images)
         ip = self.captioner.processor.image_processor
         p, m, tp = ip.patch_size, ip.merge_size, ip.temporal_patch_size
         b, h, w, c = images.shape
@@ -83,12 +124,53 @@ class Session:
         x = x.unsqueeze(6).expand(-1, -1, -1, -1, -1, -1, tp, -1, -1)  # the still image repeated in time
         return x.reshape(b * gh * gw, c * tp * p * p).to(self.dtype)
 
+    def tile_pixel_values(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, 3) float in [0, 255] -> (B * tiles, 3, tile, tile): each image's tiles in the
+        tiling's order (a placed tile: the canvas's crop under it; the unplaced thumbnail: the whole
+        canvas resized to its size as the processor resizes, bicubic with antialias), rescaled and
+        normalised (differentiable)."""
+        from torchvision.transforms.v2 import InterpolationMode
+        from torchvision.transforms.v2 import functional as tvF
+
+        ip = self.captioner.processor.image_processor
+        b, h, w, c = images.shape
+        if (h, w) != self.canvas_hw:
+            raise ValueError(f"images are {h}x{w}, the canvas {self.canvas_hw[0]}x{self.canvas_hw[1]}")
+        gh, gw = self.grid
+        cell = h // gh  # canvas pixels per grid cell (28 for InternVL)
+        if cell * gh != h or cell * gw != w:
+            raise ValueError(f"a {h}x{w} canvas is not a whole number of cells of the {gh}x{gw} grid")
+        x = images.permute(0, 3, 1, 2)  # (B, C, H, W)
+        tiles = []
+        for t in self.tiling.tiles:
+            if t.top is None:  # the thumbnail, resized as the processor's uint8 kernel does: the rows
+                # first, clamped to [0, 255] between the passes and after (bicubic overshoots at edges);
+                # not rounded, so gradients flow (the processor rounds: < 1 level apart)
+                resize = functools.partial(tvF.resize, interpolation=InterpolationMode.BICUBIC, antialias=True)
+                rows = resize(x, [h, t.w * cell]).clamp(0, 255)
+                tiles.append(resize(rows, [t.h * cell, t.w * cell]).clamp(0, 255))
+            else:
+                tiles.append(x[:, :, t.top * cell:(t.top + t.h) * cell, t.left * cell:(t.left + t.w) * cell])
+        x = torch.stack(tiles, 1)  # (B, tiles, C, tile, tile)
+        mean = torch.tensor(ip.image_mean, dtype=images.dtype, device=images.device)[:, None, None]
+        std = torch.tensor(ip.image_std, dtype=images.dtype, device=images.device)[:, None, None]
+        x = (x * ip.rescale_factor - mean) / std
+        return x.reshape(b * len(self.tiling.tiles), c, *x.shape[-2:]).to(self.dtype)
+
+    def on_grid(self, values):
+        """(B, N) values of the image tokens -> (B, gh, gw) on the stored grid: one merged grid
+        reshaped; tiles placed on the composite grid, the thumbnail's values left out."""
+        if self.tiling is None:
+            return values.reshape(values.shape[0], *self.grid)
+        return per_tile(values, self.tiling)
+
     def batch_inputs(self, images: torch.Tensor) -> dict:
         """Teacher-forced inputs for B images: the same tokens in every row."""
         b = images.shape[0]
         kw = {k: v.repeat(b, 1) for k, v in self.forced.items()
               if k in ("input_ids", "attention_mask", "mm_token_type_ids")}
-        kw["image_grid_thw"] = self.forced["image_grid_thw"].repeat(b, 1)
+        if self.tiling is None:
+            kw["image_grid_thw"] = self.forced["image_grid_thw"].repeat(b, 1)
         kw["pixel_values"] = self.pixel_values(images.to(self.device))
         return kw
 

@@ -25,6 +25,12 @@ the float range it was stretched from. Methods (docs/faithfulness.md has the tab
 - `igos`: iGOS++ (precompute.faithfulness.igos) with f = the cumulative log-likelihood of the
   span's visually relevant tokens (reliance above the reliance stage's threshold, the caption's
   first token excluded: the paper's Eq. 6-7); a span with none of those uses all its tokens.
+
+Tiled families (InternVL): every map is on the composite grid the record stores. The per-token
+methods (TAM, logit, attention, gradient) score every image token, the thumbnail's included (TAM's
+ECI and normalisation read them, as describe's do), and place each tile's cells where describe
+places them, the thumbnail's left out (Session.on_grid); iGOS++ optimises its mask on the
+composite grid directly (upsampled to the canvas, then tiled like any image).
 """
 
 from __future__ import annotations
@@ -140,7 +146,7 @@ class Painting:
                                                 prompt_pos[0] if prompt_pos else None)
             gen_pos = torch.arange(s.n_prompt, s.n_prompt + len(s.generated))
             tam = compute_tam(hidden, head.weight, ids.cpu(), torch.tensor(image_pos), s.grid, torch.tensor(prompt_pos),
-                              gen_pos, lm_head_bias=head.bias, reference=reference)
+                              gen_pos, lm_head_bias=head.bias, reference=reference, tiling=s.tiling)
             self._cache[key] = tam.maps
         return self._cache[key]
 
@@ -155,7 +161,7 @@ class Painting:
             if head.bias is not None:
                 logits = logits + head.bias.index_select(0, ids)
             maps = logits.clamp_min(0).T.double().cpu().numpy()  # (T, N)
-        return maps.reshape(len(s.generated), *s.grid)
+        return s.on_grid(maps)
 
     def _attention_maps(self) -> np.ndarray:
         """(T, gh, gw): last-layer attention from each token's predicting position to the image,
@@ -164,7 +170,7 @@ class Painting:
         weights = last_layer_attention(s)  # (heads, S, S)
         rows = torch.arange(s.n_prompt - 1, s.n_prompt - 1 + len(s.generated))
         picked = weights[:, rows][:, :, s.image_pos]  # (heads, T, N)
-        return picked.mean(0).double().numpy().reshape(len(s.generated), *s.grid)
+        return s.on_grid(picked.mean(0).double().numpy())  # (T, N) -> (T, gh, gw)
 
     def _gradient_map(self, tokens: list[int]) -> np.ndarray:
         """(gh, gw): gradient x input on the image embeddings, summed over the hidden dimension."""
@@ -173,6 +179,8 @@ class Painting:
         s = self.session
         model = s.model
         kw = {k: v for k, v in s.forced.items() if k != "pixel_values"}
+        if s.tiling is not None:
+            return self._tiled_gradient_map(tokens, kw)
         with torch.no_grad():
             features = torch.cat(model.model.get_image_features(s.forced["pixel_values"], s.forced["image_grid_thw"],
                                                                 return_dict=True).pooler_output)  # (N, D)
@@ -182,6 +190,26 @@ class Painting:
             score = s.logprobs_of(kw, tokens, mm_encoder_outputs=encoded).sum()
             (grad,) = torch.autograd.grad(score, features)
         return (grad * features).sum(-1).detach().double().cpu().numpy().reshape(s.grid)
+
+    def _tiled_gradient_map(self, tokens: list[int], kw: dict) -> np.ndarray:
+        """The gradient map of a tiled family: the projector's output for every tile (the
+        thumbnail's included) as the image embeddings, their cells placed on the composite grid."""
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        s = self.session
+        config = s.model.config
+        with torch.no_grad():
+            out = s.model.model.get_image_features(s.forced["pixel_values"],
+                                                   vision_feature_layer=config.vision_feature_layer,
+                                                   vision_feature_select_strategy=config.vision_feature_select_strategy,
+                                                   return_dict=True).pooler_output  # (tiles, tokens per tile, D)
+        features = out.reshape(-1, out.shape[-1]).detach().requires_grad_(True)  # (N, D), token order
+        with torch.enable_grad():
+            encoded = {"image": BaseModelOutputWithPooling(pooler_output=features)}
+            score = s.logprobs_of(kw, tokens, mm_encoder_outputs=encoded).sum()
+            (grad,) = torch.autograd.grad(score, features)
+        values = (grad * features).sum(-1).detach().double().cpu().numpy()  # (N,)
+        return s.on_grid(values[None])[0]
 
 
 def _work_dtype(session: Session) -> torch.dtype:

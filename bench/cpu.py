@@ -651,6 +651,9 @@ def thumbnail(d: dict) -> str:
 
 def report(results: dict) -> None:
     r = results
+    if "describe" not in r:  # --families-only
+        report_families(r)
+        return
     d, rel, sp, md, sm, sa = (r[k] for k in ("describe", "reliance", "spans", "metadata", "spanmaps", "sam"))
     tail = lambda x: f"   [peak RSS {x['peak_rss'] / GIB:.1f} GiB, cpu/wall {x['cpu_over_wall']:.2f}, load {x['load']:.1f}]"  # noqa: E731
     print()
@@ -689,6 +692,10 @@ def report(results: dict) -> None:
           f"{' + '.join(fmt(p) for p in old['passes'])}; reliance differs by at most {old['max_difference']:.4f} nats): "
           f"{t['reliance_over_two_pass']:.3f}x (target <= 0.55)")
     print(f"lexicon pipeline per painting: {lexicon:.0f} s (target <= 370 s)")
+    report_families(r)
+
+
+def report_families(r: dict) -> None:
     for family, f in r.get("families", {}).items():  # the same stages, other captioner families
         fd, fr = f["describe"], f["reliance"]
         print(f"{family:<10} {f['checkpoint']}: {f['builds']['captioner']['params'] / 1e9:.2f} B params, grid "
@@ -699,6 +706,19 @@ def report(results: dict) -> None:
     builds = ", ".join(f"{k} {v['seconds']:.0f} s" for k, v in r["builds"].items())
     print(f"peak RSS {peak / GIB:.1f} GiB; torch threads {r['threads']}; load average {r['load_start']} at start, "
           f"{r['load_end']} at end; model builds (random init, not counted): {builds}")
+
+
+def default_pipeline(args, work: Path, results: dict) -> None:
+    """Every stage with the default models (Qwen2-VL-2B, Qwen3-4B, SAM 3), one after the other."""
+    dataset, record = run_captioner(args, work, results)
+    d = results["describe"]
+    print(f"describe {d['seconds']:.0f} s, reliance {results['reliance']['seconds']:.0f} s "
+          f"(painting {args.width}x{args.height}, grid {d['grid'][0]}x{d['grid'][1]})", flush=True)
+    record = run_text_llm(args, dataset, record, results)
+    print(f"spans {results['spans']['seconds']:.0f} s, metadata {results['metadata']['seconds']:.0f} s",
+          flush=True)
+    record = run_cheap(args, dataset, record, results)
+    run_segmenter(args, dataset, record, results)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -715,6 +735,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--families", default="",
                         help="also time describe and reliance with the smallest real architecture of these captioner "
                              f"families (comma-separated, or all: {', '.join(f for f in SMALLEST if f != 'qwen2_vl')})")
+    parser.add_argument("--families-only", action="store_true",
+                        help="time only the --families' describe and reliance, not the default pipeline")
     args = parser.parse_args(argv)
     extra = [f for f in SMALLEST if f != "qwen2_vl"] if args.families == "all" else [
         f for f in args.families.split(",") if f]
@@ -737,15 +759,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{results['ram'] / GIB:.1f} GiB RAM ({procmem.system('MemAvailable') / GIB:.1f} available), torch "
           f"{torch.__version__}, transformers {transformers.__version__}; load average {load}", flush=True)
     with tempfile.TemporaryDirectory(prefix="tamscope-bench-cpu-") as tmp:
-        dataset, record = run_captioner(args, Path(tmp), results)
-        d = results["describe"]
-        print(f"describe {d['seconds']:.0f} s, reliance {results['reliance']['seconds']:.0f} s "
-              f"(painting {args.width}x{args.height}, grid {d['grid'][0]}x{d['grid'][1]})", flush=True)
-        record = run_text_llm(args, dataset, record, results)
-        print(f"spans {results['spans']['seconds']:.0f} s, metadata {results['metadata']['seconds']:.0f} s",
-              flush=True)
-        record = run_cheap(args, dataset, record, results)
-        record = run_segmenter(args, dataset, record, results)
+        if not args.families_only:
+            default_pipeline(args, Path(tmp), results)
         for family in extra:  # each built, timed and freed in turn, as the default captioner
             sub = results.setdefault("families", {})[family] = {"checkpoint": SMALLEST[family]}
             (Path(tmp) / family).mkdir()

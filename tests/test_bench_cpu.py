@@ -42,13 +42,16 @@ def test_the_benchmark_patches_no_module():
 
 def test_tiny_run_times_the_other_captioner_families(tmp_path):
     """--families: describe and reliance on each other family's architecture (tiny configs here,
-    a small painting and short captions: the code path, not the numbers)."""
+    a small painting and short captions: the code path, not the numbers); --families-only leaves
+    the default pipeline out (the test above runs it)."""
     out = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, "-m", "bench.cpu", "--tiny", "--families", "all", "--new-tokens", "48",
+    done = subprocess.run([sys.executable, "-m", "bench.cpu", "--tiny", "--families", "all", "--families-only",
+                           "--new-tokens", "48",
                            "--span-tokens", "16", "--width", "448", "--height", "336", "--json", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = json.loads(out.read_text())
+    assert "describe" not in results and "spans" not in results and "total:" not in done.stdout  # families only
     assert set(results["families"]) == {"qwen2_5_vl", "qwen3_vl", "qwen3_5", "internvl"}
     for family in ("qwen2_5_vl", "qwen3_vl", "qwen3_5", "internvl"):
         assert re.search(rf"^{family}\s+(Qwen|OpenGVLab)/\S+: .*describe\s+\d+\.\d.*reliance\s+\d+\.\d",

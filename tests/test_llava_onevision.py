@@ -323,3 +323,36 @@ def test_describe_at_real_crop_size(tmp_path):
     assert raw["maps"].shape == (len(rec.tokens), 54, 81)
     assert all(read_png_u8(ds.painting_dir(rec.id) / t.map.png).shape == (54, 81) for t in rec.tokens)
     assert "".join(t.text for t in rec.tokens) == rec.caption
+
+
+def test_a_batch_describes_as_one_at_a_time(tmp_path):
+    """--batch-size 4 on the tiny model (float64): paintings of different crop counts in one batch
+    (pixel_values padded to the most crops, prompts of different lengths left-padded) give the
+    captions and 8-bit maps of one painting at a time."""
+    from PIL import Image
+
+    from contract.store import Dataset, read_png_u8
+    from precompute.smoke import write_smoke_paintings
+    from precompute.stages import describe
+    from precompute.tiny.llava_onevision import build_tiny_llava_onevision
+    from testkit.harness import stage_args
+
+    model = build_tiny_llava_onevision(tmp_path / "model")
+    paintings = write_smoke_paintings(tmp_path / "in")
+    Image.fromarray(np.random.default_rng(5).integers(0, 255, (200, 520, 3), dtype=np.uint8)).save(
+        paintings / "wide-strip.png")
+    runs = {}
+    for batch in (1, 4):
+        assert describe.run(stage_args(describe, [paintings, tmp_path / f"b{batch}", "--model", model, "--device",
+                                                  "cpu", "--dtype", "float64", "--max-new-tokens", 8,
+                                                  "--batch-size", batch])) == 0
+        runs[batch] = Dataset(tmp_path / f"b{batch}")
+    grids = set()
+    for pid in runs[1].painting_ids():
+        one, four = runs[1].record(pid), runs[4].record(pid)
+        grids.add((one.grid.h, one.grid.w))
+        assert one.caption == four.caption and [t.id for t in one.tokens] == [t.id for t in four.tokens]
+        for token in one.tokens:
+            np.testing.assert_array_equal(read_png_u8(runs[1].painting_dir(pid) / token.map.png),
+                                          read_png_u8(runs[4].painting_dir(pid) / token.map.png))
+    assert len(grids) >= 3  # the batch mixed crop counts

@@ -70,7 +70,10 @@ class AnyResFamily(Family):
     def max_crops(processor) -> int:
         """The `N` of `anyres_max_N` (9 in every checkpoint)."""
         aspect = getattr(processor, "vision_aspect_ratio", None) or "anyres_max_9"
-        return int(aspect.strip("anyres_max_"))  # as pack_image_features reads it
+        number = aspect.removeprefix("anyres_max_")  # pack_image_features strips those letters off
+        if not number.isdigit():
+            raise LayoutError(f"vision_aspect_ratio {aspect!r} is not anyres_max_N")
+        return int(number)
 
     def layouts(self, processor) -> list[tuple[int, int]]:
         """(cols, rows) of the pinpoints the model keeps as they are: whole crops, and a crop grid

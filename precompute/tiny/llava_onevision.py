@@ -82,7 +82,11 @@ def llava_onevision_tokenizer():
 def llava_onevision_processor(tok, crop: int = CROP):
     """The checkpoints' processor around `tok` (`crop`: another crop side for the tiny model,
     (crop // 14)^2 tokens per crop)."""
-    from transformers import LlavaOnevisionImageProcessor, LlavaOnevisionProcessor, LlavaOnevisionVideoProcessor
+    from transformers import (
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+        LlavaOnevisionVideoProcessor,
+    )
 
     image = LlavaOnevisionImageProcessor(do_resize=True, size={"height": crop, "width": crop},
                                          image_grid_pinpoints=pinpoints(crop), resample=3, do_rescale=True,

@@ -58,6 +58,35 @@ def test_tokenizer_ids_and_chat_layout(processor, tok):
     assert FAMILY.problems(type("Config", (), {"image_token_id": 151646})(), processor) == []
 
 
+# transformers' conversion script's template (convert_llava_onevision_weights_to_hf.py), which some
+# checkpoint revisions may carry instead: "user\n", "<image>\n", text, "<|im_end|>\n"
+CONVERSION_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n'}}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] }}{% endfor %}"
+    "{{'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def test_the_layout_reads_either_template(processor, tok):
+    """The image run is every <image>, the prompt text what follows its newline up to <|im_end|>,
+    with the hub template and with the conversion script's."""
+    from PIL import Image
+
+    from precompute.tiny.llava_onevision import llava_onevision_processor
+
+    old = llava_onevision_processor(tok)
+    old.chat_template = CONVERSION_TEMPLATE
+    assert chat(old) == f"<|im_start|>user\n<image>\n{PROMPT}<|im_end|>\n<|im_start|>assistant\n"
+    canvas = FAMILY.model_image(Image.new("RGB", (500, 400)), 0, 0, processor)
+    for proc in (processor, old):
+        ids = proc(images=[canvas], text=[chat(proc)], return_tensors="pt")["input_ids"][0].tolist()
+        image_pos, prompt_pos = FAMILY.layout(ids, tok)
+        assert len(image_pos) == ids.count(151646) == features(*FAMILY.canvas_crops(canvas.size, proc))
+        assert tok.decode([ids[i] for i in prompt_pos]) == PROMPT
+        assert tok.decode(ids[image_pos[-1] + 1:prompt_pos[0]]) == "\n"
+
+
 def test_problems_name_what_breaks_the_layout(processor):
     config = type("Config", (), {"image_token_id": 151655, "vision_feature_select_strategy": "default",
                                  "vision_aspect_ratio": "anyres_max_4"})()

@@ -385,3 +385,94 @@ def test_a_batch_describes_as_one_at_a_time(tmp_path):
             np.testing.assert_array_equal(read_png_u8(runs[1].painting_dir(pid) / token.map.png),
                                           read_png_u8(runs[4].painting_dir(pid) / token.map.png))
     assert len(grids) >= 3  # the batch mixed crop counts
+
+
+def planted_model(folder, word: str = " lemon"):
+    """The tiny model (60-px crops) rewired so that a bright crop's tokens read `word`'s class and
+    every caption token is that word: SigLIP's layers add nothing (their output projections are 0)
+    and its patch embedding is the patch's mean pixel; the projector maps that mean to gelu(8 x
+    mean) along the head row of `word`, so a bright crop (mean 0.73) is far along it and a dark one
+    (-0.53) is not; the head keeps only that row, and every token embedding leans along it, so
+    greedy decoding writes `word` again and again. Saved like the other tiny models."""
+    import transformers
+
+    from precompute.tiny.llava_onevision import (
+        TINY_CROP,
+        llava_onevision_processor,
+        llava_onevision_tokenizer,
+        tiny_llava_onevision_config,
+    )
+    from precompute.tiny.qwen2vl import tiny_weights
+
+    tok = llava_onevision_tokenizer()
+    cls, = tok.encode(word, add_special_tokens=False)
+    model = tiny_weights(transformers.LlavaOnevisionForConditionalGeneration, tiny_llava_onevision_config(tok, TINY_CROP),
+                         tok, 0)
+    with torch.no_grad():
+        vision = model.model.vision_tower
+        for layer in vision.encoder.layers:
+            for linear in (layer.self_attn.out_proj, layer.mlp.fc2):
+                linear.weight.zero_()
+                linear.bias.zero_()
+        vision.embeddings.position_embedding.weight.zero_()
+        conv = vision.embeddings.patch_embedding
+        conv.weight.zero_()
+        conv.bias.zero_()
+        conv.weight[0] = 1 / conv.weight[0].numel()  # channel 0: the patch's mean (normalised) pixel
+        head = model.get_output_embeddings().weight
+        direction = head[cls] / head[cls].norm()
+        projector = model.model.multi_modal_projector
+        for linear in (projector.linear_1, projector.linear_2):
+            linear.weight.zero_()
+            linear.bias.zero_()
+        projector.linear_1.weight[0, 0] = 8.0
+        projector.linear_2.weight[:, 0] = 40 * direction
+        model.model.image_newline.zero_()
+        keep = head[cls].clone()
+        head.zero_()
+        head[cls] = keep
+        model.get_input_embeddings().weight.add_(20 * direction)
+    model.save_pretrained(folder)
+    llava_onevision_processor(tok, TINY_CROP).save_pretrained(folder)
+    return folder, cls
+
+
+@pytest.mark.parametrize("variant", ["reference", "corrected"])
+def test_a_planted_bright_crop_lands_in_its_place_on_the_canvas(tmp_path, variant):
+    """Through describe and the real model: a 3x2-crop painting whose crop at row 1, column 1 is
+    bright, on a model whose bright crops read the caption's class, gives maps that peak in that
+    crop's block of the stored grid (rows 4..7, columns 4..7): every caption token's map (corrected),
+    token 0's (reference)."""
+    from PIL import Image
+
+    from contract.store import Dataset, read_png_u8
+    from precompute.stages import describe
+    from testkit.harness import stage_args
+
+    model, cls = planted_model(tmp_path / "model")
+    paintings = tmp_path / "in"
+    paintings.mkdir()
+    crop, cols, rows, hot_row, hot_col = 60, 3, 2, 1, 1
+    pixels = np.full((rows * crop, cols * crop, 3), 60, np.uint8)
+    pixels[hot_row * crop:(hot_row + 1) * crop, hot_col * crop:(hot_col + 1) * crop] = 220
+    Image.fromarray(pixels).save(paintings / "one-bright-crop.png")
+    assert describe.run(stage_args(describe, [paintings, tmp_path / "ds", "--model", model, "--device", "cpu",
+                                              "--dtype", "float32", "--max-new-tokens", 4,
+                                              "--tam-variant", variant])) == 0
+    ds = Dataset(tmp_path / "ds")
+    rec, = ds.records()
+    assert (rec.canvas.width, rec.canvas.height) == (cols * crop, rows * crop) and (rec.grid.h, rec.grid.w) == (8, 12)
+    assert [t.id for t in rec.tokens] == [cls] * 4
+    inside = np.zeros((8, 12), bool)
+    inside[hot_row * 4:(hot_row + 1) * 4, hot_col * 4:(hot_col + 1) * 4] = True
+    tokens = rec.tokens
+    if variant == "reference":
+        # their token 0 is the map of the class the model guesses after the prompt's first word: the
+        # planted word too; its map then counts as interference for the later tokens, which the
+        # least-squares ECI removes whole (their maps are 0): only token 0 shows the crop
+        assert rec.provenance["tam"]["first_prompt_class"]["id"] == cls
+        tokens = tokens[:1]
+    for token in tokens:
+        png = read_png_u8(ds.painting_dir(rec.id) / token.map.png).astype(float)
+        assert inside[np.unravel_index(png.argmax(), png.shape)]
+        assert png[inside].mean() > 5 * png[~inside].mean()

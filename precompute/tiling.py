@@ -88,9 +88,9 @@ def base_and_crops(base: int, cols: int, rows: int, side: int) -> Tiling:
 
 def per_tile(values, tiling: Tiling, fn=None):
     """values (B, N) in image-token order -> (B, gh, gw) on the composite grid: each tile's run of
-    tokens reshaped to its grid (the tokens ending each row, `row_end`, dropped), passed through `fn` ((B, h, w) -> (B, h, w), e.g. the rank
-    filter; None: unchanged) and written at its place. Unplaced tiles are dropped (`fn` never
-    sees them). Works on torch tensors and numpy arrays."""
+    tokens reshaped to its grid (the tokens ending each row, `row_end`, dropped), passed through
+    `fn` ((B, h, w) -> (B, h, w), e.g. the rank filter; None: unchanged) and written at its place.
+    Unplaced tiles are dropped (`fn` never sees them). Works on torch tensors and numpy arrays."""
     b, n = values.shape
     if n != tiling.n_tokens:
         raise ValueError(f"{n} image tokens for a tiling of {tiling.n_tokens}")

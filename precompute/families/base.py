@@ -16,8 +16,8 @@ the TAM engine run unchanged on it:
 - the last-layer states after the final norm and the LM head (`final_norm`, `lm_head`): read by
   hooks while generating and by the TAM engine, wherever the model's layers were placed.
 
-Tiled families (several grids per image: InternVL, LLaVA-OneVision) also say where each grid lies on the canvas
-(`tiling`, precompute.tiling; precompute.families.internvl).
+Tiled families (several grids per image: InternVL, LLaVA-OneVision) also say where each grid lies
+on the canvas (`tiling`, precompute.tiling; precompute.families.internvl, .llava_onevision).
 """
 
 from __future__ import annotations

@@ -91,6 +91,9 @@ def batch_teacher_forced_inputs(inputs, generated: list[list[int]]) -> dict[str,
               "pixel_values": inputs["pixel_values"]}
     if "image_grid_thw" in inputs:  # Qwen-VL families; InternVL's tiles need only pixel_values
         kwargs["image_grid_thw"] = inputs["image_grid_thw"]
+    for key in ("image_sizes", "batch_num_images"):  # LLaVA-OneVision: its crops come from the image's size
+        if key in inputs:
+            kwargs[key] = inputs[key]
     if types is not None:  # M-RoPE needs to know which tokens are image tokens
         kwargs["mm_token_type_ids"] = left(row_types, 0).to(types.dtype)
     return kwargs

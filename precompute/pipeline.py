@@ -36,7 +36,8 @@ OPTIONAL = ("faithfulness",)  # run only when asked: `--faithfulness` (or `--onl
 # Each stage calls its model --model; the pipeline names the model by its role.
 ROLES = {"describe": "captioner", "reliance": "captioner", "faithfulness": "captioner", "spans": "text-llm", "metadata": "text-llm",
          "sam": "segmenter"}
-ROLE_HELP = {"captioner": "Qwen2-VL / Qwen2.5-VL / Qwen3-VL / InternVL hub id or folder (describe, reliance, faithfulness; "
+ROLE_HELP = {"captioner": "Qwen2-VL / Qwen2.5-VL / Qwen3-VL / Qwen3.5 / InternVL / LLaVA-OneVision hub id or folder "
+                          "(describe, reliance, faithfulness; "
                           "docs/models.md)",
              "text-llm": "span classifier and metadata judge (hub id or folder, or 'lexicon')",
              "segmenter": "SAM 3 hub id or folder"}

@@ -2,7 +2,9 @@
 
 Qwen-VL families put every image token on one merged grid, in raster order. Tiled families
 (InternVL: the canvas cut into 448-px tiles, each its own 16x16 grid of tokens, then a
-thumbnail of the whole canvas) put the image tokens on several grids, one after the other.
+thumbnail of the whole canvas; LLaVA-OneVision: a base image of the whole canvas, then its
+384-px crops as one grid with a newline token after each row) put the image tokens on several
+grids, one after the other.
 A `Tiling` says, in image-token order, which grid each run of tokens fills and where that grid
 sits on the painting's one composite grid (the grid tamscope stores: `grid` of the record).
 
@@ -12,7 +14,9 @@ all image tokens at once, then the rank Gaussian filter on each grid on its own 
 is reflected, never blended with its neighbour's), then 8 bits. `place` then puts each tile's
 cells at its raster position on the composite grid. A grid with no position (InternVL's
 thumbnail) takes part in ECI and the normalisation, as in their path, and is not stored: the
-composite grid has no room for a second, coarser copy of the whole canvas (docs/tam.md).
+composite grid has no room for a second, coarser copy of the whole canvas (docs/tam.md). Tokens
+that end each row of a grid (`row_end`: LLaVA-OneVision's `image_newline`) take part in ECI and
+the normalisation too, and lie on no grid: the filter never sees them, nothing stores them.
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ class Tile:
     w: int  # columns of tokens
     top: int | None  # first row on the composite grid; None: not placed (a thumbnail)
     left: int | None
+    row_end: int = 0  # tokens after each row that lie on no grid (LLaVA-OneVision's newline: 1)
+
+    @property
+    def n_tokens(self) -> int:
+        return self.h * (self.w + self.row_end)
 
 
 @dataclass(frozen=True)
@@ -37,12 +46,12 @@ class Tiling:
 
     @property
     def n_tokens(self) -> int:
-        return sum(t.h * t.w for t in self.tiles)
+        return sum(t.n_tokens for t in self.tiles)
 
     def check(self) -> None:
         """Placed tiles must cover the composite grid exactly once."""
         gh, gw = self.grid
-        if gh < 1 or gw < 1 or any(t.h < 1 or t.w < 1 for t in self.tiles):
+        if gh < 1 or gw < 1 or any(t.h < 1 or t.w < 1 or t.row_end < 0 for t in self.tiles):
             raise ValueError(f"empty grid or tile in {self}")
         cover = np.zeros((gh, gw), np.int64)
         for t in self.tiles:
@@ -69,23 +78,31 @@ def tile_grid(cols: int, rows: int, side: int, thumbnail: bool) -> Tiling:
     return Tiling((rows * side, cols * side), tuple(tiles))
 
 
+def base_and_crops(base: int, cols: int, rows: int, side: int) -> Tiling:
+    """LLaVA-OneVision's AnyRes layout: an unplaced base image of base x base tokens, then the
+    cols x rows crops of side x side tokens as ONE grid of (rows*side, cols*side) in raster
+    order over the whole canvas (not crop by crop), each of its rows followed by a newline token."""
+    grid = (rows * side, cols * side)
+    return Tiling(grid, (Tile(base, base, None, None), Tile(*grid, 0, 0, row_end=1)))
+
+
 def per_tile(values, tiling: Tiling, fn=None):
     """values (B, N) in image-token order -> (B, gh, gw) on the composite grid: each tile's run of
-    tokens reshaped to its grid, passed through `fn` ((B, h, w) -> (B, h, w), e.g. the rank
-    filter; None: unchanged) and written at its place. Unplaced tiles are dropped (`fn` never
-    sees them). Works on torch tensors and numpy arrays."""
+    tokens reshaped to its grid (the tokens ending each row, `row_end`, dropped), passed through
+    `fn` ((B, h, w) -> (B, h, w), e.g. the rank filter; None: unchanged) and written at its place.
+    Unplaced tiles are dropped (`fn` never sees them). Works on torch tensors and numpy arrays."""
     b, n = values.shape
     if n != tiling.n_tokens:
         raise ValueError(f"{n} image tokens for a tiling of {tiling.n_tokens}")
     gh, gw = tiling.grid
-    if len(tiling.tiles) == 1 and tiling.tiles[0].top == 0:  # one grid: no copy
+    if len(tiling.tiles) == 1 and tiling.tiles[0].top == 0 and not tiling.tiles[0].row_end:  # one grid: no copy
         grid = values.reshape(b, gh, gw)
         return fn(grid) if fn is not None else grid
     out = values.new_zeros((b, gh, gw)) if hasattr(values, "new_zeros") else np.zeros((b, gh, gw), values.dtype)
     start = 0
     for t in tiling.tiles:
-        part = values[:, start:start + t.h * t.w].reshape(b, t.h, t.w)
-        start += t.h * t.w
+        part = values[:, start:start + t.n_tokens].reshape(b, t.h, t.w + t.row_end)[:, :, :t.w]
+        start += t.n_tokens
         if t.top is None:
             continue
         out[:, t.top:t.top + t.h, t.left:t.left + t.w] = fn(part) if fn is not None else part

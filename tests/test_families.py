@@ -22,18 +22,21 @@ from precompute.families import FAMILIES, family_for
 from precompute.smoke import write_smoke_paintings
 
 torch.set_num_threads(1)
-FAMILY_MODELS = ["qwen2_5_vl", "qwen3_vl", "qwen3_5", "internvl"]  # the tiny models' families besides Qwen2-VL
+FAMILY_MODELS = ["qwen2_5_vl", "qwen3_vl", "qwen3_5", "internvl", "llava_onevision"]  # the tiny models' families besides Qwen2-VL
 MAX_NEW = 12
 
 
 @pytest.fixture(scope="module", params=FAMILY_MODELS)
 def family_model(request, tmp_path_factory) -> tuple[str, Path]:
     from precompute.tiny.internvl import build_tiny_internvl
+    from precompute.tiny.llava_onevision import build_tiny_llava_onevision
     from precompute.tiny.qwen2vl import build_tiny_qwen2vl
 
     folder = tmp_path_factory.mktemp(f"tiny-{request.param}")
     if request.param == "internvl":
         return request.param, build_tiny_internvl(folder)
+    if request.param == "llava_onevision":
+        return request.param, build_tiny_llava_onevision(folder)
     return request.param, build_tiny_qwen2vl(folder, family=request.param)
 
 
@@ -84,13 +87,13 @@ def test_grid_is_the_processors_and_one_map_per_token(precomputed):
     family, model_dir, out = precomputed
     processor = AutoProcessor.from_pretrained(model_dir)
     tok = processor.tokenizer
-    patch = {"qwen2_5_vl": 14, "qwen3_vl": 16, "qwen3_5": 16, "internvl": 14}[family]
+    patch = {"qwen2_5_vl": 14, "qwen3_vl": 16, "qwen3_5": 16, "internvl": 14, "llava_onevision": 14}[family]
     ds = Dataset(out)
     for rec in ds.records():
         with Image.open(ds.painting_dir(rec.id) / rec.canvas.path) as im:
             canvas = im.convert("RGB")
-        # the canvas is what the model saw: sides are multiples of 2 patches, no further resize
-        assert canvas.width % (2 * patch) == 0 and canvas.height % (2 * patch) == 0
+        if family != "llava_onevision":  # the canvas is what the model saw: sides are multiples of 2 patches
+            assert canvas.width % (2 * patch) == 0 and canvas.height % (2 * patch) == 0
         text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"},
                                                                           {"type": "text", "text": rec.prompt}]}],
                                              add_generation_prompt=True, tokenize=False,
@@ -106,6 +109,19 @@ def test_grid_is_the_processors_and_one_map_per_token(precomputed):
             assert n_tiles == cols * rows + (cols * rows > 1) > 1  # the processor cut the canvas into these tiles
             n_image = int((inputs["input_ids"] == tok.convert_tokens_to_ids("<IMG_CONTEXT>")).sum())
             assert n_image == per_tile * n_tiles
+            assert (rec.grid.h, rec.grid.w) == (side * rows, side * cols)
+        elif family == "llava_onevision":  # the tiny model's crops: 60 px, 4x4 tokens (precompute/tiny)
+            crop = processor.image_processor.size["height"]
+            side = crop // patch  # SigLIP's patches per crop side (60 // 14 = 4, as 384 // 14 = 27)
+            assert side * side == processor.num_image_tokens
+            assert canvas.width % crop == 0 and canvas.height % crop == 0
+            cols, rows = canvas.width // crop, canvas.height // crop
+            # the processor took the canvas as one pinpoint: a base image + the crops, nothing resized
+            assert inputs["pixel_values"].shape[1] == cols * rows + 1 > 2
+            assert inputs["image_sizes"][0].tolist() == [canvas.height, canvas.width]
+            n_image = int((inputs["input_ids"] == tok.convert_tokens_to_ids("<image>")).sum())
+            # base side x side, then rows * side rows of cols * side crop tokens and a newline each
+            assert n_image == side * side + rows * side * (cols * side + 1)
             assert (rec.grid.h, rec.grid.w) == (side * rows, side * cols)
         else:
             n_image = int((inputs["input_ids"] == tok.convert_tokens_to_ids("<|image_pad|>")).sum())
@@ -125,7 +141,11 @@ def test_reference_maps_are_the_loop_reference_on_the_familys_template(precomput
     and <|im_end|>, re-tokenised strings of the prompt text and of the answer. InternVL: image
     tokens = every <IMG_CONTEXT>, one 16x16 image per tile and one for the thumbnail as their
     multi-image path takes a list of vision shapes, the tiles' maps placed by hand in the
-    processor's crop order; prompt text = after </img> and the template's newline."""
+    processor's crop order; prompt text = after </img> and the template's newline. LLaVA-OneVision:
+    image tokens = every <image> (base, crops, newlines), given to the loop as three images in the
+    order base, crops' grid, the newline tokens (ECI and the normalisation take all image tokens
+    alike; the loop's map of the newlines is dropped, as the base's); prompt text = after the image
+    run and the template's newline."""
     from precompute.captioner_inputs import MAX_PIXELS, MIN_PIXELS, prompt_inputs, teacher_forced_inputs
     from precompute.models import load_captioner
     from precompute.paintings import load_painting
@@ -151,13 +171,16 @@ def test_reference_maps_are_the_loop_reference_on_the_familys_template(precomput
     if family == "qwen3_5":  # told enable_thinking=False: the prompt ends on an empty thinking block
         assert tok.decode(full[:n_prompt].tolist()).endswith(f"{rec.prompt}<|im_end|>\n<|im_start|>assistant\n"
                                                               "<think>\n\n</think>\n\n")
-    tiled = family == "internvl"
+    tiled, anyres = family == "internvl", family == "llava_onevision"
     image_token, image_end = ("<IMG_CONTEXT>", "</img>") if tiled else ("<|image_pad|>", "<|vision_end|>")
+    if anyres:
+        image_token = "<image>"
     image_pos = (full == tok.convert_tokens_to_ids(image_token)).nonzero()[:, 0]
-    vision_end = int((full == tok.convert_tokens_to_ids(image_end)).nonzero()[0, 0])
+    vision_end = (int(image_pos[-1]) if anyres  # no end token: the run's last <image>
+                  else int((full == tok.convert_tokens_to_ids(image_end)).nonzero()[0, 0]))
     im_end = next(i for i in range(vision_end, n_prompt) if full[i] == tok.convert_tokens_to_ids("<|im_end|>"))
     start = vision_end + 1
-    if tiled:
+    if tiled or anyres:
         assert tok.decode([int(full[start])]) == "\n"  # the template's newline after the image
         start += 1
     prompt_pos = list(range(start, im_end))
@@ -176,6 +199,13 @@ def test_reference_maps_are_the_loop_reference_on_the_familys_template(precomput
         side = math.isqrt(per_tile)
         shapes = [(side, side)] * (len(image_pos) // per_tile)
         assert len(shapes) == cols * rows + (cols * rows > 1) and len(shapes) > 1
+    if anyres:  # base, the crops' grid without its newlines, the newlines
+        crop, side = cap.processor.image_processor.size["height"], math.isqrt(cap.processor.num_image_tokens)
+        cols, rows = canvas.width // crop, canvas.height // crop
+        assert len(image_pos) == side * side + rows * side * (cols * side + 1)
+        crops = image_pos[side * side:].reshape(rows * side, cols * side + 1)
+        image_pos = torch.cat([image_pos[:side * side], crops[:, :-1].reshape(-1), crops[:, -1]])
+        shapes = [(side, side), (rows * side, cols * side), (1, rows * side)]
     want = reference_loop(hidden, head, full, image_pos, shapes, prompt_pos, gen_pos, strings, len(prompt_strings))
     assert rec.provenance["tam"]["first_prompt_class"]["id"] == want[0]["cls"]
     # describe's log P(token | image), kept while generating, is the teacher-forced pass's
@@ -188,7 +218,7 @@ def test_reference_maps_are_the_loop_reference_on_the_familys_template(precomput
     for token, ref in zip(rec.tokens, want, strict=True):
         # tiles k = 0 .. cols*rows-1 at row k // cols, column k % cols; the thumbnail is not stored
         expected = (np.vstack([np.hstack(ref["u8"][r * cols:(r + 1) * cols]) for r in range(rows)]) if tiled
-                    else ref["u8"])
+                    else ref["u8"][1] if anyres else ref["u8"])
         np.testing.assert_array_equal(read_png_u8(ds.painting_dir(rec.id) / token.map.png), expected)
 
 
@@ -198,12 +228,14 @@ def test_the_family_comes_from_the_config():
     assert family_for("qwen3_5_text") is None  # the text-only model has no vision tower
     assert family_for("llama") is None and family_for(None) is None
     assert family_for("internvl").class_name == "InternVLForConditionalGeneration"
+    assert family_for("llava_onevision").class_name == "LlavaOnevisionForConditionalGeneration"
 
 
 def test_the_faithfulness_stage_runs_on_every_familys_paintings(precomputed, tmp_path):
     """The optional faithfulness stage on each family's dataset (InternVL's tiles included:
     tests/test_faithfulness_tiled.py has its details): a map of the record's grid per span with
-    tokens, and the dataset stays valid."""
+    tokens, and the dataset stays valid. LLaVA-OneVision's base image and crops are not built by
+    it yet: its paintings fail there, each with the reason recorded."""
     import shutil
 
     from precompute.stages import faithfulness
@@ -215,6 +247,13 @@ def test_the_faithfulness_stage_runs_on_every_familys_paintings(precomputed, tmp
     faithfulness.configure(parser)
     args = parser.parse_args([str(copy), "--model", str(model_dir), "--device", "cpu", "--dtype", "float32",
                               "--offline", "--max-spans", "1", "--steps", "2", "--methods", "tam-reference,logit"])
+    if family == "llava_onevision":
+        assert faithfulness.run(args) == 1
+        records = list(Dataset(copy).records())
+        assert records and all(any("LLaVA-OneVision's image inputs are not supported" in f.error for f in rec.failures)
+                               for rec in records)
+        assert validate_dataset(copy) == []
+        return
     assert faithfulness.run(args) == 0
     done = 0
     for rec in Dataset(copy).records():

@@ -39,7 +39,8 @@ def test_a_text_only_model_is_refused_by_name(tmp_path):
         load_captioner(str(folder), device="cpu")
     message = str(failure.value)
     assert "is a 'qwen3' model; tamscope's captioner families are " in message
-    for listed in ("Qwen2-VL (qwen2_vl)", "Qwen2.5-VL (qwen2_5_vl)", "Qwen3-VL (qwen3_vl)", "Qwen3.5 (qwen3_5)"):
+    for listed in ("Qwen2-VL (qwen2_vl)", "Qwen2.5-VL (qwen2_5_vl)", "Qwen3-VL (qwen3_vl)", "Qwen3.5 (qwen3_5)",
+                   "InternVL (internvl)", "LLaVA-OneVision (llava_onevision)"):
         assert listed in message
 
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from precompute.families.base import Family
 from precompute.families.internvl import INTERNVL
+from precompute.families.llava_onevision import LLAVA_ONEVISION
 from precompute.families.qwen2_vl import QWEN2_5_VL, QWEN2_VL
 from precompute.families.qwen3_5 import QWEN3_5
 from precompute.families.qwen3_vl import QWEN3_VL
 
-FAMILIES: dict[str, Family] = {f.model_type: f for f in (QWEN2_VL, QWEN2_5_VL, QWEN3_VL, QWEN3_5, INTERNVL)}
+FAMILIES: dict[str, Family] = {f.model_type: f for f in (QWEN2_VL, QWEN2_5_VL, QWEN3_VL, QWEN3_5, INTERNVL,
+                                                          LLAVA_ONEVISION)}
 
 
 def supported() -> str:

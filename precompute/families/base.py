@@ -16,8 +16,8 @@ the TAM engine run unchanged on it:
 - the last-layer states after the final norm and the LM head (`final_norm`, `lm_head`): read by
   hooks while generating and by the TAM engine, wherever the model's layers were placed.
 
-Tiled families (several grids per image: InternVL) also say where each grid lies on the canvas
-(`tiling`, precompute.tiling; precompute.families.internvl).
+Tiled families (several grids per image: InternVL, LLaVA-OneVision) also say where each grid lies
+on the canvas (`tiling`, precompute.tiling; precompute.families.internvl, .llava_onevision).
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ class Family:
         if tok is None:
             return ["its processor has no tokenizer"]
         vocab = tok.get_vocab()  # added tokens included
-        needed = [self.tokens[r] for r in ("turn_start", "turn_end", "image_start", "image_end", "image")]
+        needed = [self.tokens[r] for r in ("turn_start", "turn_end", "image_start", "image_end", "image")
+                  if r in self.tokens]  # LLaVA-OneVision's image run has no start and end tokens
         lacking = [t for t in needed if t not in vocab]
         found = [f"its tokenizer lacks {', '.join(lacking)}"] if lacking else []
         split = [t for t in needed if t in vocab and tok.encode(t, add_special_tokens=False) != [vocab[t]]]

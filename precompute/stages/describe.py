@@ -96,7 +96,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, help="folder of paintings (+ optional annotations.json/csv)")
     parser.add_argument("dataset", type=Path, help="dataset folder to write into (created or resumed)")
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help="captioner hub id or local folder: Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5, InternVL (docs/models.md)")
+                        help="captioner hub id or local folder: Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5, InternVL, "
+                             "LLaVA-OneVision (docs/models.md)")
     add_model_options(parser)
     parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="the captioning prompt (the paper's)")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="caption length limit in tokens")

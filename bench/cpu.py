@@ -218,7 +218,7 @@ def build(cls, cfg, dtype, results: dict, key: str, need_bytes: float):
 # captioner_config (internvl_config, qwen3_5_config)
 SMALLEST = {"qwen2_vl": "Qwen/Qwen2-VL-2B-Instruct", "qwen2_5_vl": "Qwen/Qwen2.5-VL-3B-Instruct",
             "qwen3_vl": "Qwen/Qwen3-VL-2B-Instruct", "qwen3_5": "Qwen/Qwen3.5-0.8B",
-            "internvl": "OpenGVLab/InternVL3-1B-hf"}
+            "internvl": "OpenGVLab/InternVL3-1B-hf", "llava_onevision": "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"}
 
 
 def captioner_parts(family: str, tiny: bool):
@@ -236,6 +236,18 @@ def captioner_parts(family: str, tiny: bool):
         if tiny:
             return tok, tiny_internvl_config(tok, TINY_TILE), internvl_processor(tok, TINY_TILE)
         return tok, captioner_config(tok, False, family), internvl_processor(tok)
+    if family == "llava_onevision":
+        from precompute.tiny.llava_onevision import (
+            TINY_CROP,
+            llava_onevision_processor,
+            llava_onevision_tokenizer,
+            tiny_llava_onevision_config,
+        )
+
+        tok = llava_onevision_tokenizer()
+        if tiny:
+            return tok, tiny_llava_onevision_config(tok, TINY_CROP), llava_onevision_processor(tok, TINY_CROP)
+        return tok, llava_onevision_config(tok), llava_onevision_processor(tok)
     if family == "qwen3_5":
         from precompute.tiny.qwen3_5 import qwen3_5_processor, tiny_qwen3_5_config
         from precompute.tiny.qwen3_5_tokenizer import VOCAB_SIZE, qwen3_5_tokenizer
@@ -338,6 +350,34 @@ def internvl_config(tok):
         image_token_id=ids["<IMG_CONTEXT>"], image_seq_length=256, downsample_ratio=0.5,
         projector_hidden_act="gelu", vision_feature_layer=-1, vision_feature_select_strategy="default",
         tie_word_embeddings=False)
+
+
+def llava_onevision_config(tok):
+    """llava-hf/llava-onevision-qwen2-0.5b-ov-hf (0.89 B parameters): SigLIP-so400m cut to 26
+    layers (1152 wide, 16 heads, MLP 4304, 384-px crops of 14-px patches: 27 x 27 tokens; the
+    sizes transformers' LlavaOnevisionConfig gives its vision tower by default), a 2-layer GELU
+    projector, and Qwen2-0.5B-Instruct (24 layers of 896, 14 heads, 2 KV heads, MLP 4864, the head
+    tied to the embedding) with the embedding padded to 152,000 rows by the conversion script
+    (precompute/tiny/llava_onevision.py). Not read from the hub's config.json (not on this
+    machine); the total matches the checkpoint's published 0.9 B."""
+    from transformers import LlavaOnevisionConfig
+
+    from precompute.tiny.llava_onevision import VOCAB_SIZE, pinpoints
+
+    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", "<image>", "<video>")}
+    return LlavaOnevisionConfig(
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=1152, intermediate_size=4304,
+                           num_hidden_layers=26, num_attention_heads=16, image_size=384, patch_size=14,
+                           hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, vision_use_head=False),
+        text_config=dict(model_type="qwen2", vocab_size=VOCAB_SIZE, hidden_size=896, intermediate_size=4864,
+                         num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2, hidden_act="silu",
+                         max_position_embeddings=32768, rms_norm_eps=1e-6,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1e6}, tie_word_embeddings=True,
+                         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
+                         pad_token_id=ids["<|endoftext|>"]),
+        image_token_index=ids["<image>"], video_token_index=ids["<video>"], vision_feature_select_strategy="full",
+        vision_feature_layer=-1, image_grid_pinpoints=pinpoints(), vision_aspect_ratio="anyres_max_9",
+        projector_hidden_act="gelu", tie_word_embeddings=True)
 
 
 def qwen3_5_config(tok):
@@ -643,10 +683,13 @@ def fmt(s: float) -> str:
     return f"{s:.1f} s" if s < 100 else f"{s:.0f} s"
 
 
-def thumbnail(d: dict) -> str:
+OFF_GRID = {"internvl": "the thumbnail", "llava_onevision": "the base image and the row ends"}
+
+
+def thumbnail(d: dict, family: str = "internvl") -> str:
     """', + 256 of the thumbnail' when the prompt holds more image tokens than the grid has cells."""
     extra = d.get("prompt_image_tokens", d["image_tokens"]) - d["image_tokens"]
-    return f", + {extra} of the thumbnail" if extra else ""
+    return f", + {extra} of {OFF_GRID.get(family, 'no grid')}" if extra else ""
 
 
 def report(results: dict) -> None:
@@ -693,6 +736,9 @@ def report(results: dict) -> None:
           f"{t['reliance_over_two_pass']:.3f}x (target <= 0.55)")
     print(f"lexicon pipeline per painting: {lexicon:.0f} s (target <= 370 s)")
     report_families(r)
+    builds = ", ".join(f"{k} {v['seconds']:.0f} s" for k, v in r["builds"].items())
+    print(f"peak RSS {peak / GIB:.1f} GiB; torch threads {r['threads']}; load average {r['load_start']} at start, "
+          f"{r['load_end']} at end; model builds (random init, not counted): {builds}")
 
 
 def report_families(r: dict) -> None:
@@ -700,12 +746,9 @@ def report_families(r: dict) -> None:
         fd, fr = f["describe"], f["reliance"]
         print(f"{family:<10} {f['checkpoint']}: {f['builds']['captioner']['params'] / 1e9:.2f} B params, grid "
               f"{fd['grid'][0]}x{fd['grid'][1]} ({fd['image_tokens']} vision tokens"
-              f"{thumbnail(fd)}): describe {fd['seconds']:8.1f} "
+              f"{thumbnail(fd, family)}): describe {fd['seconds']:8.1f} "
               f"(vision {fmt(fd['vision'])}, prefill {fmt(fd['lm_prefill'])}, {fd['n_tokens']} tokens x "
               f"{fd['per_token']:.2f} s, tam {fmt(fd['tam'])}), reliance {fr['seconds']:8.1f}")
-    builds = ", ".join(f"{k} {v['seconds']:.0f} s" for k, v in r["builds"].items())
-    print(f"peak RSS {peak / GIB:.1f} GiB; torch threads {r['threads']}; load average {r['load_start']} at start, "
-          f"{r['load_end']} at end; model builds (random init, not counted): {builds}")
 
 
 def default_pipeline(args, work: Path, results: dict) -> None:

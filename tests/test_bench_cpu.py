@@ -52,9 +52,9 @@ def test_tiny_run_times_the_other_captioner_families(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = json.loads(out.read_text())
     assert "describe" not in results and "spans" not in results and "total:" not in done.stdout  # families only
-    assert set(results["families"]) == {"qwen2_5_vl", "qwen3_vl", "qwen3_5", "internvl"}
-    for family in ("qwen2_5_vl", "qwen3_vl", "qwen3_5", "internvl"):
-        assert re.search(rf"^{family}\s+(Qwen|OpenGVLab)/\S+: .*describe\s+\d+\.\d.*reliance\s+\d+\.\d",
+    assert set(results["families"]) == {"qwen2_5_vl", "qwen3_vl", "qwen3_5", "internvl", "llava_onevision"}
+    for family in ("qwen2_5_vl", "qwen3_vl", "qwen3_5", "internvl", "llava_onevision"):
+        assert re.search(rf"^{family}\s+(Qwen|OpenGVLab|llava-hf)/\S+: .*describe\s+\d+\.\d.*reliance\s+\d+\.\d",
                          done.stdout, re.M), family
         timed = results["families"][family]
         assert timed["describe"]["vision_passes"] == 1 and timed["reliance"]["logp_image_from"] == "describe"
@@ -66,6 +66,10 @@ def test_tiny_run_times_the_other_captioner_families(tmp_path):
     internvl = results["families"]["internvl"]["describe"]
     assert internvl["grid"] == [3 * 4, 4 * 4] and internvl["prompt_image_tokens"] == 12 * 16 + 16
     assert re.search(r"^internvl .*\(192 vision tokens, \+ 16 of the thumbnail\)", done.stdout, re.M)
+    # the tiny LLaVA-OneVision's 60-px crops (4 x 4 tokens): a 4:3 painting is 3 x 2 crops (the layout of at
+    # most 10 crops nearest its shape), and the prompt holds the 4 x 4 base grid and a newline per grid row
+    llava = results["families"]["llava_onevision"]["describe"]
+    assert llava["grid"] == [2 * 4, 3 * 4] and llava["prompt_image_tokens"] == 16 + 8 * (12 + 1)
     for family in ("qwen2_5_vl", "qwen3_vl", "qwen3_5"):
         assert results["families"][family]["describe"]["prompt_image_tokens"] == \
             results["families"][family]["describe"]["image_tokens"]
@@ -78,14 +82,15 @@ def test_the_real_size_configs_have_the_published_sizes():
     """SMALLEST's new rows, built on the meta device (no memory, no weights): InternVL3-1B-hf has
     0.94 B parameters (its model card; a head tied to the embedding would give 0.80 B), Qwen3.5-0.8B
     0.8-0.9 B (0.8 B on its card, 0.9 B with the multi-token-prediction layer transformers does not
-    build), and each family's image token is its tokenizer's."""
+    build), LLaVA-OneVision-0.5B 0.89 B (SigLIP's 0.40 B + Qwen2-0.5B's 0.49 B, tied head), and each
+    family's image token is its tokenizer's."""
     import torch
 
     from bench.cpu import captioner_parts
     from precompute.families import FAMILIES
 
     sizes = {}
-    for family in ("internvl", "qwen3_5"):
+    for family in ("internvl", "qwen3_5", "llava_onevision"):
         tok, cfg, proc = captioner_parts(family, tiny=False)
         assert cfg.model_type == family
         assert tok.convert_ids_to_tokens(cfg.image_token_id) == FAMILIES[family].tokens["image"]
@@ -94,3 +99,4 @@ def test_the_real_size_configs_have_the_published_sizes():
         sizes[family] = sum(p.numel() for p in model.parameters())
     assert abs(sizes["internvl"] / 0.94e9 - 1) < 0.01, sizes
     assert 0.8e9 <= sizes["qwen3_5"] <= 0.9e9, sizes
+    assert abs(sizes["llava_onevision"] / 0.89e9 - 1) < 0.02, sizes  # "0.9B" on its card: SigLIP 0.4 + Qwen2 0.49

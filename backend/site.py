@@ -46,7 +46,12 @@ sibling folder and renamed into place.
 
 Checks: a dataset of up to FULL_CHECK_MAX paintings is validated whole (`tamscope validate`);
 a larger one by its index (records that do not parse) and by every file it names existing,
-because opening every image of 100,000 paintings takes longer than the export itself.
+because opening every image of 100,000 paintings takes longer than the export itself. The
+paintings are exported one at a time (its record read, its files checked and linked, its page
+written), so memory does not grow with the dataset (100,000 records held at once took 20 GB); a
+file that fails its check then stops the export part-way: a first export leaves OUT_DIR as it
+was (the temporary folder is removed), an update in place has not rewritten its marker yet, so
+the next run redoes it.
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ from pathlib import Path, PurePosixPath
 
 from backend import FRONTEND, shell
 from backend.http import CSP as SERVER_CSP
-from backend.site_pages import SiteDataset, page_name, render_pages
+from backend.site_pages import Pages, SiteDataset, page_name
 from backend.site_search import search_files
 from contract.commit import link_or_copy
 from contract.index import IndexUnavailable, ensure_index
@@ -186,49 +191,55 @@ def build_assets(frontend: Path) -> tuple[dict[str, str], dict[str, bytes]]:
     return names, out
 
 
-def dataset_files(root: Path) -> tuple[DatasetManifest, dict[str, PaintingRecord], list[tuple[str, Path]]]:
-    """The manifest, the records, and every file of the dataset the explorer reads as (path
-    relative to the dataset, source)."""
-    manifest = DatasetManifest.model_validate_json((root / MANIFEST).read_bytes())
-    wanted: list[tuple[str, Path]] = [(MANIFEST, root / MANIFEST)]
-    records: dict[str, PaintingRecord] = {}
-    plain_dirs: set[str] = set()  # folders checked to be real folders, not links
-    if (root / STATS).is_file():
-        wanted.append((STATS, root / STATS))
-    for summary in manifest.paintings:
-        folder = root / PAINTINGS / summary.id
-        record = records[summary.id] = PaintingRecord.model_validate_json((folder / RECORD).read_bytes())
-        rels = [RECORD]
-        rels += [ref.path for ref in (record.canvas, record.thumb) if ref]
-        rels += [t.map.png for t in record.tokens if t.map]
-        rels += [s.map.png for s in record.spans if s.map]
-        rels += [s.sam.mask for s in record.spans if s.sam and s.sam.mask]
-        rels += [m.map.png for s in record.spans if s.faithfulness for m in s.faithfulness.methods.values()]
-        for rel in dict.fromkeys(rels):
-            # never export what lies outside: paths in records have no ".." (contract.schema), so
-            # only a symbolic link leads out; every component is checked once (lstat, no resolve:
-            # that is a system call per component per file, minutes at 100,000 paintings)
-            base = str(folder)
-            pieces = rel.split("/")
-            for k in range(len(pieces)):  # the painting folder and each folder on the way (strings: pathlib
-                part = "/".join([base, *pieces[:k]])  # objects cost more than the checks at this scale)
-                if part not in plain_dirs:
-                    try:
-                        dir_mode = os.lstat(part).st_mode
-                    except FileNotFoundError:
-                        dir_mode = 0
-                    if not stat.S_ISDIR(dir_mode):
-                        raise ExportError(f"{folder}/{RECORD} names {rel}, outside the painting folder or missing")
-                    plain_dirs.add(part)
-            src = folder / rel
-            try:
-                mode = os.lstat(f"{base}/{rel}").st_mode
-            except FileNotFoundError:
-                raise ExportError(f"{folder}/{RECORD} names {rel}, which does not exist") from None
-            if not stat.S_ISREG(mode):
-                raise ExportError(f"{folder}/{RECORD} names {rel}, which is a link or not a file")
-            wanted.append((f"{PAINTINGS}/{summary.id}/{rel}", src))
-    return manifest, records, wanted
+def top_files(root: Path) -> list[tuple[str, Path]]:
+    """The dataset's own files the explorer reads (manifest, statistics) as (path relative to the
+    dataset, source)."""
+    return [(MANIFEST, root / MANIFEST)] + ([(STATS, root / STATS)] if (root / STATS).is_file() else [])
+
+
+def painting_files(root: Path, record: PaintingRecord, plain_dirs: set[str]) -> list[tuple[str, Path]]:
+    """Every file of one painting the explorer reads, as (path relative to the dataset, source),
+    each checked to be a regular file inside the painting's folder. `plain_dirs`: folders
+    already checked (shared across paintings, so each is checked once)."""
+    folder = root / PAINTINGS / record.id
+    rels = [RECORD]
+    rels += [ref.path for ref in (record.canvas, record.thumb) if ref]
+    rels += [t.map.png for t in record.tokens if t.map]
+    rels += [s.map.png for s in record.spans if s.map]
+    rels += [s.sam.mask for s in record.spans if s.sam and s.sam.mask]
+    rels += [m.map.png for s in record.spans if s.faithfulness for m in s.faithfulness.methods.values()]
+    files = []
+    for rel in dict.fromkeys(rels):
+        # never export what lies outside: paths in records have no ".." (contract.schema), so
+        # only a symbolic link leads out; every component is checked once (lstat, no resolve:
+        # that is a system call per component per file, minutes at 100,000 paintings)
+        base = str(folder)
+        pieces = rel.split("/")
+        for k in range(len(pieces)):  # the painting folder and each folder on the way (strings: pathlib
+            part = "/".join([base, *pieces[:k]])  # objects cost more than the checks at this scale)
+            if part not in plain_dirs:
+                try:
+                    dir_mode = os.lstat(part).st_mode
+                except FileNotFoundError:
+                    dir_mode = 0
+                if not stat.S_ISDIR(dir_mode):
+                    raise ExportError(f"{folder}/{RECORD} names {rel}, outside the painting folder or missing")
+                plain_dirs.add(part)
+        try:
+            mode = os.lstat(f"{base}/{rel}").st_mode
+        except FileNotFoundError:
+            raise ExportError(f"{folder}/{RECORD} names {rel}, which does not exist") from None
+        if not stat.S_ISREG(mode):
+            raise ExportError(f"{folder}/{RECORD} names {rel}, which is a link or not a file")
+        files.append((f"{PAINTINGS}/{record.id}/{rel}", folder / rel))
+    return files
+
+
+def read_painting(source: SiteDataset, pid: str) -> PaintingRecord:
+    try:
+        return source.record(pid)
+    except (OSError, ValueError) as exc:  # changed under the export: validated moments ago
+        raise ExportError(f"{source.root / PAINTINGS / pid / RECORD} cannot be read: {exc}"[:500]) from None
 
 
 def _group(rel: str) -> str:
@@ -292,9 +303,8 @@ def read_source(dataset: Path, ds_id: str | None) -> SiteDataset:
     if violations:
         lines = "\n  ".join(str(v) for v in violations[:20])
         raise ExportError(f"dataset {dataset} is invalid (`tamscope validate` lists everything):\n  {lines}")
-    ds_id = source_id(dataset, ds_id)
-    manifest, records, files = dataset_files(dataset)
-    return SiteDataset(ds_id, dataset, manifest, records, files, opened.version)
+    manifest = DatasetManifest.model_validate_json((dataset / MANIFEST).read_bytes())
+    return SiteDataset(source_id(dataset, ds_id), dataset, manifest, opened.version)
 
 
 def _previous(out: Path) -> dict:
@@ -365,7 +375,7 @@ def export_site(datasets: Path | list[Path], out: Path, ds_id: str | None = None
                        shell.environment(frontend), static, site_url)
     same = {s.id for s in sources if previous.get("datasets", {}).get(s.id) == s.version and s.version}
     reuse_pages = same if previous.get("pages") == pages_key else set()
-    pages = render_pages(shell.environment(frontend), static, META_CSP, sources, site_url, skip=reuse_pages)
+    pages = Pages(shell.environment(frontend), static, META_CSP, sources, site_url)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -382,12 +392,13 @@ def export_site(datasets: Path | list[Path], out: Path, ds_id: str | None = None
 
         for rel, body in assets.items():
             write(f"static/{rel}", body)
-        for rel, body in pages.items():
-            write(rel, body)
+        write("index.html", pages.front())
         write("config.json", config_bytes)
         made: set[str] = set()  # folders created so far (one mkdir per folder, not per file)
-        for source in sources:
-            for rel, src in source.files:
+        checked: set[str] = set()  # painting folders checked to be real folders (painting_files)
+
+        def put_files(source: SiteDataset, files: list[tuple[str, Path]]) -> None:
+            for rel, src in files:
                 target = f"{tmp}/data/{source.id}/{rel}"
                 folder = target.rsplit("/", 1)[0]
                 if folder not in made:
@@ -395,6 +406,20 @@ def export_site(datasets: Path | list[Path], out: Path, ds_id: str | None = None
                     made.add(folder)
                 link_or_copy(src, target)
                 written.append(f"data/{source.id}/{rel}")
+
+        for source in sources:
+            put_files(source, top_files(source.root))
+            for pid in source.paintings:  # one record in memory at a time: its files, then its page
+                record = read_painting(source, pid)
+                put_files(source, painting_files(source.root, record, checked))
+                name = page_name(source.id, pid)
+                if source.id not in reuse_pages:
+                    write(name, pages.painting(source, record))
+                elif not (out / name).is_file():
+                    raise ExportError(f"the previous export in {out} lacks {name}: export with --force into a new folder")
+                else:
+                    link_or_copy(out / name, tmp / name)
+                    written.append(name)
             old_search = out / "data" / source.id / "search"
             if source.id in same and (old_search / "meta.json").is_file():  # unchanged: the last export's
                 for path in sorted(old_search.rglob("*.json")):
@@ -405,12 +430,6 @@ def export_site(datasets: Path | list[Path], out: Path, ds_id: str | None = None
             else:
                 for rel, body in search_files(source.root).items():
                     write(f"data/{source.id}/search/{rel}", body)
-            for pid in source.records if source.id in reuse_pages else ():
-                name = page_name(source.id, pid)
-                if not (out / name).is_file():
-                    raise ExportError(f"the previous export in {out} lacks {name}: export with --force into a new folder")
-                link_or_copy(out / name, tmp / name)
-                written.append(name)
         write(".nojekyll", b"")
         write(MARKER, _marker(sources, identities, pages_key))
         for rel in written:
@@ -471,6 +490,7 @@ def _update(out: Path, sources: list[SiteDataset], identities: dict[str, dict[st
     """Bring a previous export of the same datasets up to date in place (see the module doc)."""
     report = Report(out, how="updated in place")
     report.removed = _prune_top(out, identities)
+    pages = Pages(env, static, META_CSP, sources, site_url)
 
     def put(rel: str, body: bytes) -> None:
         target = out / rel
@@ -522,28 +542,28 @@ def _update(out: Path, sources: list[SiteDataset], identities: dict[str, dict[st
         for pid in set(before) - set(now):  # no longer in the dataset
             remove(base / PAINTINGS / pid)
             remove(out / page_name(source.id, pid))
+        checked: set[str] = set()
+        for pid in source.paintings:  # manifest order; one record in memory at a time
+            if pid not in only[source.id]:
+                continue
+            record = read_painting(source, pid)
+            if pid in changed:
+                files = painting_files(source.root, record, checked)
+                for rel, src in files:
+                    put_file(f"data/{source.id}/{rel}", src)
+                prune(base / PAINTINGS / pid, {base / rel for rel, _ in files})
+            put(page_name(source.id, pid), pages.painting(source, record))
         if unchanged:
             continue
-        by_painting: dict[str, list[tuple[str, Path]]] = {}
-        for rel, src in source.files:
-            parts = rel.split("/", 2)
-            if parts[0] == PAINTINGS:
-                by_painting.setdefault(parts[1], []).append((rel, src))
-            else:
-                put_file(f"data/{source.id}/{rel}", src)
+        for rel, src in top_files(source.root):
+            put_file(f"data/{source.id}/{rel}", src)
         if not (source.root / STATS).is_file():
             remove(base / STATS)
-        for pid in changed:
-            files = by_painting.get(pid, [])
-            for rel, src in files:
-                put_file(f"data/{source.id}/{rel}", src)
-            prune(base / PAINTINGS / pid, {base / rel for rel, _ in files})
         search = search_files(source.root)
         for rel, body in search.items():
             put(f"data/{source.id}/search/{rel}", body)
         prune(base / "search", {base / "search" / rel for rel in search})
-    for rel, body in render_pages(env, static, META_CSP, sources, site_url, only=only).items():
-        put(rel, body)
+    put("index.html", pages.front())
     put("config.json", config_bytes)
     put(".nojekyll", b"")
     put(MARKER, _marker(sources, identities, pages_key))  # last: an interrupted update is redone

@@ -22,6 +22,7 @@ from jinja2 import Environment
 
 from backend import shell
 from contract.schema import DatasetManifest, PaintingRecord
+from contract.store import PAINTINGS, RECORD
 
 DESCRIPTION_CHARS = 200  # what previews show of a caption
 FRONT_PAGE_CARDS = 1000  # paintings listed on the front page per dataset (its HTML stays small at 100,000)
@@ -34,14 +35,22 @@ def page_name(dataset: str, painting: str) -> str:
 
 @dataclass
 class SiteDataset:
-    """A dataset as the export reads it (backend/site.py `read_source`)."""
+    """A dataset as the export reads it (backend/site.py `read_source`). Its records are read
+    one at a time when needed (`record`), never held together: 100,000 parsed records filled
+    20 GB."""
 
     id: str  # in URLs: data/<id>/, <id>~<painting>.html
     root: Path
     manifest: DatasetManifest
-    records: dict[str, PaintingRecord]  # painting id -> record, in the manifest's order
-    files: list[tuple[str, Path]]  # (path inside the dataset, source) of every file the explorer reads
     version: str = ""  # the dataset's content version (contract/index.py)
+
+    @property
+    def paintings(self) -> list[str]:
+        """Painting ids, in the manifest's order."""
+        return [p.id for p in self.manifest.paintings]
+
+    def record(self, pid: str) -> PaintingRecord:
+        return PaintingRecord.model_validate_json((self.root / PAINTINGS / pid / RECORD).read_bytes())
 
 
 def _byline(record: PaintingRecord) -> str:
@@ -75,37 +84,38 @@ def painting_page(ds: SiteDataset, record: PaintingRecord, site_url: str | None)
     }
 
 
-def render_pages(env: Environment, static: Callable[[str], str], csp: str, datasets: list[SiteDataset],
-                 site_url: str | None, skip: set[str] = frozenset(),
-                 only: dict[str, set[str]] | None = None) -> dict[str, bytes]:
-    """Relative path -> HTML of the front page and of every painting's page (but those of the
-    datasets in `skip`, which the previous export has: backend/site.py). The front page lists
-    the first FRONT_PAGE_CARDS paintings of each dataset; the explorer pages through the rest.
-    With `only` (dataset id -> painting ids), the paintings' pages are those paintings' alone."""
-    credits = shell.credits(ds.manifest for ds in datasets)
-    common = dict(static=static, csp=csp, attributions=credits)
-    pages: dict[str, bytes] = {}
-    listing = []
-    for ds in datasets:
-        cards = []
-        for k, (pid, record) in enumerate(ds.records.items()):
-            if k >= FRONT_PAGE_CARDS and ds.id in skip:
-                break
-            thumb = record.thumb or record.canvas
-            if k < FRONT_PAGE_CARDS:
+class Pages:
+    """The site's HTML: the front page and each painting's page. `credits`: every exported
+    dataset's attributions, which every page shows."""
+
+    def __init__(self, env: Environment, static: Callable[[str], str], csp: str, datasets: list[SiteDataset],
+                 site_url: str | None):
+        self.env, self.datasets, self.site_url = env, datasets, site_url
+        self.common = dict(static=static, csp=csp, attributions=shell.credits(ds.manifest for ds in datasets))
+
+    def painting(self, ds: SiteDataset, record: PaintingRecord) -> bytes:
+        """The page of one painting, `page_name(ds.id, record.id)`."""
+        return shell.render(self.env, "site-painting.html", label=ds.manifest.label,
+                            page=painting_page(ds, record, self.site_url), **self.common).encode("utf-8")
+
+    def front(self) -> bytes:
+        """index.html: the first FRONT_PAGE_CARDS paintings of each dataset (the explorer pages
+        through the rest)."""
+        listing = []
+        for ds in self.datasets:
+            cards = []
+            for pid in ds.paintings[:FRONT_PAGE_CARDS]:
+                record = ds.record(pid)
+                thumb = record.thumb or record.canvas
                 cards.append({"page": page_name(ds.id, pid), "title": record.annotations.title or pid,
-                          "byline": ", ".join(str(x) for x in (record.annotations.artist, record.annotations.year) if x),
-                          "thumb": {"src": _file(ds, pid, thumb.path), "width": thumb.width, "height": thumb.height}
-                          if thumb else None})
-            if ds.id in skip or (only is not None and pid not in only.get(ds.id, ())):
-                continue
-            html = shell.render(env, "site-painting.html", label=ds.manifest.label,
-                                page=painting_page(ds, record, site_url), **common)
-            pages[page_name(ds.id, pid)] = html.encode("utf-8")
-        listing.append({"id": ds.id, "name": ds.manifest.name, "description": ds.manifest.description,
-                        "label": ds.manifest.label, "paintings": cards, "more": max(0, len(ds.records) - len(cards))})
-    description = ("Where a multimodal LLM looks when it describes a painting: "
-                   + ", ".join(f"{d['name']} ({len(d['paintings']) + d['more']} paintings)" for d in listing))
-    pages["index.html"] = shell.render(env, "site-index.html", datasets=listing, description=description,
-                                       url=site_url, **common).encode("utf-8")
-    return pages
+                              "byline": ", ".join(str(x) for x in (record.annotations.artist, record.annotations.year)
+                                                  if x),
+                              "thumb": {"src": _file(ds, pid, thumb.path), "width": thumb.width, "height": thumb.height}
+                              if thumb else None})
+            listing.append({"id": ds.id, "name": ds.manifest.name, "description": ds.manifest.description,
+                            "label": ds.manifest.label, "paintings": cards,
+                            "more": max(0, len(ds.manifest.paintings) - len(cards))})
+        description = ("Where a multimodal LLM looks when it describes a painting: "
+                       + ", ".join(f"{d['name']} ({len(d['paintings']) + d['more']} paintings)" for d in listing))
+        return shell.render(self.env, "site-index.html", datasets=listing, description=description,
+                            url=self.site_url, **self.common).encode("utf-8")

@@ -78,19 +78,22 @@ def load() -> float:
 def timed(args: list[str], result: dict | None = None, name: str = "") -> tuple[float, float, str]:
     """Seconds and peak RSS (MB) of a tamscope command run as a child process, and its output; with
     RESULT, also its CPU seconds (children included: on a shared machine the wall time depends on
-    the others' load, the CPU time much less) and the load average when it started."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    the others' load, the CPU time much less) and the load average when it started. The peak is
+    this child's own (wait4's rusage), not the largest of every child so far."""
     cpu0, load0 = cpu_seconds(), load()
     t0 = time.perf_counter()
-    done = subprocess.run([PY, "-m", "tamscope.cli", *args], env=env(), capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
+    with tempfile.TemporaryFile() as output:
+        child = subprocess.Popen([PY, "-m", "tamscope.cli", *args], env=env(), stdout=output, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+        seconds = time.perf_counter() - t0
+        output.seek(0)
+        text = output.read().decode(errors="replace")
     if result is not None:
         result[f"{name} CPU s"], result[f"{name} load"] = cpu_seconds() - cpu0, load0
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if done.returncode not in (0, 1):
-        raise RuntimeError(f"tamscope {' '.join(args)} failed: {done.stderr[-2000:]}")
-    # ru_maxrss of children is the largest child so far: report it only when this one raised it
-    return seconds, (peak / 1024 if peak > before else float("nan")), done.stdout + done.stderr
+    if child.returncode not in (0, 1):
+        raise RuntimeError(f"tamscope {' '.join(args)} failed: {text[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024, text
 
 
 class Server:
@@ -300,17 +303,13 @@ def measure(n: int, work: Path, args, browser, result: dict) -> dict:
     server.stop()
     if args.site:
         site = work / f"site-{n}"
-        t0 = time.perf_counter()
-        done = subprocess.run([PY, "-m", "tamscope.cli", "export-site", str(root), str(site)], env=env(),
-                              capture_output=True, text=True)
-        result["export-site s"] = time.perf_counter() - t0
-        if done.returncode != 0:
-            result["export-site error"] = done.stderr[-500:]
+        try:
+            result["export-site s"], result["export-site peak MB"], _ = timed(["export-site", str(root), str(site)],
+                                                                             result, "export-site")
+        except RuntimeError as exc:
+            result["export-site error"] = str(exc)[-500:]
         else:
-            t0 = time.perf_counter()
-            subprocess.run([PY, "-m", "tamscope.cli", "export-site", str(root), str(site)], env=env(),
-                           capture_output=True, text=True, check=True)
-            result["export-site unchanged s"] = time.perf_counter() - t0
+            result["export-site unchanged s"], _, _ = timed(["export-site", str(root), str(site)])
             if browser is not None:
                 with static_server(site) as base:
                     ds = json.loads((site / "config.json").read_text())["datasets"][0]["id"]

@@ -197,11 +197,11 @@ def top_files(root: Path) -> list[tuple[str, Path]]:
     return [(MANIFEST, root / MANIFEST)] + ([(STATS, root / STATS)] if (root / STATS).is_file() else [])
 
 
-def painting_files(root: Path, record: PaintingRecord, plain_dirs: set[str]) -> list[tuple[str, Path]]:
+def painting_files(root: Path, record: PaintingRecord) -> list[tuple[str, Path]]:
     """Every file of one painting the explorer reads, as (path relative to the dataset, source),
-    each checked to be a regular file inside the painting's folder. `plain_dirs`: folders
-    already checked (shared across paintings, so each is checked once)."""
+    each checked to be a regular file inside the painting's folder."""
     folder = root / PAINTINGS / record.id
+    plain_dirs: set[str] = set()  # folders checked to be real folders, not links
     rels = [RECORD]
     rels += [ref.path for ref in (record.canvas, record.thumb) if ref]
     rels += [t.map.png for t in record.tokens if t.map]
@@ -382,22 +382,18 @@ def export_site(datasets: Path | list[Path], out: Path, ds_id: str | None = None
     shutil.rmtree(tmp, ignore_errors=True)
     report = Report(out)
     try:
-        written: list[str] = []
+        def note(rel: str) -> None:  # counted as written (the report), not kept: 7 million paths at 100,000
+            if not rel.startswith("."):
+                report.add(_group(rel), tmp / rel, rel)
 
         def write(rel: str, body: bytes) -> None:
             target = tmp / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(body)
-            written.append(rel)
-
-        for rel, body in assets.items():
-            write(f"static/{rel}", body)
-        write("index.html", pages.front())
-        write("config.json", config_bytes)
-        made: set[str] = set()  # folders created so far (one mkdir per folder, not per file)
-        checked: set[str] = set()  # painting folders checked to be real folders (painting_files)
+            note(rel)
 
         def put_files(source: SiteDataset, files: list[tuple[str, Path]]) -> None:
+            made: set[str] = set()  # folders created (one mkdir per folder, not per file)
             for rel, src in files:
                 target = f"{tmp}/data/{source.id}/{rel}"
                 folder = target.rsplit("/", 1)[0]
@@ -405,13 +401,17 @@ def export_site(datasets: Path | list[Path], out: Path, ds_id: str | None = None
                     os.makedirs(folder, exist_ok=True)
                     made.add(folder)
                 link_or_copy(src, target)
-                written.append(f"data/{source.id}/{rel}")
+                note(f"data/{source.id}/{rel}")
 
+        for rel, body in assets.items():
+            write(f"static/{rel}", body)
+        write("index.html", pages.front())
+        write("config.json", config_bytes)
         for source in sources:
             put_files(source, top_files(source.root))
             for pid in source.paintings:  # one record in memory at a time: its files, then its page
                 record = read_painting(source, pid)
-                put_files(source, painting_files(source.root, record, checked))
+                put_files(source, painting_files(source.root, record))
                 name = page_name(source.id, pid)
                 if source.id not in reuse_pages:
                     write(name, pages.painting(source, record))
@@ -419,22 +419,19 @@ def export_site(datasets: Path | list[Path], out: Path, ds_id: str | None = None
                     raise ExportError(f"the previous export in {out} lacks {name}: export with --force into a new folder")
                 else:
                     link_or_copy(out / name, tmp / name)
-                    written.append(name)
+                    note(name)
             old_search = out / "data" / source.id / "search"
             if source.id in same and (old_search / "meta.json").is_file():  # unchanged: the last export's
                 for path in sorted(old_search.rglob("*.json")):
                     rel = f"data/{source.id}/search/{path.relative_to(old_search).as_posix()}"
                     (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                     link_or_copy(path, tmp / rel)
-                    written.append(rel)
+                    note(rel)
             else:
                 for rel, body in search_files(source.root).items():
                     write(f"data/{source.id}/search/{rel}", body)
         write(".nojekyll", b"")
         write(MARKER, _marker(sources, identities, pages_key))
-        for rel in written:
-            if not rel.startswith("."):
-                report.add(_group(rel), tmp / rel, rel)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -525,6 +522,17 @@ def _update(out: Path, sources: list[SiteDataset], identities: dict[str, dict[st
                 if not path.is_dir() and path not in keep:
                     remove(path)
 
+    def update_painting(source: SiteDataset, pid: str, changed: bool) -> None:
+        """Its page, and with a changed record its files (what it no longer names removed)."""
+        record = read_painting(source, pid)
+        if changed:
+            base = out / "data" / source.id
+            files = painting_files(source.root, record)
+            for rel, src in files:
+                put_file(f"data/{source.id}/{rel}", src)
+            prune(base / PAINTINGS / pid, {base / rel for rel, _ in files})
+        put(page_name(source.id, pid), pages.painting(source, record))
+
     for rel, body in assets.items():
         put(f"static/{rel}", body)
     prune(out / "static", {out / "static" / rel for rel in assets})
@@ -542,17 +550,9 @@ def _update(out: Path, sources: list[SiteDataset], identities: dict[str, dict[st
         for pid in set(before) - set(now):  # no longer in the dataset
             remove(base / PAINTINGS / pid)
             remove(out / page_name(source.id, pid))
-        checked: set[str] = set()
         for pid in source.paintings:  # manifest order; one record in memory at a time
-            if pid not in only[source.id]:
-                continue
-            record = read_painting(source, pid)
-            if pid in changed:
-                files = painting_files(source.root, record, checked)
-                for rel, src in files:
-                    put_file(f"data/{source.id}/{rel}", src)
-                prune(base / PAINTINGS / pid, {base / rel for rel, _ in files})
-            put(page_name(source.id, pid), pages.painting(source, record))
+            if pid in only[source.id]:
+                update_painting(source, pid, pid in changed)
         if unchanged:
             continue
         for rel, src in top_files(source.root):

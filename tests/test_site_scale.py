@@ -174,3 +174,42 @@ def test_changing_one_painting_rewrites_only_what_depends_on_it(tmp_path):
     fresh2 = tmp_path / "fresh2"
     export_site(small, fresh2)
     assert sorted(snapshot(fresh2)) == sorted(snapshot(site))
+
+
+def test_the_export_holds_one_record_at_a_time(tmp_path, monkeypatch):
+    """export-site reads each painting's record when it exports that painting and lets it go
+    (100,000 records held at once took 20 GB): a first export and an update in place never have
+    more than the record being exported and the one before it alive. A missing file named by a
+    record stops the export and leaves the previous export as it was."""
+    import weakref
+
+    from backend.site_pages import SiteDataset
+
+    small = replicate(tmp_path / "small", 24)
+    read, most = SiteDataset.record, [0]
+    alive: list = []
+
+    def watched(self, pid):
+        record = read(self, pid)
+        alive[:] = [r for r in alive if r() is not None] + [weakref.ref(record)]
+        most[0] = max(most[0], len(alive))
+        return record
+
+    monkeypatch.setattr(SiteDataset, "record", watched)
+    site = tmp_path / "site"
+    export_site(small, site)
+    assert most[0] <= 2, most
+    for path in (small / "paintings").glob("*/record.json"):  # every record changed: every painting updated
+        record = orjson.loads(path.read_bytes())
+        record["annotations"]["title"] = f"renamed {record['id']}"
+        atomic_write_bytes(path, orjson.dumps(record))
+    most[0] = 0
+    assert export_site(small, site).how == "updated in place"
+    assert most[0] <= 2, most
+    snap = snapshot(site)
+    victim = next((small / "paintings").glob("*/tokens/3.png"))
+    victim.unlink()
+    with pytest.raises(Exception, match="does not exist|tokens/3.png"):
+        export_site(small, tmp_path / "other")
+    assert not (tmp_path / "other").exists() and not list(tmp_path.glob(".other.tmp-*"))
+    assert snapshot(site) == snap

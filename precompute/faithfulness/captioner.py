@@ -31,8 +31,21 @@ tiles not at all (tests/test_faithfulness_tiled.py; one pass without the clamps 
 up to 9 levels at the sharp edges of a real-size canvas, where bicubic overshoots).
 The map methods then live on the composite grid (the record's grid): the tiles' cells placed as
 describe places them (precompute.tiling.per_tile), the thumbnail's cells left out of the map.
+AnyRes families (LLaVA-OneVision, precompute.families.llava_onevision) take a base image then
+crops: the canvas is already cols x rows crops of the processor's size, a pinpoint it neither
+resizes nor pads, so per image
+
+    images (B, H, W, 3) float in [0, 255]
+      -> [the whole canvas resized to one crop square (no padding to a square first: the
+          processor's `resize` of the original image), the crops in raster order]
+      -> * rescale_factor, (x - mean) / std   -> (B, 1 + crops, 3, crop, crop)
+
+with `image_sizes` (and `batch_num_images`) repeated per image; the base is resized by the same
+uint8 kernel as InternVL's thumbnail (`processor_resize`: < 1 level from the processor's, the
+crops exact, tests/test_faithfulness_llava.py). The maps keep the crops' grid: the base grid
+and the newline after each row are left out (precompute.tiling.per_tile), as describe does.
 Families whose image inputs this module cannot build (neither one merged grid nor a tiling in
-TILED_PIXELS) are refused by `Session.open` with the reason.
+TILED_PIXELS or ANYRES_PIXELS) are refused by `Session.open` with the reason.
 """
 
 from __future__ import annotations
@@ -51,6 +64,10 @@ from precompute.tiling import Tiling, per_tile
 # canvas, which Session.tile_pixel_values builds; other families without `image_grid_thw` are
 # refused by Session.open.
 TILED_PIXELS = ("internvl",)
+# AnyRes families (model_type) whose pixel values are a base image (the whole canvas resized to one
+# crop) then the canvas's crops in raster order, one (1 + crops, 3, crop, crop) block per image,
+# with the image's size beside them; Session.anyres_pixel_values builds them
+ANYRES_PIXELS = ("llava_onevision",)
 
 
 @dataclass
@@ -83,13 +100,19 @@ class Session:
     @classmethod
     def _open_tiled(cls, captioner, canvas, inputs, forced, image_pos, generated) -> Session:
         family = captioner.family
-        if family.model_type not in TILED_PIXELS:
+        if family.model_type not in TILED_PIXELS + ANYRES_PIXELS:
             raise ValueError(f"the faithfulness stage builds the image inputs of one merged vision grid (the Qwen-VL "
-                             f"families) and of {', '.join(TILED_PIXELS)}'s tiles; {family.label}'s image inputs "
+                             f"families), of {', '.join(TILED_PIXELS)}'s tiles and of "
+                             f"{', '.join(ANYRES_PIXELS)}'s base image and crops; {family.label}'s image inputs "
                              f"are not supported by it yet (docs/faithfulness.md)")
         tiling = family.tiling({"canvas_size": canvas.size, "n_image": image_pos.numel()}, captioner.processor)
         return cls(captioner, forced, inputs["input_ids"].shape[1], list(generated), image_pos, tiling.grid,
                    (canvas.height, canvas.width), tiling)
+
+    @property
+    def anyres(self) -> bool:
+        """A family of ANYRES_PIXELS (a base image and crops, `image_sizes` beside them)."""
+        return self.tiling is not None and self.captioner.family.model_type in ANYRES_PIXELS
 
     @property
     def model(self):
@@ -107,7 +130,10 @@ class Session:
     def pixel_values(self, images: torch.Tensor) -> torch.Tensor:
         """(B, H, W, 3) float in [0, 255] -> (B * N_patches, 3 * T * p * p): the processor's
         rescale, normalisation and patchify, in torch (differentiable). Tiled families:
-        (B * tiles, 3, tile, tile), `tile_pixel_values`."""
+        (B * tiles, 3, tile, tile), `tile_pixel_values`; AnyRes families: (B, 1 + crops, 3, crop,
+        crop), `anyres_pixel_values`."""
+        if self.anyres:
+            return self.anyres_pixel_values(images)
         if self.tiling is not None:
             return self.tile_pixel_values(images)
         ip = self.captioner.processor.image_processor
@@ -129,9 +155,6 @@ class Session:
         tiling's order (a placed tile: the canvas's crop under it; the unplaced thumbnail: the whole
         canvas resized to its size as the processor resizes, bicubic with antialias), rescaled and
         normalised (differentiable)."""
-        from torchvision.transforms.v2 import InterpolationMode
-        from torchvision.transforms.v2 import functional as tvF
-
         ip = self.captioner.processor.image_processor
         b, h, w, c = images.shape
         if (h, w) != self.canvas_hw:
@@ -143,12 +166,8 @@ class Session:
         x = images.permute(0, 3, 1, 2)  # (B, C, H, W)
         tiles = []
         for t in self.tiling.tiles:
-            if t.top is None:  # the thumbnail, resized as the processor's uint8 kernel does: the rows
-                # first, clamped to [0, 255] between the passes and after (bicubic overshoots at edges);
-                # not rounded, so gradients flow (the processor rounds: < 1 level apart)
-                resize = functools.partial(tvF.resize, interpolation=InterpolationMode.BICUBIC, antialias=True)
-                rows = resize(x, [h, t.w * cell]).clamp(0, 255)
-                tiles.append(resize(rows, [t.h * cell, t.w * cell]).clamp(0, 255))
+            if t.top is None:  # the thumbnail, resized as the processor's uint8 kernel does
+                tiles.append(processor_resize(x, (t.h * cell, t.w * cell)))
             else:
                 tiles.append(x[:, :, t.top * cell:(t.top + t.h) * cell, t.left * cell:(t.left + t.w) * cell])
         x = torch.stack(tiles, 1)  # (B, tiles, C, tile, tile)
@@ -157,9 +176,33 @@ class Session:
         x = (x * ip.rescale_factor - mean) / std
         return x.reshape(b * len(self.tiling.tiles), c, *x.shape[-2:]).to(self.dtype)
 
+    def anyres_pixel_values(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, 3) float in [0, 255] -> (B, 1 + crops, 3, crop, crop), the processor's layout:
+        each image's base (the whole canvas resized to one crop, not padded to a square first, as
+        the processor's resize does: bicubic with antialias, two clamped passes) then its crops
+        of crop x crop px in raster order (left to right, then down), rescaled and normalised
+        (differentiable). The canvas is a whole number of crops (AnyResFamily.model_image), so
+        the processor's own resize and padding to the pinpoint are the identity."""
+        ip = self.captioner.processor.image_processor
+        b, h, w, c = images.shape
+        if (h, w) != self.canvas_hw:
+            raise ValueError(f"images are {h}x{w}, the canvas {self.canvas_hw[0]}x{self.canvas_hw[1]}")
+        crop, _ = self.captioner.family.crop_shape(self.captioner.processor)
+        rows, cols = h // crop, w // crop
+        if (rows * crop, cols * crop) != (h, w):
+            raise ValueError(f"a {h}x{w} canvas is not a whole number of {crop}-px crops")
+        x = images.permute(0, 3, 1, 2)  # (B, C, H, W)
+        base = processor_resize(x, (crop, crop))[:, None]  # (B, 1, C, crop, crop)
+        crops = x.reshape(b, c, rows, crop, cols, crop).permute(0, 2, 4, 1, 3, 5)  # (B, rows, cols, C, crop, crop)
+        x = torch.cat([base, crops.reshape(b, rows * cols, c, crop, crop)], 1)  # (B, 1 + crops, C, crop, crop)
+        mean = torch.tensor(ip.image_mean, dtype=images.dtype, device=images.device)[:, None, None]
+        std = torch.tensor(ip.image_std, dtype=images.dtype, device=images.device)[:, None, None]
+        return ((x * ip.rescale_factor - mean) / std).to(self.dtype)
+
     def on_grid(self, values):
         """(B, N) values of the image tokens -> (B, gh, gw) on the stored grid: one merged grid
-        reshaped; tiles placed on the composite grid, the thumbnail's values left out."""
+        reshaped; tiles placed on the composite grid, the thumbnail's values left out (LLaVA-OneVision:
+        the crops' grid kept, the base's and the row newlines' values left out)."""
         if self.tiling is None:
             return values.reshape(values.shape[0], *self.grid)
         return per_tile(values, self.tiling)
@@ -171,6 +214,10 @@ class Session:
               if k in ("input_ids", "attention_mask", "mm_token_type_ids")}
         if self.tiling is None:
             kw["image_grid_thw"] = self.forced["image_grid_thw"].repeat(b, 1)
+        if self.anyres:  # each row one image of the canvas's size: the model's crop count comes from it
+            kw["image_sizes"] = self.forced["image_sizes"].repeat(b, 1)
+            if "batch_num_images" in self.forced:
+                kw["batch_num_images"] = self.forced["batch_num_images"].repeat(b)
         kw["pixel_values"] = self.pixel_values(images.to(self.device))
         return kw
 
@@ -224,6 +271,19 @@ class Session:
         """A differentiable scorer for iGOS++: (B, H, W, 3) tensor -> (B,) sum of the tokens' log P."""
         tokens = list(tokens)
         return lambda images: self.token_logprobs(images, tokens).sum(-1)
+
+
+def processor_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, C, H, W) float in [0, 255] -> (B, C, *size), as the processors' torchvision resize of a
+    uint8 image (bicubic with antialias): the rows first (the width), then the columns, each pass
+    clamped to [0, 255] (bicubic overshoots at sharp edges); not rounded, so gradients flow (the
+    processor rounds each pass to uint8: the two differ by less than one 8-bit level)."""
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as tvF
+
+    resize = functools.partial(tvF.resize, interpolation=InterpolationMode.BICUBIC, antialias=True)
+    rows = resize(x, [x.shape[-2], size[1]]).clamp(0, 255)
+    return resize(rows, list(size)).clamp(0, 255)
 
 
 def as_float(image) -> np.ndarray:

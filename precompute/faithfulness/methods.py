@@ -193,19 +193,28 @@ class Painting:
 
     def _tiled_gradient_map(self, tokens: list[int], kw: dict) -> np.ndarray:
         """The gradient map of a tiled family: the projector's output for every tile (the
-        thumbnail's included) as the image embeddings, their cells placed on the composite grid."""
+        thumbnail's included; LLaVA-OneVision: the base's and the row newlines' too) as the image
+        embeddings, their cells placed on the composite grid (Session.on_grid)."""
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
         s = self.session
         config = s.model.config
         with torch.no_grad():
-            out = s.model.model.get_image_features(s.forced["pixel_values"],
-                                                   vision_feature_layer=config.vision_feature_layer,
-                                                   vision_feature_select_strategy=config.vision_feature_select_strategy,
-                                                   return_dict=True).pooler_output  # (tiles, tokens per tile, D)
+            if s.anyres:  # LLaVA-OneVision: one (N, D) run per image, base, crops and row newlines packed
+                out = torch.cat(s.model.model.get_image_features(
+                    s.forced["pixel_values"], s.forced["image_sizes"], vision_feature_layer=config.vision_feature_layer,
+                    vision_feature_select_strategy=config.vision_feature_select_strategy,
+                    vision_aspect_ratio=config.vision_aspect_ratio, batch_num_images=s.forced.get("batch_num_images"),
+                    return_dict=True).pooler_output)
+            else:
+                out = s.model.model.get_image_features(s.forced["pixel_values"],
+                                                       vision_feature_layer=config.vision_feature_layer,
+                                                       vision_feature_select_strategy=config.vision_feature_select_strategy,
+                                                       return_dict=True).pooler_output  # (tiles, tokens per tile, D)
         features = out.reshape(-1, out.shape[-1]).detach().requires_grad_(True)  # (N, D), token order
         with torch.enable_grad():
-            encoded = {"image": BaseModelOutputWithPooling(pooler_output=features)}
+            # LLaVA-OneVision's forward concatenates a list of per-image features, InternVL's takes the tensor
+            encoded = {"image": BaseModelOutputWithPooling(pooler_output=(features,) if s.anyres else features)}
             score = s.logprobs_of(kw, tokens, mm_encoder_outputs=encoded).sum()
             (grad,) = torch.autograd.grad(score, features)
         values = (grad * features).sum(-1).detach().double().cpu().numpy()  # (N,)

@@ -52,3 +52,36 @@ def with_faithfulness(root):
 
     stats.run(argparse.Namespace(dataset=root, json=False))
     return root
+
+
+def hand_spanned(model_dir, work, max_new_tokens: int, span_tokens=((1, 2, 3), (5,))):
+    """A dataset for the faithfulness stage's tests: two smoke paintings described (float64) by
+    the tiny captioner in MODEL_DIR, with reliance, and spans placed on tokens by hand (a random-
+    weight captioner's words are noise: no classifier finds them): span i covers SPAN_TOKENS[i],
+    CVO first, STYLE after. WORK: an empty folder; returns the dataset's folder."""
+    from pathlib import Path
+
+    from contract.schema import Category, Span
+    from precompute.runner import stamp
+    from precompute.smoke import write_smoke_paintings
+    from precompute.stages import describe, reliance
+    from testkit.harness import stage_args
+
+    work = Path(work)
+    paintings = write_smoke_paintings(work / "paintings")
+    for extra in ("portrait-in-blue.png", "village-under-stars.png"):
+        (paintings / extra).unlink()
+    out = work / "ds"
+    common = ["--model", str(model_dir), "--device", "cpu", "--dtype", "float64"]
+    assert describe.run(stage_args(describe, [paintings, out, "--max-new-tokens", str(max_new_tokens), *common])) == 0
+    assert reliance.run(stage_args(reliance, [out, *common])) == 0
+    ds = Dataset(out)
+    for record in ds.records():
+        spans = []
+        for index, tokens in enumerate(span_tokens):
+            start, end = record.tokens[tokens[0]].start, record.tokens[tokens[-1]].end
+            spans.append(Span(index=index, text=record.caption[start:end], start=start, end=end, match="exact",
+                              category=Category.CVO if index == 0 else Category.STYLE, tokens=list(tokens)))
+        record.spans = spans
+        commit_painting(ds, stamp(record, "spans", {"model": "by-hand"}))
+    return out

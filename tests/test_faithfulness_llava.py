@@ -15,16 +15,14 @@ import pytest
 import torch
 from PIL import Image
 
-from contract.commit import commit_painting
-from contract.schema import Category, Span
 from contract.store import Dataset, read_png_u8
 from contract.validate import validate_dataset
 from precompute.faithfulness.captioner import Session
 from precompute.faithfulness.igos import IgosSettings
 from precompute.faithfulness.methods import METHODS, Painting, last_layer_attention
 from precompute.models import load_captioner
-from precompute.runner import stamp
 from precompute.stages import describe, faithfulness, reliance
+from testkit.fixture_faithfulness import hand_spanned
 from testkit.harness import stage_args
 
 torch.set_num_threads(1)
@@ -43,25 +41,7 @@ def tiny_llava_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def spanned(tiny_llava_dir, tmp_path_factory):
     """Two described paintings (float64) with reliance and two spans placed on tokens by hand."""
-    from precompute.smoke import write_smoke_paintings
-
-    paintings = write_smoke_paintings(tmp_path_factory.mktemp("paintings"))
-    for extra in ("portrait-in-blue.png", "village-under-stars.png"):
-        (paintings / extra).unlink()
-    out = tmp_path_factory.mktemp("ds") / "ds"
-    common = ["--model", str(tiny_llava_dir), "--device", "cpu", "--dtype", "float64"]
-    assert describe.run(stage_args(describe, [paintings, out, "--max-new-tokens", "8", *common])) == 0
-    assert reliance.run(stage_args(reliance, [out, *common])) == 0
-    ds = Dataset(out)
-    for record in ds.records():
-        spans = []
-        for index, tokens in enumerate(([1, 2, 3], [5])):
-            start, end = record.tokens[tokens[0]].start, record.tokens[tokens[-1]].end
-            spans.append(Span(index=index, text=record.caption[start:end], start=start, end=end, match="exact",
-                              category=Category.CVO if index == 0 else Category.STYLE, tokens=tokens))
-        record.spans = spans
-        commit_painting(ds, stamp(record, "spans", {"model": "by-hand"}))
-    return out
+    return hand_spanned(tiny_llava_dir, tmp_path_factory.mktemp("spanned"), max_new_tokens=8)
 
 
 @pytest.fixture(scope="module")

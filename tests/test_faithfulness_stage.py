@@ -13,11 +13,10 @@ import pytest
 import torch
 
 from contract.commit import commit_painting
-from contract.schema import Category, Span
 from contract.store import Dataset, read_png_u8
 from contract.validate import validate_dataset
-from precompute.runner import stamp
-from precompute.stages import describe, faithfulness, reliance
+from precompute.stages import faithfulness, reliance
+from testkit.fixture_faithfulness import hand_spanned
 from testkit.harness import stage_args
 
 torch.set_num_threads(1)
@@ -28,27 +27,8 @@ FAST = ["--device", "cpu", "--steps", "4", "--igos-iterations", "1", "--igos-ig-
 
 @pytest.fixture(scope="module")
 def spanned(tiny_qwen2vl_dir, tmp_path_factory):
-    """Two described paintings with reliance, and two hand-made spans each (a random-weight
-    captioner's words are noise: the spans are placed on tokens, not found by a classifier)."""
-    from precompute.smoke import write_smoke_paintings
-
-    paintings = write_smoke_paintings(tmp_path_factory.mktemp("paintings"))
-    for extra in ("portrait-in-blue.png", "village-under-stars.png"):
-        (paintings / extra).unlink()
-    out = tmp_path_factory.mktemp("ds") / "ds"
-    common = ["--model", tiny_qwen2vl_dir, "--device", "cpu", "--dtype", "float64"]
-    assert describe.run(stage_args(describe, [paintings, out, "--max-new-tokens", "10", *common])) == 0
-    assert reliance.run(stage_args(reliance, [out, *common])) == 0
-    ds = Dataset(out)
-    for record in ds.records():
-        spans = []
-        for index, tokens in enumerate(([1, 2, 3], [6])):
-            start, end = record.tokens[tokens[0]].start, record.tokens[tokens[-1]].end
-            spans.append(Span(index=index, text=record.caption[start:end], start=start, end=end, match="exact",
-                              category=Category.CVO if index == 0 else Category.STYLE, tokens=tokens))
-        record.spans = spans
-        commit_painting(ds, stamp(record, "spans", {"model": "by-hand"}))
-    return out
+    """Two described paintings (float64) with reliance and two spans placed on tokens by hand."""
+    return hand_spanned(tiny_qwen2vl_dir, tmp_path_factory.mktemp("spanned"), max_new_tokens=10, span_tokens=([1, 2, 3], [6]))
 
 
 def test_stage_writes_maps_and_curves_and_resumes(spanned, tmp_path, capsys):

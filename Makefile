@@ -129,7 +129,7 @@ bench-live: setup ## serve --live on the tiny models: upload to first streamed t
 	$(BIN)/python -m bench.live
 
 # not part of `bench`: it builds the real-size models (up to 17 GB of RAM) and takes ~15 min on 2 cores
-bench-cpu: setup ## CPU time per painting of every stage, real model architectures with random weights, and describe + reliance on the smallest Qwen2.5-VL and Qwen3-VL (slow: about 40 min on 2 cores, 17 GB RAM)
+bench-cpu: setup ## CPU time per painting of every stage, real model architectures with random weights, and describe + reliance on the smallest Qwen2.5-VL, Qwen3-VL, Qwen3.5, InternVL and LLaVA-OneVision (slow: about 60 min on 2 cores, 17 GB RAM)
 	$(BIN)/python -m bench.cpu --families all --json build/bench-cpu.json
 
 bench-faithfulness: setup ## cost of the faithfulness stage per span on real Qwen2-VL-2B (random weights; ~10 GB RAM, under /tmp/bench-cpu.lock)
